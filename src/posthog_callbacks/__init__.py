@@ -1,0 +1,1 @@
+"""LLM observability for LangChain and LlamaIndex in PostHog."""
