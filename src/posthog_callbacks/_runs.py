@@ -29,7 +29,7 @@ class RunTable(Generic[K]):
             is returned to the caller to be closed as an error.
     """
 
-    __slots__ = ("_by_trace", "_lock", "_runs", "max_runs")
+    __slots__ = ("__weakref__", "_by_trace", "_lock", "_runs", "max_runs")
 
     def __init__(self, max_runs: int = 100_000) -> None:
         self._runs: dict[K, OpenSpan] = {}

@@ -1,0 +1,387 @@
+"""LangChain objects -> plain Python values, cheaply, on the caller's thread.
+
+Everything here reads attributes and builds small dicts and lists; nothing calls
+``repr()``, ``json.dumps`` of LangChain objects or ``model_dump()``. Leaves that are not
+recognised are kept by reference and serialised later on the exporter's worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .spans import Usage
+from .usage import sum_usage, usage_from_mapping
+
+__all__ = [
+    "base_url_from_serialized",
+    "extract_model_parameters",
+    "extract_served_model",
+    "extract_stop_reason",
+    "extract_usage",
+    "http_status",
+    "message_to_dict",
+    "plain",
+    "tools_to_openai",
+]
+
+_ROLES: dict[str, str] = {
+    "human": "user",
+    "HumanMessageChunk": "user",
+    "ai": "assistant",
+    "AIMessageChunk": "assistant",
+    "system": "system",
+    "SystemMessageChunk": "system",
+    "developer": "developer",
+    "tool": "tool",
+    "ToolMessageChunk": "tool",
+    "function": "function",
+    "FunctionMessageChunk": "function",
+}
+
+_MAX_DEPTH = 10
+_MAX_ITEMS = 1000
+
+
+def _tool_call_to_openai(call: Any) -> Any:
+    if not isinstance(call, Mapping):
+        return call
+    args = call.get("args")
+    try:
+        arguments = args if isinstance(args, str) else json.dumps(args, default=str)
+    except Exception:
+        arguments = args
+    return {
+        "type": "function",
+        "id": call.get("id"),
+        "function": {"name": call.get("name"), "arguments": arguments},
+    }
+
+
+def message_to_dict(message: Any) -> dict[str, Any]:
+    """Convert a LangChain message into a PostHog role/content dict (OpenAI shape).
+
+    Tool calls become ``tool_calls`` with JSON ``arguments``; tool results keep their
+    ``tool_call_id``. Content lists are copied, not serialised.
+    """
+    mtype = getattr(message, "type", None)
+    role = _ROLES.get(mtype) if isinstance(mtype, str) else None
+    if role is None:
+        role = getattr(message, "role", None) or (mtype if isinstance(mtype, str) else "unknown")
+    content = getattr(message, "content", None)
+    if type(content) is list:
+        content = plain(content)
+    elif content is None:
+        content = ""
+    result: dict[str, Any] = {"role": role, "content": content}
+    name = getattr(message, "name", None)
+    if name:
+        result["name"] = name
+    if role == "assistant":
+        calls = getattr(message, "tool_calls", None)
+        if calls:
+            result["tool_calls"] = [_tool_call_to_openai(c) for c in calls]
+        extra = getattr(message, "additional_kwargs", None)
+        if extra:
+            for key in ("function_call", "refusal", "reasoning_content"):
+                value = extra.get(key)
+                if value:
+                    result[key] = plain(value)
+    elif role == "tool":
+        call_id = getattr(message, "tool_call_id", None)
+        if call_id:
+            result["tool_call_id"] = call_id
+        status = getattr(message, "status", None)
+        if status == "error":
+            result["status"] = "error"
+    return result
+
+
+def _document_to_dict(doc: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"page_content": getattr(doc, "page_content", None)}
+    metadata = getattr(doc, "metadata", None)
+    if metadata:
+        result["metadata"] = plain(metadata)
+    doc_id = getattr(doc, "id", None)
+    if doc_id:
+        result["id"] = doc_id
+    return result
+
+
+_LEAF_TYPES = (str, int, float, bool, type(None), bytes)
+
+
+def plain(value: Any, _depth: int = 0) -> Any:
+    """Copy containers and turn messages, documents and prompt values into plain dicts.
+
+    Bounded in depth and width; unknown objects are kept by reference (the exporter's
+    worker serialises them). Never raises.
+    """
+    try:
+        t = type(value)
+        if t in _LEAF_TYPES:
+            return value
+        if _depth >= _MAX_DEPTH:
+            return value
+        if t is dict:
+            if len(value) > _MAX_ITEMS:
+                return {k: plain(value[k], _depth + 1) for k in list(value)[:_MAX_ITEMS]}
+            return {k: plain(v, _depth + 1) for k, v in value.items()}
+        if t is list or t is tuple:
+            return [plain(v, _depth + 1) for v in value[:_MAX_ITEMS]]
+        if hasattr(value, "content") and hasattr(value, "type") and hasattr(
+                value, "response_metadata"):
+            return message_to_dict(value)
+        if hasattr(value, "page_content"):
+            return _document_to_dict(value)
+        to_messages = getattr(value, "to_messages", None)
+        if to_messages is not None and callable(to_messages):  # ChatPromptValue
+            return [message_to_dict(m) for m in to_messages()]
+        text = getattr(value, "text", None)
+        if t.__name__ == "StringPromptValue" and isinstance(text, str):
+            return text
+        return value
+    except Exception:
+        return value
+
+
+def tools_to_openai(tools: Any) -> list[Any] | None:
+    """Tools bound to a model, in OpenAI's ``{"type": "function", "function": ...}`` shape."""
+    if not isinstance(tools, (list, tuple)) or not tools:
+        return None
+    out: list[Any] = []
+    for tool in tools:
+        if isinstance(tool, Mapping):
+            if "function" in tool or tool.get("type") not in (None, "custom"):
+                out.append(plain(dict(tool)))
+            elif "input_schema" in tool:  # Anthropic
+                out.append({"type": "function", "function": {
+                    "name": tool.get("name"), "description": tool.get("description"),
+                    "parameters": plain(tool.get("input_schema"))}})
+            elif "toolSpec" in tool:  # Bedrock Converse
+                spec = tool["toolSpec"]
+                schema = spec.get("inputSchema") if isinstance(spec, Mapping) else None
+                out.append({"type": "function", "function": {
+                    "name": spec.get("name") if isinstance(spec, Mapping) else None,
+                    "description": spec.get("description") if isinstance(spec, Mapping)
+                    else None,
+                    "parameters": plain(schema.get("json") if isinstance(schema, Mapping)
+                                        else schema)}})
+            elif "name" in tool:
+                out.append({"type": "function", "function": {
+                    "name": tool.get("name"), "description": tool.get("description"),
+                    "parameters": plain(tool.get("parameters"))}})
+            else:
+                out.append(plain(dict(tool)))
+        else:
+            out.append(tool)
+    return out
+
+
+_PARAM_KEYS = (
+    "temperature", "max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict",
+    "top_p", "top_k", "frequency_penalty", "presence_penalty", "stop", "stop_sequences",
+    "seed", "n", "reasoning_effort", "reasoning", "thinking", "service_tier", "response_format",
+    "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs",
+)
+
+
+def extract_model_parameters(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The model parameters worth recording from LangChain ``invocation_params``."""
+    if not params:
+        return None
+    out: dict[str, Any] = {}
+    for key in _PARAM_KEYS:
+        value = params.get(key)
+        if value is not None:
+            out[key] = plain(value)
+    stream = params.get("stream")
+    if stream is None:
+        stream = params.get("streaming")
+    if isinstance(stream, bool):
+        out["stream"] = stream
+    return out or None
+
+
+_BASE_URL_KEYS = ("openai_api_base", "base_url", "anthropic_api_url", "azure_endpoint",
+                  "endpoint_url", "api_base", "endpoint", "service_url")
+_DEFAULT_BASE_URLS = {
+    "ChatOpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "OpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "ChatAnthropic": ("https://api.anthropic.com", ("ANTHROPIC_API_URL", "ANTHROPIC_BASE_URL")),
+}
+
+
+def base_url_from_serialized(serialized: Any) -> str | None:
+    """The API base URL of a model, from its serialized constructor kwargs.
+
+    Falls back to the documented default of well-known classes when neither the
+    constructor nor the environment changed it.
+    """
+    if not isinstance(serialized, Mapping):
+        return None
+    kwargs = serialized.get("kwargs")
+    if isinstance(kwargs, Mapping):
+        for key in _BASE_URL_KEYS:
+            value = kwargs.get(key)
+            if isinstance(value, str) and value:
+                return value
+    ids = serialized.get("id")
+    cls = ids[-1] if isinstance(ids, list) and ids else None
+    default = _DEFAULT_BASE_URLS.get(cls) if isinstance(cls, str) else None
+    if default is not None:
+        url, env_vars = default
+        for var in env_vars:
+            env = os.environ.get(var)
+            if env:
+                return env
+        return url
+    return None
+
+
+def _generations(response: Any) -> list[Any]:
+    gens = getattr(response, "generations", None)
+    if not gens:
+        return []
+    return [g for row in gens for g in row]
+
+
+def extract_served_model(response: Any) -> str | None:
+    """The model the provider says it served (``response_metadata`` / ``llm_output``)."""
+    for gen in _generations(response):
+        message = getattr(gen, "message", None)
+        meta = getattr(message, "response_metadata", None)
+        if meta:
+            for key in ("model_name", "model", "model_id"):
+                value = meta.get(key)
+                if isinstance(value, str) and value:
+                    return value
+        info = getattr(gen, "generation_info", None)
+        if info:
+            for key in ("model_name", "model"):
+                value = info.get(key)
+                if isinstance(value, str) and value:
+                    return value
+    llm_output = getattr(response, "llm_output", None)
+    if isinstance(llm_output, Mapping):
+        for key in ("model_name", "model", "model_id"):
+            value = llm_output.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def extract_provider_hint(response: Any) -> str | None:
+    """``response_metadata["model_provider"]`` of the first generation, if any."""
+    for gen in _generations(response):
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        if meta:
+            value = meta.get("model_provider")
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def extract_usage(response: Any) -> Usage | None:
+    """Token usage of a model call, summed over all its generations.
+
+    Order: ``usage_metadata`` of each generation's message, else ``llm_output``
+    (``token_usage`` / ``usage``), else per-generation ``response_metadata`` /
+    ``generation_info`` usage shapes.
+    """
+    gens = _generations(response)
+    usages = []
+    for gen in gens:
+        um = getattr(getattr(gen, "message", None), "usage_metadata", None)
+        if um:
+            usages.append(usage_from_mapping(um))
+    total = sum_usage(usages)
+    if total is not None:
+        return total
+    llm_output = getattr(response, "llm_output", None)
+    if isinstance(llm_output, Mapping):
+        for key in ("token_usage", "usage"):
+            raw = llm_output.get(key)
+            if raw:
+                found = usage_from_mapping(raw)
+                if found is not None:
+                    return found
+    usages = []
+    for gen in gens:
+        info = getattr(gen, "generation_info", None)
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        raw = None
+        for source in (info, meta):
+            if isinstance(source, Mapping):
+                for key in ("usage_metadata", "usage", "token_usage",
+                            "amazon-bedrock-invocationMetrics"):
+                    if source.get(key):
+                        raw = source[key]
+                        break
+                if raw is None and "prompt_eval_count" in source:  # Ollama
+                    raw = source
+            if raw is not None:
+                break
+        if raw is not None:
+            usages.append(usage_from_mapping(raw))
+    return sum_usage(usages)
+
+
+_TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
+
+
+def extract_stop_reason(response: Any) -> str | None:
+    """Why the (last) generation stopped: ``finish_reason`` / ``stop_reason`` / status."""
+    gens = _generations(response)
+    if not gens:
+        return None
+    gen = gens[-1]
+    meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+    info = getattr(gen, "generation_info", None)
+    for source in (meta, info):
+        if isinstance(source, Mapping):
+            for key in ("finish_reason", "stop_reason", "stopReason", "done_reason"):
+                value = source.get(key)
+                if value is not None:
+                    return str(value)
+    if isinstance(meta, Mapping):
+        status = meta.get("status")
+        if isinstance(status, str) and status in _TERMINAL_STATUSES:
+            details = meta.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, Mapping) else None
+            if status == "incomplete" and isinstance(reason, str) and reason:
+                return reason
+            return status
+    return None
+
+
+def response_output(response: Any) -> list[dict[str, Any]]:
+    """The choices of a model call as role/content dicts."""
+    out: list[dict[str, Any]] = []
+    for gen in _generations(response):
+        message = getattr(gen, "message", None)
+        if message is not None:
+            out.append(message_to_dict(message))
+        else:
+            out.append({"role": "assistant", "content": getattr(gen, "text", "")})
+    return out
+
+
+def messages_input(messages: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
+    return [message_to_dict(m) for row in messages for m in row]
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status of a provider error (OpenAI, Anthropic, Google, httpx), if any."""
+    for attr in ("status_code", "code", "http_status"):
+        value = getattr(error, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value < 600:
+            return value
+    response = getattr(error, "response", None)
+    value = getattr(response, "status_code", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
