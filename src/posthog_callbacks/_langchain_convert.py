@@ -18,12 +18,15 @@ from .usage import sum_usage, usage_from_mapping
 __all__ = [
     "base_url_from_serialized",
     "extract_model_parameters",
+    "extract_provider_hint",
     "extract_served_model",
     "extract_stop_reason",
     "extract_usage",
     "http_status",
     "message_to_dict",
+    "messages_input",
     "plain",
+    "response_output",
     "tools_to_openai",
 ]
 
@@ -52,7 +55,7 @@ def _tool_call_to_openai(call: Any) -> Any:
     try:
         arguments = args if isinstance(args, str) else json.dumps(args, default=str)
     except Exception:
-        arguments = args
+        arguments: Any = args if isinstance(args, str) else json.dumps(args, default=str)
     return {
         "type": "function",
         "id": call.get("id"),
