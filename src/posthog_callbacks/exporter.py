@@ -228,10 +228,13 @@ class PosthogExporter:
             f"sink must be MemorySink(), JsonlSink(path), a file path, a posthog.Posthog "
             f"client, or an object with send(events, deadline) and close(); got {sink!r}")
 
-    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+    def _warn_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        # One warning per kind of problem: a broken sink must not flood the user's logs.
         if key not in self._warned:
             self._warned.add(key)
-            log.warning(message, *args)
+            log.warning(message, *args, exc_info=exc_info)
+        elif exc_info:
+            log.debug(message, *args, exc_info=True)
 
     # -- handler-facing API ----------------------------------------------------------------
 
@@ -409,7 +412,7 @@ class PosthogExporter:
     # -- worker ----------------------------------------------------------------------------
 
     def _sweep_interval(self) -> float:
-        return min(30.0, self.open_run_ttl / 4)
+        return float(min(30.0, self.open_run_ttl / 4))
 
     def _start_worker(self) -> None:
         with self._lock:

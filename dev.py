@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Set up ``.venv`` and run the project's jobs. Needs only Python 3.10+.
+
+    python3 dev.py demo   # offline demo: trace LangChain + LlamaIndex apps into traces.jsonl
+    python3 dev.py test   # ruff, mypy --strict and the whole test suite
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def run(*cmd: str | Path) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], cwd=ROOT, check=True)
+
+
+def ensure_venv() -> None:
+    """Create .venv and install the package with its test extras when pyproject changed."""
+    stamp = VENV / ".installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest and PY.exists():
+        return
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    stamp.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    job = argv[0] if argv else "help"
+    if job not in ("demo", "test"):
+        print(__doc__)
+        return 2
+    ensure_venv()
+    try:
+        if job == "demo":
+            run(BIN / "posthog-callbacks", "demo", "--out", "traces.jsonl", *argv[1:])
+        else:
+            run(BIN / "ruff", "check", "src", "tests", "bench")
+            run(PY, "-m", "mypy")
+            run(PY, "-m", "pytest", "-q", *argv[1:])
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode or 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
