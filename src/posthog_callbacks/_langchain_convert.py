@@ -52,10 +52,12 @@ def _tool_call_to_openai(call: Any) -> Any:
     if not isinstance(call, Mapping):
         return call
     args = call.get("args")
-    try:
-        arguments = args if isinstance(args, str) else json.dumps(args, default=str)
-    except Exception:
-        arguments: Any = args if isinstance(args, str) else json.dumps(args, default=str)
+    arguments: Any = args
+    if not isinstance(args, str):
+        try:
+            arguments = json.dumps(args, default=str)
+        except Exception:
+            arguments = args
     return {
         "type": "function",
         "id": call.get("id"),
