@@ -143,6 +143,7 @@ class PosthogExporter:
         open_run_ttl: float = 900.0,
         enabled: bool = True,
     ) -> None:
+        self._warned: set[str] = set()
         self.flush_at = int(_positive("flush_at", flush_at if flush_at is not None
                                       else (10 if serverless else 20), int))
         self.flush_interval = _positive(
@@ -191,7 +192,6 @@ class PosthogExporter:
         self._tables: weakref.WeakSet[RunTable[Any]] = weakref.WeakSet()
         self.manual_runs: RunTable[str] = RunTable()
         self._tables.add(self.manual_runs)
-        self._warned: set[str] = set()
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
         self._shutdown = False

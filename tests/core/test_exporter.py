@@ -1,0 +1,310 @@
+"""PosthogExporter with in-memory sinks: manual API, configuration, sampling, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from posthog_callbacks import JsonlSink, MemorySink, PosthogExporter
+from posthog_callbacks.sinks import PosthogSink
+from posthog_callbacks.spans import OpenSpan, SpanKind
+
+
+def make(**kw: Any) -> tuple[PosthogExporter, MemorySink]:
+    sink = MemorySink()
+    return PosthogExporter(sink=sink, **kw), sink
+
+
+def by_name(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["properties"]["$ai_span_name"]: e for e in events}
+
+
+def test_manual_trace_produces_a_parent_linked_tree() -> None:
+    exporter, sink = make()
+    with exporter.trace("answer", input={"q": "hi"}, distinct_id="u1", session_id="s1",
+                        metadata={"team": "geo"}, tags=["beta"]) as trace:
+        with trace.span("retrieve", input="hi") as span:
+            span.update(output=["doc"])
+            with span.embedding("embed", model="text-embedding-3-small", provider="openai",
+                                input=["hi"]) as emb:
+                emb.update(usage={"prompt_tokens": 2})
+        with trace.generation("chat", model="gpt-4o-mini", provider="openai",
+                              input=[{"role": "user", "content": "hi"}]) as gen:
+            gen.update(output=[{"role": "assistant", "content": "yo"}],
+                       usage={"input_tokens": 10, "output_tokens": 2})
+        trace.update(output={"answer": "yo"})
+    assert exporter.flush()
+    events = by_name(sink.events)
+    assert [e["event"] for e in sink.events] == [
+        "$ai_embedding", "$ai_span", "$ai_generation", "$ai_trace"]
+    tid = trace.trace_id
+    assert {e["properties"]["$ai_trace_id"] for e in sink.events} == {tid}
+    assert {e["distinct_id"] for e in sink.events} == {"u1"}
+    assert {e["properties"]["$ai_session_id"] for e in sink.events} == {"s1"}
+    assert {e["properties"]["$ai_framework"] for e in sink.events} == {"manual"}
+    assert events["retrieve"]["properties"]["$ai_parent_id"] == tid
+    assert events["embed"]["properties"]["$ai_parent_id"] == span.span_id
+    assert events["embed"]["properties"]["$ai_input_tokens"] == 2
+    assert events["chat"]["properties"]["$ai_parent_id"] == tid
+    assert events["chat"]["properties"]["$ai_output_tokens"] == 2
+    root = events["answer"]["properties"]
+    assert root["$ai_output_state"] == {"answer": "yo"}
+    assert root["team"] == "geo" and root["beta"] is True
+    assert exporter.stats().sent == 4
+
+
+def test_exception_marks_span_and_trace_and_reraises() -> None:
+    exporter, sink = make()
+    with pytest.raises(ValueError, match="bad input"):
+        with exporter.trace("t") as trace, trace.span("step"):
+            raise ValueError("bad input")
+    exporter.flush()
+    events = by_name(sink.events)
+    assert events["step"]["properties"]["$ai_error"] == "ValueError: bad input"
+    assert events["t"]["properties"]["$ai_is_error"] is True
+    assert events["t"]["properties"]["$ai_error"] == "ValueError: bad input"
+
+
+def test_handled_child_error_still_marks_the_trace() -> None:
+    exporter, sink = make()
+    with exporter.trace("t") as trace:
+        try:
+            with trace.span("flaky"):
+                raise KeyError("k")
+        except KeyError:
+            pass
+    exporter.flush()
+    root = by_name(sink.events)["t"]["properties"]
+    assert root["$ai_is_error"] is True
+    assert root["$ai_error"] == "span 'flaky' failed: KeyError: 'k'"
+
+
+def test_child_left_open_is_closed_as_error_when_trace_ends() -> None:
+    exporter, sink = make()
+    with exporter.trace("t") as trace:
+        trace.span("forgotten")
+    exporter.flush()
+    events = by_name(sink.events)
+    assert events["forgotten"]["properties"]["$ai_error"] == (
+        "span never ended (its trace ended first)")
+    assert exporter.stats().open_runs == 0
+    assert exporter.stats().closed_orphans == 1
+
+
+def test_manual_api_from_threads_and_tasks() -> None:
+    exporter, sink = make()
+
+    def work(i: int) -> None:
+        with exporter.trace(f"thread-{i}") as t, t.span(f"child-{i}"):
+            pass
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    async def task(i: int) -> None:
+        async with exporter.trace(f"task-{i}") as t:
+            async with t.span(f"achild-{i}"):
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(task(i) for i in range(8)))
+
+    asyncio.run(main())
+    exporter.flush()
+    events = by_name(sink.events)
+    for prefix, child in (("thread", "child"), ("task", "achild")):
+        for i in range(8):
+            root = events[f"{prefix}-{i}"]["properties"]["$ai_trace_id"]
+            assert events[f"{child}-{i}"]["properties"]["$ai_parent_id"] == root
+            assert events[f"{child}-{i}"]["properties"]["$ai_trace_id"] == root
+
+
+def test_sampling_keeps_or_drops_whole_traces() -> None:
+    exporter, sink = make(sample_rate=0.5)
+    for i in range(200):
+        with exporter.trace(f"t{i}") as t, t.span("a"), t.span("b"):
+            pass
+    exporter.flush()
+    per_trace: dict[str, int] = {}
+    for e in sink.events:
+        tid = e["properties"]["$ai_trace_id"]
+        per_trace[tid] = per_trace.get(tid, 0) + 1
+    assert set(per_trace.values()) == {3}
+    assert 50 < len(per_trace) < 150
+    assert exporter.stats().not_sampled == (200 - len(per_trace)) * 3
+    assert all(exporter.is_sampled(tid) for tid in per_trace)
+
+
+def test_feedback_and_metric() -> None:
+    exporter, sink = make(default_distinct_id="anon")
+    exporter.capture_feedback("trace-1", "thumbs up", score=1)
+    exporter.capture_metric("trace-1", "relevance", 0.75)
+    exporter.flush()
+    assert [(e["event"], e["distinct_id"]) for e in sink.events] == [
+        ("$ai_feedback", "anon"), ("$ai_metric", "anon")]
+    assert sink.events[1]["properties"]["$ai_metric_value"] == 0.75
+
+
+def test_serverless_preset_and_defaults() -> None:
+    assert (make()[0].flush_at, make()[0].flush_interval) == (20, 10.0)
+    exporter = make(serverless=True)[0]
+    assert (exporter.flush_at, exporter.flush_interval) == (10, 2.0)
+    assert make(serverless=True, flush_at=3)[0].flush_at == 3
+
+
+@pytest.mark.parametrize(("kw", "error", "message"), [
+    ({"flush_at": 0}, ValueError, "flush_at must be a positive number"),
+    ({"flush_interval": -1}, ValueError, "flush_interval"),
+    ({"sample_rate": 1.5}, ValueError, "sample_rate must be between 0 and 1"),
+    ({"mask": "nope"}, TypeError, "mask must be a callable"),
+    ({"sink": 42}, TypeError, "sink must be MemorySink"),
+])
+def test_configuration_errors_say_how_to_fix(kw: dict[str, Any], error: type[Exception],
+                                             message: str) -> None:
+    kw.setdefault("sink", MemorySink())
+    with pytest.raises(error, match=message):
+        PosthogExporter(**kw)
+
+
+def test_no_key_no_sink_warns_once_and_is_a_no_op(monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    with caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
+        exporter = PosthogExporter()
+        with exporter.trace("t") as t, t.span("s"):
+            pass
+    assert not exporter.enabled
+    assert exporter.flush()
+    assert exporter.stats().recorded == 0
+    assert [r.message for r in caplog.records if "no PostHog API key" in r.message] != []
+
+
+def test_env_configuration_builds_a_posthog_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_env_key")
+    monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com/")
+    exporter = PosthogExporter()
+    assert isinstance(exporter.sink, PosthogSink)
+    assert exporter.sink.api_key == "phc_env_key"
+    assert exporter.sink.host == "https://eu.i.posthog.com"
+    assert exporter.sink.endpoint == "/i/v0/ai/batch/"
+    exporter.shutdown()
+
+
+def test_queue_bound_drops_are_counted(caplog: pytest.LogCaptureFixture) -> None:
+    release = threading.Event()
+
+    class Blocking(MemorySink):
+        def send(self, events: Any, deadline: float | None = None) -> None:
+            release.wait(5)
+            super().send(events, deadline)
+
+    sink = Blocking()
+    exporter = PosthogExporter(sink=sink, max_queue_size=10, flush_at=1, max_batch_size=1)
+    with caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
+        for i in range(50):
+            exporter.capture_metric(f"t{i}", "m", i)
+    stats = exporter.stats()
+    release.set()
+    exporter.flush()
+    final = exporter.stats()
+    assert stats.dropped_queue_full > 0
+    assert final.sent + final.dropped_queue_full == 50
+    assert len(sink.events) == final.sent
+    assert sum("queue full" in r.message for r in caplog.records) == 1
+
+
+def test_failing_sink_loses_only_its_batch_and_never_raises() -> None:
+    class Flaky(MemorySink):
+        calls = 0
+
+        def send(self, events: Any, deadline: float | None = None) -> None:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise OSError("disk full")
+            super().send(events, deadline)
+
+    sink = Flaky()
+    exporter = PosthogExporter(sink=sink, max_batch_size=2)
+    for i in range(4):
+        exporter.capture_metric(f"t{i}", "m", i)
+    assert exporter.flush()
+    stats = exporter.stats()
+    assert (stats.dropped_sink_error, stats.sent) == (2, 2)
+    assert [e["properties"]["$ai_metric_value"] for e in sink.events] == [2, 3]
+
+
+def test_shutdown_closes_open_runs_and_later_spans_are_counted() -> None:
+    exporter, sink = make()
+    trace = exporter.trace("never-ended")
+    trace.span("child")
+    exporter.shutdown()
+    names = {e["properties"]["$ai_span_name"]: e for e in sink.events}
+    assert names["never-ended"]["properties"]["$ai_error"] == "run still open at shutdown"
+    assert names["child"]["properties"]["$ai_is_error"] is True
+    exporter.capture_metric("t", "late", 1)
+    assert exporter.stats().dropped_shutdown == 1
+    exporter.shutdown()  # idempotent
+
+
+def test_ttl_sweep_closes_stale_runs() -> None:
+    exporter, sink = make(open_run_ttl=0.2, flush_interval=0.05)
+    stale = OpenSpan(trace_id="t1", span_id="t1", parent_id=None, kind=SpanKind.TRACE,
+                     name="stale", start_time=0.0)
+    exporter.manual_runs.add("t1", stale)
+    exporter.capture_metric("t0", "wake", 1)  # starts the worker
+    for _ in range(100):
+        exporter.flush()
+        if len(sink.events) >= 2:
+            break
+        threading.Event().wait(0.05)
+    assert by_name([e for e in sink.events if e["event"] != "$ai_metric"])["stale"][
+        "properties"]["$ai_error"] == "run never ended (closed after 0.2s)"
+    assert len(exporter.manual_runs) == 0
+
+
+def test_jsonl_sink_and_path_sink(tmp_path: Any) -> None:
+    path = tmp_path / "out" / "traces.jsonl"
+    exporter = PosthogExporter(sink=str(path))
+    assert isinstance(exporter.sink, JsonlSink)
+    with exporter.trace("t", input="é"):
+        pass
+    exporter.flush()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert set(event) == {"event", "distinct_id", "properties", "timestamp", "uuid"}
+    assert event["properties"]["$ai_input_state"] == "é"
+
+
+def test_fork_child_does_not_inherit_the_queue() -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    exporter, sink = make(flush_at=1000, flush_interval=60)
+    exporter.capture_metric("parent", "m", 1)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            exporter.capture_metric("child", "m", 2)
+            exporter.flush(5)
+            names = [e["properties"]["$ai_trace_id"] for e in sink.events]
+            os.write(w, json.dumps(names).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r) as fh:
+        child_saw = json.loads(fh.read())
+    exporter.flush()
+    assert child_saw == ["child"]
+    assert [e["properties"]["$ai_trace_id"] for e in sink.events] == ["parent"]
