@@ -205,6 +205,8 @@ class HandlerCore:
             session_id=str(session_id) if session_id is not None else None,
             metadata=user_md or None, properties=properties, groups=self._groups,
             tags=span_tags, privacy_mode=self._privacy_mode)
+        if parent is not None:
+            span.extra["parent"] = parent
         evicted = self._runs.add(run_id, span)
         if evicted:
             self._exporter.close_runs(evicted, "evicted: too many runs open at once")
@@ -214,6 +216,17 @@ class HandlerCore:
         if len(self._skipped) >= _MAX_SKIPPED:
             self._skipped.clear()
         self._skipped[run_id] = trace_id
+
+    @staticmethod
+    def _mark_ancestors(span: OpenSpan, status: str) -> None:
+        """A LangGraph interrupt pauses the whole graph: its open ancestors share the status."""
+        parent = span.extra.get("parent")
+        depth = 0
+        while isinstance(parent, OpenSpan) and depth < 1000:
+            if parent.status is None:
+                parent.status = status
+            parent = parent.extra.get("parent")
+            depth += 1
 
     def _forget(self, run_id: UUID) -> None:
         self._skipped.pop(run_id, None)

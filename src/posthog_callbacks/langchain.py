@@ -345,6 +345,8 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             if inputs is not None:
                 span.input = cv.plain(inputs)
             span.status, span.error = error_outcome(error)
+            if span.status == "interrupted":
+                self._mark_ancestors(span, "interrupted")
             self._submit(span)
         except Exception as exc:
             self._failed(callback, exc)

@@ -1,0 +1,150 @@
+"""LangGraph through the LangChain handler: agent loop, subgraph, interrupt / resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.types import Command, interrupt
+from lc_fakes import ProviderFake
+from lc_helpers import Recorder, parent_of, span_id
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def _graph(model: ProviderFake, approve: bool) -> Any:
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    sub = StateGraph(MessagesState)
+    sub.add_node("summarize", lambda s: {"messages": [AIMessage("summary")]})
+    sub.add_edge(START, "summarize")
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        return {"messages": [HumanMessage(f"approved: {answer}")]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("agent", agent)
+    g.add_node("tools", ToolNode([add]))
+    g.add_node("sub", sub.compile())
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", tools_condition, {"tools": "tools", END: "sub"})
+    g.add_edge("tools", "agent")
+    if approve:
+        g.add_node("ask", ask)
+        g.add_edge("sub", "ask")
+        g.add_edge("ask", END)
+    else:
+        g.add_edge("sub", END)
+    return g.compile(checkpointer=InMemorySaver())
+
+
+def _model() -> ProviderFake:
+    return ProviderFake(responses=[
+        AIMessage("", tool_calls=[{"name": "add", "args": {"a": 2, "b": 3}, "id": "call_7"}],
+                  usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}),
+        AIMessage("it is 5",
+                  usage_metadata={"input_tokens": 20, "output_tokens": 3, "total_tokens": 23}),
+    ])
+
+
+def _named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["properties"]["$ai_span_name"] == name]
+
+
+def test_agent_loop_with_tool_calls_and_subgraph(rec: Recorder) -> None:
+    app = _graph(_model(), approve=False)
+    out = app.invoke({"messages": [HumanMessage("add 2 and 3")]}, config={
+        "callbacks": [rec.handler()], "configurable": {"thread_id": "thread-1"},
+        "metadata": {"user_id": "alice"}})
+    assert out["messages"][-1].content == "summary"
+    events = rec.events()
+    (root,) = [e for e in events if e["event"] == "$ai_trace"]
+    trace_id = root["properties"]["$ai_trace_id"]
+    assert root["properties"]["$ai_span_name"] == "LangGraph"
+    assert {e["properties"]["$ai_trace_id"] for e in events} == {trace_id}
+    assert {e["distinct_id"] for e in events} == {"alice"}
+    # LangGraph's thread id is the session when none is given
+    assert {e["properties"]["$ai_session_id"] for e in events} == {"thread-1"}
+    for e in events:
+        assert not any(k.startswith(("langgraph_", "checkpoint_")) for k in e["properties"])
+
+    agents = _named(events, "agent")
+    assert len(agents) == 2
+    assert all(parent_of(a) == trace_id for a in agents)
+    gens = [e for e in events if e["event"] == "$ai_generation"]
+    assert [parent_of(g) for g in gens] == [span_id(a) for a in agents]
+    first, second = (g["properties"] for g in gens)
+    assert first["$ai_output_choices"] == [{"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "id": "call_7",
+         "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}]}]
+    assert (first["$ai_input_tokens"], second["$ai_input_tokens"]) == (10, 20)
+    assert second["$ai_input"][-1] == {"role": "tool", "content": "5", "name": "add",
+                                       "tool_call_id": "call_7"}
+
+    (tools_node,) = _named(events, "tools")
+    (add_span,) = _named(events, "add")
+    assert parent_of(tools_node) == trace_id
+    assert parent_of(add_span) == span_id(tools_node)
+    assert add_span["properties"]["$ai_output_state"]["tool_call_id"] == "call_7"
+
+    (sub_node,) = _named(events, "sub")
+    (summarize,) = _named(events, "summarize")
+    subgraph = [e for e in _named(events, "LangGraph") if e is not root]
+    assert len(subgraph) == 1
+    assert parent_of(sub_node) == trace_id
+    assert parent_of(subgraph[0]) == span_id(sub_node)
+    assert parent_of(summarize) == span_id(subgraph[0])
+    assert not any(e["properties"]["$ai_is_error"] for e in events)
+
+
+def test_interrupt_and_command_resume_are_not_errors(rec: Recorder) -> None:
+    handler = rec.handler(session_id="fallback-session")
+    app = _graph(_model(), approve=True)
+    cfg: Any = {"callbacks": [handler], "configurable": {"thread_id": "t-9"}}
+    first = app.invoke({"messages": [HumanMessage("add 2 and 3")]}, config=cfg)
+    assert first["__interrupt__"][0].value == "approve?"
+    done = app.invoke(Command(resume="yes"), config=cfg)
+    assert done["messages"][-1].content == "approved: yes"
+    events = rec.events()
+    assert not any(e["properties"]["$ai_is_error"] for e in events)
+    roots = [e for e in events if e["event"] == "$ai_trace"]
+    assert len(roots) == 2
+    asks = _named(events, "ask")
+    assert [a["properties"].get("$ai_span_status") for a in asks] == ["interrupted", None]
+    assert roots[0]["properties"]["$ai_span_status"] == "interrupted"
+    assert "$ai_span_status" not in roots[1]["properties"]
+    assert parent_of(asks[1]) == roots[1]["properties"]["$ai_trace_id"]
+    assert asks[1]["properties"]["$ai_output_state"] == {
+        "messages": [{"role": "user", "content": "approved: yes"}]}
+    assert {e["properties"]["$ai_session_id"] for e in events} == {"t-9"}
+    assert handler.open_runs() == 0
+
+
+def test_node_error_marks_node_and_graph(rec: Recorder) -> None:
+    g = StateGraph(MessagesState)
+
+    def explode(state: MessagesState) -> dict[str, Any]:
+        raise RuntimeError("node blew up")
+
+    g.add_node("explode", explode)
+    g.add_edge(START, "explode")
+    with pytest.raises(RuntimeError):
+        g.compile().invoke({"messages": [HumanMessage("x")]},
+                           config={"callbacks": [rec.handler()]})
+    events = rec.events()
+    (node,) = _named(events, "explode")
+    (root,) = [e for e in events if e["event"] == "$ai_trace"]
+    for e in (node, root):
+        assert e["properties"]["$ai_is_error"] is True
+        assert e["properties"]["$ai_error"] == "RuntimeError: node blew up"
