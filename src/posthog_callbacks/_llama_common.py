@@ -1,0 +1,465 @@
+"""Shared pieces of the LlamaIndex front doors: options, per-call context, value extraction.
+
+Nothing here imports ``llama_index``: the helpers duck-type LlamaIndex objects
+(``ChatMessage``, ``ChatResponse``, ``NodeWithScore``, ...) so they stay cheap and total.
+Every helper runs on the caller's thread and must not serialise large objects: it picks
+the few fields an event needs and leaves JSON conversion to ``events.py`` on the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spans import OpenSpan, SpanKind, Usage, snapshot
+from .usage import normalize_provider, provider_from_class, usage_from_mapping
+
+__all__ = [
+    "FRAMEWORK",
+    "HandlerOptions",
+    "TraceInfo",
+    "TraceOverrides",
+    "chat_output",
+    "completion_output",
+    "current_overrides",
+    "describe_error",
+    "messages_to_dicts",
+    "model_and_provider",
+    "nodes_summary",
+    "response_fields",
+    "text_of",
+    "trace_context",
+]
+
+FRAMEWORK = "llama_index"
+log = logging.getLogger("posthog_callbacks")
+
+OPENAI_STREAM_USAGE_HINT = (
+    "OpenAI streams report no usage unless asked: pass "
+    "additional_kwargs={'stream_options': {'include_usage': True}} to the OpenAI LLM")
+NO_USAGE_HINT = "the model returned no token usage (ChatResponse.raw / additional_kwargs)"
+
+
+@dataclass(frozen=True)
+class TraceOverrides:
+    """Per-call identity and labels set with :func:`trace_context`."""
+
+    distinct_id: str | None = None
+    session_id: str | None = None
+    trace_id: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] | None = None
+    properties: Mapping[str, Any] | None = None
+
+
+_OVERRIDES: ContextVar[TraceOverrides | None] = ContextVar(
+    "posthog_callbacks_llama_index_trace", default=None)
+
+
+def current_overrides() -> TraceOverrides | None:
+    """The innermost :func:`trace_context` of the running task or thread, if any."""
+    return _OVERRIDES.get()
+
+
+@contextlib.contextmanager
+def trace_context(
+    *,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    trace_id: str | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Attribute the LlamaIndex calls made inside the block to a user, session or trace.
+
+    Works for both front doors (:class:`CallbackHandler` and :func:`instrument`) and
+    follows asyncio tasks and workflow steps started inside the block. Values given here
+    win over the handler's options; nested blocks inherit what they don't set.
+
+    Args:
+        user_id: PostHog distinct id for every event of the traces started in the block.
+        session_id: ``$ai_session_id`` for those traces.
+        trace_id: Put every top-level call of the block into this one trace.
+        tags: Extra tags for the traces' roots.
+        metadata: Extra metadata for the traces' roots.
+        properties: Extra event properties for every event of those traces.
+
+    Example:
+        >>> with trace_context(user_id="u1", session_id="s1"):  # doctest: +SKIP
+        ...     query_engine.query("What did the author do?")
+    """
+    outer = _OVERRIDES.get()
+    merged = TraceOverrides(
+        distinct_id=user_id if user_id is not None else (outer.distinct_id if outer else None),
+        session_id=session_id if session_id is not None else (
+            outer.session_id if outer else None),
+        trace_id=trace_id if trace_id is not None else (outer.trace_id if outer else None),
+        tags=(outer.tags if outer else ()) + tuple(tags or ()),
+        metadata={**(outer.metadata or {} if outer else {}), **(metadata or {})} or None,
+        properties={**(outer.properties or {} if outer else {}), **(properties or {})} or None,
+    )
+    token = _OVERRIDES.set(merged)
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(token)
+
+
+@dataclass
+class HandlerOptions:
+    """Options shared by :class:`CallbackHandler` and :func:`instrument`."""
+
+    distinct_id: str | None = None
+    session_id: str | None = None
+    trace_id: str | None = None
+    properties: Mapping[str, Any] | None = None
+    groups: Mapping[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] | None = None
+    privacy_mode: bool = False
+    _claimed: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    @classmethod
+    def build(cls, distinct_id: str | None, session_id: str | None, trace_id: str | None,
+              properties: Mapping[str, Any] | None, groups: Mapping[str, Any] | None,
+              tags: Sequence[str] | None, metadata: Mapping[str, Any] | None,
+              privacy_mode: bool) -> HandlerOptions:
+        """Validate constructor arguments (configuration errors raise here)."""
+        for name, value in (("distinct_id", distinct_id), ("session_id", session_id),
+                            ("trace_id", trace_id)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string or None, got {value!r}")
+        for name, mapping in (("properties", properties), ("groups", groups),
+                              ("metadata", metadata)):
+            if mapping is not None and not isinstance(mapping, Mapping):
+                raise TypeError(f"{name} must be a mapping or None, got {mapping!r}")
+        if isinstance(tags, str):
+            raise TypeError("tags must be a sequence of strings, not a string")
+        return cls(distinct_id=distinct_id, session_id=session_id, trace_id=trace_id,
+                   properties=dict(properties) if properties else None,
+                   groups=dict(groups) if groups else None, tags=tuple(tags or ()),
+                   metadata=dict(metadata) if metadata else None,
+                   privacy_mode=bool(privacy_mode))
+
+    def new_trace(self, sampled_by: Any) -> TraceInfo:
+        """Identity of a new top-level call, from the options and the active overrides."""
+        over = _OVERRIDES.get()
+        wanted = (over.trace_id if over and over.trace_id else None) or self.trace_id
+        trace_id = wanted or str(uuid.uuid4())
+        root_span_id = trace_id
+        if wanted:
+            # A fixed trace id groups several top-level calls: the first one is the root,
+            # the others hang under it.
+            if wanted in self._claimed:
+                root_span_id = str(uuid.uuid4())
+            else:
+                self._claimed[wanted] = None
+                if len(self._claimed) > 10_000:
+                    self._claimed.popitem(last=False)
+        props = self.properties
+        if over and over.properties:
+            props = {**(props or {}), **over.properties}
+        meta = self.metadata
+        if over and over.metadata:
+            meta = {**(meta or {}), **over.metadata}
+        try:
+            sampled = bool(sampled_by.is_sampled(trace_id))
+        except Exception:
+            sampled = True
+        return TraceInfo(
+            trace_id=trace_id,
+            root_span_id=root_span_id,
+            distinct_id=(over.distinct_id if over and over.distinct_id else None)
+            or self.distinct_id,
+            session_id=(over.session_id if over and over.session_id else None)
+            or self.session_id,
+            tags=self.tags + (over.tags if over else ()),
+            metadata=meta,
+            properties=props,
+            groups=self.groups,
+            privacy_mode=self.privacy_mode,
+            sampled=sampled,
+        )
+
+
+@dataclass(slots=True)
+class TraceInfo:
+    """What every span of one trace shares."""
+
+    trace_id: str
+    root_span_id: str
+    distinct_id: str | None
+    session_id: str | None
+    tags: tuple[str, ...]
+    metadata: Mapping[str, Any] | None
+    properties: Mapping[str, Any] | None
+    groups: Mapping[str, Any] | None
+    privacy_mode: bool
+    sampled: bool
+    root_key: str | None = None
+
+    def span(self, span_id: str, parent_id: str | None, kind: SpanKind, name: str,
+             start_time: float | None = None, is_root: bool = False) -> OpenSpan:
+        """A new open span of this trace carrying the trace's identity."""
+        span = OpenSpan(trace_id=self.trace_id, span_id=span_id, parent_id=parent_id,
+                        kind=kind, name=name, framework=FRAMEWORK,
+                        distinct_id=self.distinct_id, session_id=self.session_id,
+                        properties=self.properties, groups=self.groups,
+                        privacy_mode=self.privacy_mode)
+        if start_time is not None:
+            span.start_time = start_time
+        if is_root:
+            span.tags = self.tags
+            span.metadata = self.metadata
+        return span
+
+
+# -- value extraction ----------------------------------------------------------------------
+
+def describe_error(err: BaseException | None) -> str:
+    """``Type: message`` for an exception."""
+    if err is None:
+        return "error"
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def text_of(value: Any) -> Any:
+    """The readable text of a query bundle, response or message; other values unchanged.
+
+    Never consumes a streaming response: one that has not been read yet gives ``None``.
+    """
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    query_str = getattr(value, "query_str", None)
+    if isinstance(query_str, str):
+        return query_str
+    if hasattr(value, "response_gen") or hasattr(value, "chat_stream") or hasattr(
+            value, "achat_stream"):
+        text = getattr(value, "response_txt", None) or getattr(value, "response", None)
+        return text if isinstance(text, str) and text else None
+    response = getattr(value, "response", None)
+    if isinstance(response, str):
+        return response
+    return value
+
+
+def messages_to_dicts(messages: Any) -> list[dict[str, Any]]:
+    """LlamaIndex ``ChatMessage`` objects -> ``{"role", "content"}`` dicts (+ tool calls)."""
+    out: list[dict[str, Any]] = []
+    if not isinstance(messages, (list, tuple)):
+        return out
+    for message in messages:
+        out.append(message_to_dict(message))
+    return out
+
+
+def message_to_dict(message: Any) -> dict[str, Any]:
+    """One ``ChatMessage`` as a ``{"role", "content"}`` dict."""
+    if isinstance(message, Mapping):
+        return dict(message)
+    role = getattr(message, "role", "user")
+    role = getattr(role, "value", role)
+    try:
+        content = message.content
+    except Exception:
+        content = None
+    item: dict[str, Any] = {"role": role, "content": content if content is not None else ""}
+    calls = []
+    for block in getattr(message, "blocks", None) or ():
+        if type(block).__name__ == "ToolCallBlock":
+            calls.append({"id": getattr(block, "tool_call_id", None), "type": "function",
+                          "function": {"name": getattr(block, "tool_name", None),
+                                       "arguments": snapshot(getattr(block, "tool_kwargs",
+                                                                     None))}})
+    if calls:
+        item["tool_calls"] = calls
+    extra = getattr(message, "additional_kwargs", None)
+    if isinstance(extra, Mapping):
+        call_id = extra.get("tool_call_id")
+        if call_id:
+            item["tool_call_id"] = call_id
+    return item
+
+
+def nodes_summary(nodes: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """Retrieved ``NodeWithScore`` list -> ``[{"id", "score", "text"}]`` (first ``limit``)."""
+    out: list[dict[str, Any]] = []
+    if not isinstance(nodes, (list, tuple)):
+        return out
+    for item in nodes[:limit]:
+        node = getattr(item, "node", item)
+        entry: dict[str, Any] = {"id": getattr(node, "node_id", None) or getattr(node, "id_",
+                                                                                  None)}
+        score = getattr(item, "score", None)
+        if score is not None:
+            entry["score"] = score
+        text = getattr(node, "text", None)
+        if isinstance(text, str):
+            entry["text"] = text
+        out.append(entry)
+    return out
+
+
+def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | None, str | None]:
+    """Model name and provider from an LLM's ``to_dict()`` payload and/or instance."""
+    model = provider = None
+    if isinstance(model_dict, Mapping):
+        for key in ("model", "model_name", "model_id", "deployment_name", "engine"):
+            value = model_dict.get(key)
+            if isinstance(value, str) and value and value != "unknown":
+                model = value
+                break
+        provider = provider_from_class(model_dict.get("class_name"))
+    if instance is not None:
+        if model is None:
+            try:
+                value = instance.metadata.model_name
+                if isinstance(value, str) and value and value != "unknown":
+                    model = value
+            except Exception:
+                pass
+        if provider is None:
+            provider = provider_from_class(type(instance).__name__)
+    return model, provider
+
+
+_PARAM_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "frequency_penalty",
+               "presence_penalty", "seed", "stop", "max_new_tokens", "num_output")
+
+
+def model_parameters(model_dict: Any, call_kwargs: Any) -> dict[str, Any] | None:
+    """Sampling parameters from the LLM payload and call kwargs (no tools, no messages)."""
+    params: dict[str, Any] = {}
+    if isinstance(model_dict, Mapping):
+        for key in _PARAM_KEYS:
+            value = model_dict.get(key)
+            if value is not None:
+                params[key] = value
+        extra = model_dict.get("additional_kwargs")
+        if isinstance(extra, Mapping):
+            for key, value in extra.items():
+                if (value is not None and not isinstance(value, (list, dict))) or key in (
+                        "stream_options", "stop"):
+                    params[key] = snapshot(value)
+    if isinstance(call_kwargs, Mapping):
+        for key, value in call_kwargs.items():
+            if key in _PARAM_KEYS or key in ("tool_choice", "stream_options"):
+                params[key] = snapshot(value)
+    return params or None
+
+
+def tools_of(call_kwargs: Any) -> list[Any] | None:
+    """Tool definitions passed to a model call (OpenAI dicts or LlamaIndex tools)."""
+    if not isinstance(call_kwargs, Mapping):
+        return None
+    tools = call_kwargs.get("tools")
+    if not isinstance(tools, (list, tuple)) or not tools:
+        return None
+    out: list[Any] = []
+    for tool in tools:
+        meta = getattr(tool, "metadata", None)
+        if meta is not None and hasattr(meta, "name"):
+            out.append({"type": "function", "function": {
+                "name": meta.name, "description": getattr(meta, "description", None)}})
+        else:
+            out.append(snapshot(tool))
+    return out
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def response_fields(response: Any, provider: str | None
+                    ) -> tuple[Usage | None, str | None, str | None, str | None]:
+    """Usage, reported model, stop reason and a missing-usage reason from a response.
+
+    Reads ``ChatResponse`` / ``CompletionResponse``: ``raw.usage`` (OpenAI objects,
+    Anthropic and Bedrock dicts), ``raw.usage_metadata`` (Gemini), a raw dict that is
+    itself usage-shaped (Ollama), ``additional_kwargs`` (LlamaIndex's OpenAI token
+    counts), and ``message.additional_kwargs["usage"]`` (Anthropic streams).
+    """
+    if response is None:
+        return None, None, None, NO_USAGE_HINT
+    raw = getattr(response, "raw", None)
+    usage: Usage | None = None
+    model = stop = None
+    if raw is not None:
+        usage = usage_from_mapping(_get(raw, "usage"))
+        if usage is None:
+            usage = usage_from_mapping(_get(raw, "usage_metadata"))
+        if usage is None and isinstance(raw, Mapping):
+            usage = usage_from_mapping(raw)
+        value = _get(raw, "model") or _get(raw, "model_version")
+        model = value if isinstance(value, str) and value else None
+        stop = _get(raw, "stop_reason")
+        if stop is None:
+            choices = _get(raw, "choices")
+            if isinstance(choices, (list, tuple)) and choices:
+                stop = _get(choices[0], "finish_reason")
+    extra = getattr(response, "additional_kwargs", None)
+    if usage is None and isinstance(extra, Mapping) and extra:
+        usage = usage_from_mapping(extra.get("usage")) or usage_from_mapping(extra)
+    message = getattr(response, "message", None)
+    msg_extra = getattr(message, "additional_kwargs", None) if message is not None else None
+    if isinstance(msg_extra, Mapping):
+        if usage is None:
+            usage = usage_from_mapping(msg_extra.get("usage"))
+        if stop is None:
+            stop = msg_extra.get("stop_reason")
+    reason = None
+    if usage is None:
+        is_chunk = raw is not None and type(raw).__name__ == "ChatCompletionChunk"
+        reason = OPENAI_STREAM_USAGE_HINT if (
+            is_chunk or (provider == "openai" and getattr(response, "delta", None) is not None)
+        ) else NO_USAGE_HINT
+    return usage, model, stop if isinstance(stop, str) else None, reason
+
+
+def chat_output(response: Any) -> list[dict[str, Any]] | None:
+    """A ``ChatResponse`` as ``$ai_output_choices``."""
+    message = getattr(response, "message", None)
+    if message is None:
+        return None
+    return [message_to_dict(message)]
+
+
+def completion_output(response: Any) -> list[dict[str, Any]] | None:
+    """A ``CompletionResponse`` as ``$ai_output_choices``."""
+    text = getattr(response, "text", None)
+    if text is None:
+        return None
+    return [{"role": "assistant", "content": text}]
+
+
+def normalized(provider: str | None) -> str | None:
+    """Provider through the shared alias table."""
+    return normalize_provider(provider) if provider else None
+
+
+def fill_generation(span: OpenSpan, response: Any, is_chat: bool) -> None:
+    """Output, usage, reported model and stop reason of a finished model call."""
+    if response is None:
+        span.usage_missing_reason = "the model call returned no response"
+        return
+    span.output = chat_output(response) if is_chat and hasattr(
+        response, "message") else completion_output(response)
+    usage, model, stop, reason = response_fields(response, span.provider)
+    if usage is None:
+        usage = span.extra.get("inner_usage")
+    span.usage = usage
+    span.usage_missing_reason = None if usage is not None else reason
+    if model:
+        span.model = model
+    if stop:
+        span.stop_reason = stop

@@ -1,0 +1,566 @@
+"""The instrumentation-module front door: LlamaIndex dispatcher spans and events -> spans.
+
+LlamaIndex wraps hundreds of methods in dispatcher spans (text splitters, refine
+programs, ``_query`` beside ``query``, ``predict`` around ``complete``). Exporting them
+all gives an unreadable tree and doubled model calls, so every dispatcher span becomes a
+*node*: a few kinds are *visible* (workflow runs and steps, tools, query and chat
+engines, retrievers, synthesizers, rerankers, and any top-level call) and the rest are
+transparent, their children attached to the nearest visible ancestor. Model calls and
+embeddings come from the ``LLMChat*`` / ``LLMCompletion*`` / ``Embedding*`` events, one
+generation per outermost model call, kept open until the stream's end event.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ._llama_common import (
+    HandlerOptions,
+    TraceInfo,
+    describe_error,
+    fill_generation,
+    log,
+    messages_to_dicts,
+    model_and_provider,
+    model_parameters,
+    nodes_summary,
+    response_fields,
+    text_of,
+    tools_of,
+)
+from ._llama_stream import wrap_response_stream
+from ._runs import RunTable
+from .spans import OpenSpan, SpanKind, snapshot
+
+__all__ = ["InstrumentCore"]
+
+# Node kinds.
+_HIDDEN, _ROOTABLE, _LLM, _EMBED, _RUN, _STEP, _TOOL, _QUERY, _CHAT, _RETRIEVE, _SYNTH, \
+    _RERANK = range(12)
+
+_VISIBLE_METHODS: dict[int, frozenset[str]] = {
+    _TOOL: frozenset({"call", "acall", "__call__"}),
+    _QUERY: frozenset({"query", "aquery"}),
+    _CHAT: frozenset({"chat", "achat", "stream_chat", "astream_chat"}),
+    _RETRIEVE: frozenset({"retrieve", "aretrieve"}),
+    _SYNTH: frozenset({"synthesize", "asynthesize"}),
+    _RERANK: frozenset({"postprocess_nodes", "apostprocess_nodes"}),
+}
+_STEP_TAG = "llamaindex.step.input_event"
+
+
+def _class_table() -> list[tuple[type, int]]:
+    table: list[tuple[type, int]] = []
+
+    def add(module: str, name: str, kind: int) -> None:
+        try:
+            mod = __import__(module, fromlist=[name])
+            table.append((getattr(mod, name), kind))
+        except Exception:  # an optional part of LlamaIndex is missing: skip it
+            pass
+
+    add("llama_index.core.base.llms.base", "BaseLLM", _LLM)
+    add("llama_index.core.base.embeddings.base", "BaseEmbedding", _EMBED)
+    add("workflows", "Workflow", _RUN)
+    add("llama_index.core.tools.types", "BaseTool", _TOOL)
+    add("llama_index.core.base.base_query_engine", "BaseQueryEngine", _QUERY)
+    add("llama_index.core.chat_engine.types", "BaseChatEngine", _CHAT)
+    add("llama_index.core.base.base_retriever", "BaseRetriever", _RETRIEVE)
+    add("llama_index.core.response_synthesizers.base", "BaseSynthesizer", _SYNTH)
+    add("llama_index.core.postprocessor.types", "BaseNodePostprocessor", _RERANK)
+    return table
+
+
+class _Node:
+    """One open dispatcher span."""
+
+    __slots__ = ("enclosing_gen", "gen_key", "instance", "key", "kind", "parent_vis",
+                 "skipped_gen", "trace", "vis_id")
+
+    def __init__(self, trace: TraceInfo | None, kind: int, parent_vis: str | None,
+                 enclosing_gen: str | None, instance: Any) -> None:
+        self.trace = trace
+        self.kind = kind
+        self.parent_vis = parent_vis  # span id the children of a hidden node attach to
+        self.vis_id: str | None = None  # own exported span id when visible
+        self.key: str | None = None  # run-table key when visible
+        self.gen_key: str | None = None  # generation opened at this node
+        self.enclosing_gen = enclosing_gen  # generation open in an ancestor
+        self.skipped_gen: str | None = None
+        self.instance = instance
+
+    @property
+    def attach_to(self) -> str | None:
+        return self.vis_id or self.parent_vis
+
+    @property
+    def gen_scope(self) -> str | None:
+        return self.gen_key or self.enclosing_gen
+
+
+def _run_input(tags: Any) -> Any:
+    """A workflow run's start event summary (set as instrument tags, not passed)."""
+    if not isinstance(tags, dict):
+        from llama_index_instrumentation.dispatcher import active_instrument_tags
+
+        tags = active_instrument_tags.get()
+    return tags.get("llamaindex.start_event") if isinstance(tags, dict) else None
+
+
+def _split_id(id_: str) -> tuple[str, str]:
+    """``"Class.method-<uuid4>"`` -> ``("Class", "method")``."""
+    base = id_[:-37] if len(id_) > 37 and id_[-37] == "-" else id_
+    cls, _, method = base.rpartition(".")
+    return cls, method
+
+
+class InstrumentCore:
+    """State shared by the span handler and the event handler of one ``instrument()``."""
+
+    def __init__(self, exporter: Any, options: HandlerOptions) -> None:
+        self.exporter = exporter
+        self.options = options
+        self.runs: RunTable[str] = RunTable()
+        self.nodes: dict[str, _Node] = {}
+        self.lingering: dict[str, float] = {}  # roots kept open for a stream
+        self._classes = _class_table()
+        self._kind_cache: dict[type, int] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._roots_seen = 0
+        self.events: dict[str, Callable[[Any], None]] = {
+            "LLMChatStartEvent": self._on_llm_start,
+            "LLMCompletionStartEvent": self._on_llm_start,
+            "LLMChatInProgressEvent": self._on_llm_progress,
+            "LLMCompletionInProgressEvent": self._on_llm_progress,
+            "LLMChatEndEvent": self._on_llm_end,
+            "LLMCompletionEndEvent": self._on_llm_end,
+            "EmbeddingStartEvent": self._on_embed_start,
+            "SparseEmbeddingStartEvent": self._on_embed_start,
+            "EmbeddingEndEvent": self._on_embed_end,
+            "SparseEmbeddingEndEvent": self._on_embed_end,
+            "ExceptionEvent": self._on_exception,
+            "WorkflowStepOutputEvent": self._on_step_output,
+            "WorkflowRunOutputEvent": self._on_step_output,
+            "SpanCancelledEvent": self._on_cancelled,
+        }
+        exporter.register_runs(self.runs)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def warn(self, where: str) -> None:
+        """Log a failure once per place; never raise."""
+        if where not in self._warned:
+            self._warned.add(where)
+            log.warning("posthog_callbacks: LlamaIndex instrumentation failed in %s "
+                        "(further failures there are not logged)", where, exc_info=True)
+
+    def _kind_of(self, instance: Any) -> int:
+        if instance is None:
+            return _ROOTABLE
+        cls = type(instance)
+        kind = self._kind_cache.get(cls)
+        if kind is None:
+            kind = _ROOTABLE
+            for base, base_kind in self._classes:
+                if isinstance(instance, base):
+                    kind = base_kind
+                    break
+            self._kind_cache[cls] = kind
+        return kind
+
+    def _add(self, key: str, span: OpenSpan) -> None:
+        evicted = self.runs.add(key, span)
+        if evicted:
+            self.exporter.close_runs(evicted, "too many open runs (evicted)")
+
+    def _submit(self, span: OpenSpan, end_time: float | None = None) -> None:
+        self.exporter.submit(span.finish(end_time))
+        root_key = span.extra.get("root_key")
+        if root_key is not None:
+            self._maybe_finish_root(root_key, span.trace_id)
+
+    def _maybe_finish_root(self, root_key: str, trace_id: str) -> None:
+        """Finish a root that ended while a stream of its trace was still open."""
+        root = self.runs.get(root_key)
+        if root is None or "ended" not in root.extra or root.extra.get("stream"):
+            return
+        if self.runs.open_in_trace(trace_id) == 1 and self.runs.pop(root_key) is root:
+            self._drop_lingering(root)
+            self.exporter.submit(root.finish())
+
+    def _drop_lingering(self, root: OpenSpan) -> None:
+        li_id = root.extra.get("li_id")
+        if li_id is not None and self.lingering.pop(li_id, None) is not None:
+            self.nodes.pop(li_id, None)
+
+    # -- spans ----------------------------------------------------------------------------
+
+    def span_enter(self, id_: str, instance: Any, parent_id: str | None,
+                   bound_args: Any, tags: Any) -> None:
+        parent = self.nodes.get(parent_id) if parent_id else None
+        kind = self._kind_of(instance)
+        cls, method = _split_id(id_)
+        if parent is None:
+            if kind in (_LLM, _EMBED):
+                # A direct model call: its generation (from the events) is the root.
+                self.nodes[id_] = _Node(None, kind, None, None, instance)
+                return
+            self._enter_root(id_, instance, kind, cls, method, bound_args, tags)
+            return
+        node = _Node(parent.trace, kind, parent.attach_to, parent.gen_scope, instance)
+        self.nodes[id_] = node
+        trace = parent.trace
+        if trace is None or not trace.sampled:
+            return
+        if instance is None and isinstance(tags, dict) and _STEP_TAG in tags:
+            kind = _STEP  # workflow steps are wrapped as plain functions
+            name = method
+            payload = tags.get("llamaindex.step.input_summary")
+        elif kind == _RUN:
+            if method != "run":
+                return
+            name = f"{cls}.run"
+            payload = _run_input(tags)
+        elif kind in _VISIBLE_METHODS and method in _VISIBLE_METHODS[kind]:
+            if parent.instance is instance:
+                return  # query -> aquery, __call__ -> call: one span per object and call
+            name = self._name(kind, instance, cls, method)
+            payload = self._input(kind, bound_args)
+        else:
+            return
+        node.kind = kind
+        self._open_visible(node, id_, trace, name, payload, parent.attach_to, is_root=False)
+
+    def _enter_root(self, id_: str, instance: Any, kind: int, cls: str, method: str,
+                    bound_args: Any, tags: Any) -> None:
+        trace = self.options.new_trace(self.exporter)
+        node = _Node(trace, kind, None, None, instance)
+        self.nodes[id_] = node
+        self._roots_seen += 1
+        if self._roots_seen % 256 == 0:
+            self._purge_lingering()
+        if not trace.sampled:
+            return
+        if kind == _RUN and method == "run":
+            payload = _run_input(tags)
+            name = f"{cls}.run"
+        else:
+            name = self._name(kind, instance, cls, method) if kind in _VISIBLE_METHODS else (
+                f"{cls}.{method}" if cls else method)
+            payload = self._input(kind, bound_args)
+        self._open_visible(node, id_, trace, name, payload, None, is_root=True)
+
+    def _open_visible(self, node: _Node, id_: str, trace: TraceInfo, name: str,
+                      payload: Any, parent: str | None, *, is_root: bool) -> None:
+        if is_root:
+            span_id = trace.root_span_id
+            parent = None if span_id == trace.trace_id else trace.trace_id
+            key = trace.root_key = "root:" + span_id
+        else:
+            span_id = str(uuid.uuid4())
+            key = id_
+        span = trace.span(span_id, parent, SpanKind.TRACE if parent is None else SpanKind.SPAN,
+                          name, is_root=is_root)
+        span.input = payload
+        span.extra["li_id"] = id_
+        if not is_root:
+            span.extra["root_key"] = trace.root_key
+        node.vis_id = span_id
+        node.key = key
+        self._add(key, span)
+
+    @staticmethod
+    def _name(kind: int, instance: Any, cls: str, method: str) -> str:
+        if kind == _TOOL:
+            try:
+                name = instance.metadata.name
+                if isinstance(name, str) and name:
+                    return name
+            except Exception:
+                pass
+        return f"{cls}.{method}"
+
+    @staticmethod
+    def _input(kind: int, bound_args: Any) -> Any:
+        try:
+            args = dict(bound_args.arguments)
+        except Exception:
+            return None
+        args.pop("self", None)
+        if kind in (_QUERY, _RETRIEVE, _SYNTH):
+            for key in ("str_or_query_bundle", "query_bundle", "query", "query_str"):
+                if key in args:
+                    return text_of(args[key])
+        if kind == _CHAT:
+            message = args.get("message")
+            history = args.get("chat_history")
+            if history:
+                return {"message": text_of(message), "chat_history": messages_to_dicts(history)}
+            return text_of(message)
+        if kind == _TOOL:
+            kwargs = args.pop("kwargs", None) or {}
+            positional = args.pop("args", None)
+            if positional:
+                return {"args": snapshot(list(positional)), **snapshot(kwargs)}
+            return snapshot(kwargs) if kwargs else snapshot(args) or None
+        if kind == _RERANK:
+            return {"query": text_of(args.get("query_bundle") or args.get("query_str")),
+                    "nodes": nodes_summary(args.get("nodes"))}
+        return {k: text_of(v) if not isinstance(v, (list, dict, tuple)) else snapshot(v)
+                for k, v in args.items() if k not in ("kwargs", "args") or v} or None
+
+    def span_exit(self, id_: str, result: Any) -> None:
+        node = self.nodes.pop(id_, None)
+        if node is None or node.key is None:
+            return
+        span = self.runs.get(node.key)
+        if span is None:
+            return
+        if "output" not in span.extra:
+            span.output = self._output(node.kind, result)
+        if node.kind == _TOOL and getattr(result, "is_error", False) is True:
+            span.error = str(getattr(result, "content", "") or "tool error")
+        self._end(node, span, id_, result)
+
+    def span_drop(self, id_: str, err: BaseException | None) -> None:
+        node = self.nodes.pop(id_, None)
+        if node is None or node.key is None:
+            return
+        span = self.runs.get(node.key)
+        if span is None:
+            return
+        if span.status != "cancelled":
+            span.error = describe_error(err)
+        self._end(node, span, id_, None)
+
+    def _end(self, node: _Node, span: OpenSpan, id_: str, result: Any) -> None:
+        key = node.key
+        assert key is not None
+        if key.startswith("root:"):
+            now = time.time()
+            if self._wrap_stream(result, id_, span):
+                self.nodes[id_] = node
+                self.lingering[id_] = now
+                span.extra["ended"] = now
+                return
+            if self.runs.open_in_trace(span.trace_id) > 1:
+                span.extra["ended"] = now
+                self.nodes[id_] = node  # late children of the trace still resolve here
+                self.lingering[id_] = now
+                return
+        if self.runs.pop(key) is span:
+            self._submit(span)
+
+    def _purge_lingering(self) -> None:
+        with self._lock:
+            for li_id in list(self.lingering):
+                node = self.nodes.get(li_id)
+                if node is None or node.trace is None or node.trace.root_key is None or (
+                        self.runs.get(node.trace.root_key) is None):
+                    self.lingering.pop(li_id, None)
+                    self.nodes.pop(li_id, None)
+
+    @staticmethod
+    def _output(kind: int, result: Any) -> Any:
+        if result is None:
+            return None
+        if kind in (_RETRIEVE, _RERANK):
+            return nodes_summary(result)
+        if kind == _TOOL:
+            content = getattr(result, "content", None)
+            return content if content is not None else text_of(result)
+        if kind in (_RUN, _STEP):
+            result = getattr(result, "result", result)
+            response = getattr(result, "response", None)
+            content = getattr(response, "content", None)
+            if isinstance(content, str):
+                return content
+        return text_of(result)
+
+    # -- streams returned to the caller -----------------------------------------------------
+
+    def _wrap_stream(self, result: Any, li_id: str, root: OpenSpan) -> bool:
+        """Keep the trace open while the caller reads a returned token stream.
+
+        Reading it under the root's dispatcher span id makes LlamaIndex parent the lazily
+        started model call inside this trace.
+        """
+        from llama_index_instrumentation.span import active_span_id
+
+        def done(err: BaseException | None, complete: bool, text: str) -> None:
+            self._stream_done(root, err, complete, text)
+
+        if not wrap_response_stream(result, lambda: active_span_id.set(li_id),
+                                    active_span_id.reset, done):
+            return False
+        root.extra["stream"] = True
+        return True
+
+    def _stream_done(self, root: OpenSpan, err: BaseException | None, complete: bool,
+                     text: str) -> None:
+        try:
+            root.extra["stream"] = None
+            if text and root.output is None:
+                root.output = text
+            if err is not None:
+                root.error = describe_error(err)
+            elif not complete:
+                root.status = "abandoned"
+            root_key = "root:" + root.span_id
+            if self.runs.open_in_trace(root.trace_id) <= 1 and self.runs.pop(root_key) is root:
+                self._drop_lingering(root)
+                self.exporter.submit(root.finish())
+        except Exception:
+            self.warn("stream end")
+
+    # -- events ---------------------------------------------------------------------------
+
+    def handle(self, event: Any) -> None:
+        handler = self.events.get(type(event).__name__)
+        if handler is not None:
+            handler(event)
+
+    def _place_leaf(self, node: _Node | None) -> tuple[TraceInfo, str, str | None] | None:
+        """Trace, span id and parent of a model call or embedding at ``node``."""
+        trace = node.trace if node is not None else None
+        parent = node.parent_vis if node is not None else None
+        if trace is None:
+            trace = self.options.new_trace(self.exporter)
+            if node is not None:
+                node.trace = trace
+            if not trace.sampled:
+                return None
+            span_id = trace.root_span_id
+            return trace, span_id, None if span_id == trace.trace_id else trace.trace_id
+        if not trace.sampled:
+            return None
+        return trace, str(uuid.uuid4()), parent or trace.root_span_id
+
+    def _on_llm_start(self, event: Any) -> None:
+        li_id = event.span_id
+        node = self.nodes.get(li_id) if li_id else None
+        if node is not None and node.enclosing_gen is not None and self.runs.get(
+                node.enclosing_gen) is not None:
+            node.skipped_gen = node.enclosing_gen  # chat() -> complete(): one generation
+            return
+        placed = self._place_leaf(node)
+        if placed is None:
+            return
+        trace, span_id, parent = placed
+        model_dict = getattr(event, "model_dict", None)
+        instance = node.instance if node is not None else None
+        model, provider = model_and_provider(model_dict, instance)
+        is_chat = hasattr(event, "messages")
+        name = model or (type(instance).__name__ if instance is not None else "llm")
+        span = trace.span(span_id, parent, SpanKind.GENERATION,
+                          f"{name}.chat" if is_chat else f"{name}.complete",
+                          is_root=parent is None)
+        span.model = model
+        span.provider = provider
+        kwargs = getattr(event, "additional_kwargs", None)
+        if is_chat:
+            span.input = messages_to_dicts(event.messages)
+        else:
+            span.input = [{"role": "user", "content": getattr(event, "prompt", None)}]
+        span.model_parameters = model_parameters(model_dict, kwargs)
+        span.tools = tools_of(kwargs)
+        if isinstance(model_dict, dict):
+            base = model_dict.get("api_base") or model_dict.get("base_url")
+            if isinstance(base, str):
+                span.base_url = base
+        key = "gen:" + (li_id or span_id)
+        span.extra["root_key"] = trace.root_key
+        if node is not None:
+            node.gen_key = key
+        self._add(key, span)
+
+    def _on_llm_progress(self, event: Any) -> None:
+        span = self.runs.get("gen:" + str(event.span_id))
+        if span is not None and span.first_token_time is None:
+            span.first_token_time = time.time()
+            if span.model_parameters is None or "stream" not in span.model_parameters:
+                span.model_parameters = {**(span.model_parameters or {}), "stream": True}
+
+    def _on_llm_end(self, event: Any) -> None:
+        li_id = str(event.span_id)
+        span = self.runs.pop("gen:" + li_id)
+        response = getattr(event, "response", None)
+        if span is None:
+            node = self.nodes.get(li_id)
+            if node is not None and node.skipped_gen is not None and response is not None:
+                outer = self.runs.get(node.skipped_gen)
+                if outer is not None and outer.usage is None:
+                    usage, _, _, _ = response_fields(response, outer.provider)
+                    outer.extra["inner_usage"] = usage
+            return
+        fill_generation(span, response, hasattr(event, "messages"))
+        self._submit(span)
+
+    def _on_embed_start(self, event: Any) -> None:
+        li_id = event.span_id
+        node = self.nodes.get(li_id) if li_id else None
+        placed = self._place_leaf(node)
+        if placed is None:
+            return
+        trace, span_id, parent = placed
+        model_dict = getattr(event, "model_dict", None)
+        model, provider = model_and_provider(model_dict, node.instance if node else None)
+        span = trace.span(span_id, parent, SpanKind.EMBEDDING, f"{model or 'embedding'}.embed",
+                          is_root=parent is None)
+        span.model = model
+        span.provider = provider
+        span.extra["root_key"] = trace.root_key
+        self._add("emb:" + str(li_id or span_id), span)
+
+    def _on_embed_end(self, event: Any) -> None:
+        span = self.runs.pop("emb:" + str(event.span_id))
+        if span is None:
+            return
+        chunks = getattr(event, "chunks", None)
+        if isinstance(chunks, list):
+            span.input = chunks[0] if len(chunks) == 1 else list(chunks)
+            span.model_parameters = {"chunks": len(chunks)}
+        span.usage_missing_reason = "LlamaIndex embedding models do not report token usage"
+        self._submit(span)
+
+    def _on_exception(self, event: Any) -> None:
+        li_id = str(event.span_id)
+        exc = getattr(event, "exception", None)
+        for key in ("gen:" + li_id, "emb:" + li_id):
+            span = self.runs.pop(key)
+            if span is None:
+                continue
+            if isinstance(exc, GeneratorExit):
+                span.status = "abandoned"
+                span.usage_missing_reason = "the stream was closed before its end"
+            else:
+                span.error = describe_error(exc)
+            self._submit(span)
+
+    def _on_step_output(self, event: Any) -> None:
+        node = self.nodes.get(str(event.span_id))
+        if node is None or node.key is None:
+            return
+        span = self.runs.get(node.key)
+        output = getattr(event, "output", None)
+        if span is not None and output is not None and node.kind == _STEP:
+            span.output = output
+            span.extra["output"] = True
+
+    def _on_cancelled(self, event: Any) -> None:
+        node = self.nodes.get(str(event.span_id))
+        if node is not None and node.key is not None:
+            span = self.runs.get(node.key)
+            if span is not None:
+                span.status = "cancelled"
+
+    def close(self, reason: str) -> None:
+        """Close every open run (used by ``uninstrument()``)."""
+        self.exporter.close_runs(self.runs.drain(), reason)
+        self.nodes.clear()
+        self.lingering.clear()
