@@ -66,8 +66,8 @@ class Serializer:
 
     __slots__ = ("secrets", "size")
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = tuple(s for s in secrets if s)
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self.secrets = secrets
         self.size = 0
 
     def convert(self, value: Any) -> Any:
@@ -124,7 +124,7 @@ class Serializer:
             return value if math.isfinite(value) else str(value)
         if depth >= MAX_DEPTH:
             return "<max depth>"
-        if isinstance(value, Mapping):
+        if t is dict or (t is not list and isinstance(value, Mapping)):
             return self._mapping(value, depth, seen)
         if t is list or t is tuple or isinstance(value, (list, tuple, set, frozenset)):
             return self._sequence(value, depth, seen)
@@ -136,19 +136,26 @@ class Serializer:
             return "<cycle>"
         seen.add(ident)
         try:
-            if value.get("lc") == 1 and value.get("type") == "secret":
+            if "lc" in value and value.get("lc") == 1 and value.get("type") == "secret":
                 return REDACTED
             out: dict[str, Any] = {}
+            secret = _key_cache.get
+            convert = self._convert
+            size = 0
             for i, (k, v) in enumerate(value.items()):
                 if i >= MAX_ITEMS:
                     out["<truncated>"] = f"{len(value) - MAX_ITEMS} more keys"
                     break
                 key = k if type(k) is str else self._key(k)
-                self.size += len(key) + 4
-                if is_secret_key(key) and v is not None and not isinstance(v, (int, float)):
+                size += len(key) + 4
+                hidden = secret(key)
+                if hidden is None:
+                    hidden = is_secret_key(key)
+                if hidden and v is not None and not isinstance(v, (int, float)):
                     out[key] = REDACTED
                 else:
-                    out[key] = self._convert(v, depth + 1, seen)
+                    out[key] = convert(v, depth + 1, seen)
+            self.size += size
             return out
         except Exception:
             return "<unserializable mapping>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,13 +38,17 @@ _NAMESPACE = uuid.UUID("5b0e3f64-3c0f-4c51-9a87-2d7f0c6f1e1a")
 _CONTENT_KEYS = ("$ai_input", "$ai_output_choices", "$ai_input_state", "$ai_output_state",
                  "$ai_tools", "$ai_error", "$ai_model_parameters")
 _RESERVED_PREFIX = "$"
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 log = logging.getLogger("posthog_callbacks")
 
 
 @dataclass(frozen=True)
 class EventConfig:
-    """Exporter-wide settings the translation needs."""
+    """Exporter-wide settings the translation needs.
+
+    ``properties`` and ``groups`` must already be JSON-safe (the exporter converts them once).
+    """
 
     privacy_mode: bool = False
     default_distinct_id: str | None = None
@@ -55,17 +60,17 @@ class EventConfig:
     secrets: tuple[str, ...] = ()
 
 
+_UTC = timezone.utc
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, _UTC).isoformat()
 
 
 def _event_uuid(trace_id: str, span_id: str, suffix: str = "") -> str:
     # Stable per span, so a retried batch is de-duplicated by PostHog.
-    if not suffix:
-        try:
-            return str(uuid.UUID(span_id))
-        except (ValueError, TypeError, AttributeError):
-            pass
+    if not suffix and _UUID_TEXT.fullmatch(span_id) is not None:
+        return span_id.lower()
     return str(uuid.uuid5(_NAMESPACE, f"{trace_id}/{span_id}/{suffix}"))
 
 
@@ -81,9 +86,7 @@ def _identity(distinct_id: str | None, trace_id: str, cfg: EventConfig,
 def _base(span_trace_id: str, framework: str, session_id: str | None,
           cfg: EventConfig, ser: Serializer, extra: Mapping[str, Any] | None,
           groups: Mapping[str, Any] | None) -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    if cfg.properties:
-        props.update(ser.convert(cfg.properties))
+    props: dict[str, Any] = dict(cfg.properties) if cfg.properties else {}
     if extra:
         props.update(ser.convert(extra))
     props["$ai_trace_id"] = span_trace_id

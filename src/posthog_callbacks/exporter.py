@@ -23,6 +23,7 @@ from typing import Any
 
 from ._manual import TraceHandle
 from ._runs import RunTable
+from ._serialize import Serializer
 from .events import (
     DEFAULT_MAX_EVENT_BYTES,
     EventConfig,
@@ -177,7 +178,8 @@ class PosthogExporter:
                         if isinstance(s, str) and s)
         self._config = EventConfig(
             privacy_mode=privacy_mode, default_distinct_id=default_distinct_id,
-            properties=dict(properties or {}), groups=dict(groups) if groups else None,
+            properties=Serializer(secrets).convert(dict(properties or {})),
+            groups=Serializer(secrets).convert(dict(groups)) if groups else None,
             service_name=service_name, mask=mask,
             max_event_bytes=int(max_event) if isinstance(max_event, int) else
             DEFAULT_MAX_EVENT_BYTES, secrets=secrets)

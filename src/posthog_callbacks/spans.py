@@ -7,12 +7,11 @@ names: that translation lives in ``events.py``.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "FinishedSpan",
@@ -32,9 +31,8 @@ class SpanKind(str, Enum):
     EMBEDDING = "embedding"
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token usage of one model call, provider-neutral.
+class Usage(NamedTuple):
+    """Token usage of one model call, provider-neutral (immutable).
 
     ``input_tokens`` always *includes* cache reads and writes (LangChain's
     ``usage_metadata`` convention); ``events.py`` converts to PostHog's per-provider
@@ -62,20 +60,18 @@ class Usage:
 
     def is_empty(self) -> bool:
         """True when no field carries a count."""
-        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+        return all(v is None for v in self)
 
-    def __add__(self, other: Usage) -> Usage:
+    def __add__(self, other: tuple[Any, ...]) -> Usage:  # type: ignore[override]
         """Field-wise sum; ``None`` + ``None`` stays ``None``."""
-        values: dict[str, int | None] = {}
-        for f in dataclasses.fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            values[f.name] = None if a is None and b is None else (a or 0) + (b or 0)
-        return Usage(**values)
+        return Usage._make(None if a is None and b is None else (a or 0) + (b or 0)
+                           for a, b in zip(self, other, strict=True))
 
 
-@dataclass(frozen=True, slots=True)
-class FinishedSpan:
-    """One ended run, ready for translation into a PostHog event.
+# A NamedTuple, not a frozen dataclass: it is built once per span on the caller's thread,
+# and a frozen dataclass costs ~10 µs to construct against ~1 µs here.
+class FinishedSpan(NamedTuple):
+    """One ended run, ready for translation into a PostHog event (immutable).
 
     ``span_id`` of a trace's root equals ``trace_id``; every other span has the
     ``span_id`` of its parent in ``parent_id``. Times are epoch seconds.
@@ -122,9 +118,6 @@ class FinishedSpan:
         return max(0.0, self.end_time - self.start_time)
 
 
-_FINISHED_FIELDS = tuple(f.name for f in dataclasses.fields(FinishedSpan))
-
-
 @dataclass(slots=True)
 class OpenSpan:
     """A run in flight: mutable, owned by one handler's run table.
@@ -167,12 +160,15 @@ class OpenSpan:
     def finish(self, end_time: float | None = None) -> FinishedSpan:
         """Freeze this run into a :class:`FinishedSpan` ending at ``end_time`` (now)."""
         end = time.time() if end_time is None else end_time
-        values = {name: getattr(self, name) for name in _FINISHED_FIELDS if name != "end_time"
-                  and name != "time_to_first_token"}
-        ttft = None
-        if self.first_token_time is not None:
-            ttft = max(0.0, self.first_token_time - self.start_time)
-        return FinishedSpan(end_time=end, time_to_first_token=ttft, **values)
+        first = self.first_token_time
+        return FinishedSpan(
+            self.trace_id, self.span_id, self.parent_id, self.kind, self.name,
+            self.start_time, end, self.framework, self.input, self.output, self.model,
+            self.provider, self.usage, self.usage_missing_reason, self.model_parameters,
+            self.tools, None if first is None else max(0.0, first - self.start_time),
+            self.http_status, self.base_url, self.stop_reason, self.error, self.status,
+            self.metadata, self.properties, self.groups, self.distinct_id, self.session_id,
+            self.tags, self.privacy_mode)
 
 
 _SNAPSHOT_MAX_DEPTH = 12
