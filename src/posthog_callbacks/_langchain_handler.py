@@ -28,6 +28,11 @@ _IDENTITY_KEYS = frozenset({"user_id", "userId", "session_id", "sessionId",
 _INTERNAL_TAG_PREFIXES = ("seq:step:", "graph:step:", "map:key:", "langsmith:")
 _INTERRUPTS = frozenset({"GraphInterrupt", "NodeInterrupt"})
 _MAX_SKIPPED = 100_000
+_LEFTOVER_REASONS = {
+    "cancelled": "cancelled: the trace was cancelled before this run ended",
+    "abandoned": "abandoned: the stream was closed before this run ended",
+    "interrupted": "interrupted: the graph paused before this run ended",
+}
 
 
 def error_outcome(error: BaseException) -> tuple[str | None, str | None]:
@@ -239,8 +244,8 @@ class HandlerCore:
         if span.parent_id is None and self._trace_id is None:
             leftovers = self._runs.pop_trace(span.trace_id)
             if leftovers:
-                self._exporter.close_runs(
-                    leftovers, "run never ended: its trace's root run finished first")
+                self._exporter.close_runs(leftovers, _LEFTOVER_REASONS.get(
+                    span.status, "run never ended: its trace's root run finished first"))
 
 
 def new_span_id() -> str:

@@ -1,0 +1,240 @@
+"""Handler options, identity rules, privacy, sampling, orphans, cancellation, instrument()."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from typing import Any
+
+import posthog
+import pytest
+from langchain_core.runnables import RunnableLambda
+from lc_fakes import EchoChatModel
+from lc_helpers import Recorder, parent_of
+
+from posthog_callbacks import MemorySink, PosthogExporter
+from posthog_callbacks.langchain import CallbackHandler, instrument, uninstrument
+
+
+def _chain() -> Any:
+    return RunnableLambda(lambda x: x).with_config(run_name="prep") | EchoChatModel()
+
+
+def test_constructor_options_reach_every_event(rec: Recorder) -> None:
+    handler = rec.handler(distinct_id="d-1", session_id="s-1", trace_id="fixed-trace",
+                          trace_name="my pipeline", properties={"env": "test"},
+                          groups={"company": "acme"}, tags=["nightly"])
+    _chain().invoke("hello", config={"callbacks": [handler]})
+    events = rec.events()
+    assert [e["event"] for e in events] == ["$ai_span", "$ai_generation", "$ai_trace"]
+    root = events[-1]["properties"]
+    assert root["$ai_trace_id"] == "fixed-trace"
+    assert root["$ai_span_name"] == "my pipeline"
+    for e in events:
+        p = e["properties"]
+        assert e["distinct_id"] == "d-1"
+        assert p["$ai_trace_id"] == "fixed-trace"
+        assert p["$ai_session_id"] == "s-1"
+        assert p["env"] == "test"
+        assert p["$groups"] == {"company": "acme"}
+        assert p["nightly"] is True
+    assert parent_of(events[0]) == "fixed-trace"
+    assert parent_of(events[1]) == "fixed-trace"
+
+
+def test_run_metadata_overrides_handler_identity(rec: Recorder) -> None:
+    handler = rec.handler(distinct_id="default-user", session_id="default-session")
+    _chain().invoke("x", config={"callbacks": [handler], "metadata": {
+        "userId": "meta-user", "sessionId": "meta-session", "thread_id": "th",
+        "posthog_properties": {"plan": "pro"}, "ls_foo": 1, "lc_bar": 2,
+        "langgraph_node": "n", "checkpoint_ns": "c", "feature": "search"},
+        "tags": ["graph:step:3", "map:key:left", "seq:step:9", "keep-me"]})
+    for e in rec.events():
+        p = e["properties"]
+        assert e["distinct_id"] == "meta-user"
+        assert p["$ai_session_id"] == "meta-session"
+        assert p["plan"] == "pro"
+        assert p["feature"] == "search"
+        assert p["thread_id"] == "th"
+        assert p["$ai_tags"] == ["keep-me"]
+        for key in ("ls_foo", "lc_bar", "langgraph_node", "checkpoint_ns", "userId",
+                    "sessionId", "posthog_properties", "graph:step:3", "map:key:left"):
+            assert key not in p
+
+
+def test_personless_without_any_user(rec: Recorder) -> None:
+    _chain().invoke("x", config={"callbacks": [rec.handler()]})
+    events = rec.events()
+    trace_id = events[-1]["properties"]["$ai_trace_id"]
+    for e in events:
+        assert e["distinct_id"] == trace_id
+        assert e["properties"]["$process_person_profile"] is False
+
+
+def test_privacy_mode_sends_no_content(rec: Recorder) -> None:
+    secret = "my-very-private-prompt"
+    _chain().invoke(secret, config={"callbacks": [rec.handler(privacy_mode=True)]})
+    events = rec.events()
+    assert len(events) == 3
+    blob = json.dumps(events)
+    assert secret not in blob
+    gen = events[1]["properties"]
+    assert "$ai_input" not in gen and "$ai_output_choices" not in gen
+    assert gen["$ai_input_tokens"] == 1
+
+
+def test_unsampled_traces_record_nothing() -> None:
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink, sample_rate=0.0)
+    handler = CallbackHandler(exporter)
+    try:
+        _chain().invoke("x", config={"callbacks": [handler]})
+        assert exporter.flush(timeout=5)
+        assert sink.events == []
+        assert handler.open_runs() == 0
+        assert handler._skipped == {}
+    finally:
+        exporter.shutdown(timeout=5)
+
+
+def test_orphaned_child_closed_when_root_ends(rec: Recorder) -> None:
+    handler = rec.handler()
+    root, child = uuid.uuid4(), uuid.uuid4()
+    handler.on_chain_start({"name": "root"}, {"q": 1}, run_id=root)
+    handler.on_chat_model_start({"id": ["x", "ChatOpenAI"]}, [[]], run_id=child,
+                                parent_run_id=root, metadata={"ls_provider": "openai"})
+    handler.on_chain_end({"a": 2}, run_id=root)
+    assert handler.open_runs() == 0
+    trace, gen = rec.events()
+    assert trace["event"] == "$ai_trace"
+    assert gen["event"] == "$ai_generation"
+    assert gen["properties"]["$ai_is_error"] is True
+    assert gen["properties"]["$ai_error"] == (
+        "run never ended: its trace's root run finished first")
+    assert parent_of(gen) == str(root)
+    # a late end callback for the closed run is ignored
+    handler.on_llm_end(None, run_id=child)
+    assert len(rec.events()) == 2
+
+
+def test_unknown_parent_groups_children_under_its_id(rec: Recorder) -> None:
+    handler = rec.handler()
+    outer = uuid.uuid4()
+    a, b = uuid.uuid4(), uuid.uuid4()
+    handler.on_tool_start({"name": "t1"}, "in", run_id=a, parent_run_id=outer)
+    handler.on_tool_end("out", run_id=a)
+    handler.on_tool_start({"name": "t2"}, "in", run_id=b, parent_run_id=outer)
+    handler.on_tool_end("out", run_id=b)
+    events = rec.events()
+    assert [e["properties"]["$ai_trace_id"] for e in events] == [str(outer)] * 2
+    assert [parent_of(e) for e in events] == [str(outer)] * 2
+
+
+async def test_cancelled_ainvoke_is_a_status_not_an_error(rec: Recorder) -> None:
+    async def slow(x: str) -> str:
+        await asyncio.sleep(10)
+        return x
+
+    chain = RunnableLambda(lambda x: x).with_config(run_name="pre") | RunnableLambda(
+        slow).with_config(run_name="slow")
+    handler = rec.handler()
+    task = asyncio.create_task(chain.ainvoke("x", config={"callbacks": [handler]}))
+    while handler.open_runs() < 2:  # wait until "slow" is running
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    by = rec.by_name()
+    for name in ("slow", "RunnableSequence"):
+        p = by[name]["properties"]
+        assert p["$ai_span_status"] == "cancelled"
+        assert p["$ai_is_error"] is False
+    assert "$ai_span_status" not in by["pre"]["properties"]
+
+
+def test_abandoned_async_stream_closes_open_model_run(rec: Recorder) -> None:
+    handler = rec.handler()
+
+    async def consume_one() -> None:
+        stream = _chain().astream("a b", config={"callbacks": [handler]})
+        await stream.__anext__()
+        await stream.aclose()
+
+    # the loop's shutdown finalises LangChain's inner generators (GeneratorExit)
+    asyncio.run(consume_one())
+    by = rec.by_name()
+    assert by["RunnableSequence"]["properties"]["$ai_span_status"] == "abandoned"
+    assert by["RunnableSequence"]["properties"]["$ai_is_error"] is False
+    gen = by["EchoChatModel"]["properties"]
+    assert gen["$ai_is_error"] is True
+    assert gen["$ai_error"] == "abandoned: the stream was closed before this run ended"
+    assert handler.open_runs() == 0
+
+
+async def test_runs_left_open_are_closed_at_shutdown(rec: Recorder) -> None:
+    handler = rec.handler()
+    stream = _chain().astream("a b", config={"callbacks": [handler]})
+    await stream.__anext__()
+    await stream.aclose()  # LangChain sends no end callback while the loop runs
+    assert handler.open_runs() == 2
+    rec.exporter.shutdown(timeout=5)
+    assert handler.open_runs() == 0
+    closed = {e["properties"]["$ai_span_name"]: e["properties"] for e in rec.sink.events}
+    assert set(closed) == {"prep", "RunnableSequence", "EchoChatModel"}
+    for name in ("RunnableSequence", "EchoChatModel"):
+        assert closed[name]["$ai_is_error"] is True
+    assert closed["prep"]["$ai_is_error"] is False
+
+
+def test_callbacks_never_raise(rec: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    handler = rec.handler()
+    run = uuid.uuid4()
+    handler.on_chain_start({"name": "x"}, {}, run_id=run, metadata={1: "bad key"})  # type: ignore[dict-item]
+    handler.on_chain_start({"name": "x"}, {}, run_id=run, metadata={2: "bad key"})  # type: ignore[dict-item]
+    handler.on_llm_end(object(), run_id=uuid.uuid4())
+    assert handler.callback_errors == 2
+    assert sum("on_chain_start failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_retries_are_counted(rec: Recorder) -> None:
+    handler = rec.handler()
+    run = uuid.uuid4()
+    handler.on_chain_start({"name": "flaky"}, {}, run_id=run)
+    handler.on_retry(object(), run_id=run)
+    handler.on_retry(object(), run_id=run)
+    handler.on_chain_end({}, run_id=run)
+    assert rec.events()[0]["properties"]["retries"] == 2
+
+
+def test_posthog_client_is_wrapped_as_exporter() -> None:
+    client = posthog.Posthog("phc_test_key_0123456789abcdef", host="http://127.0.0.1:9",
+                             sync_mode=True)
+    for handler in (CallbackHandler(client), CallbackHandler(client=client)):
+        assert isinstance(handler.exporter, PosthogExporter)
+        handler.exporter.shutdown(timeout=1)
+    with pytest.raises(TypeError):
+        CallbackHandler(object())
+    with pytest.raises(TypeError):
+        CallbackHandler(PosthogExporter(sink=MemorySink()), tags="not-a-list")  # type: ignore[arg-type]
+
+
+def test_instrument_attaches_everywhere_until_uninstrumented(rec: Recorder) -> None:
+    handle = instrument(rec.exporter, distinct_id="global-user")
+    try:
+        _chain().invoke("main thread")
+        worker = threading.Thread(target=lambda: _chain().invoke("other thread"))
+        worker.start()
+        worker.join()
+    finally:
+        handle.uninstrument()
+    _chain().invoke("after")
+    events = rec.events()
+    traces = [e for e in events if e["event"] == "$ai_trace"]
+    assert len(events) == 6
+    assert sorted(t["properties"]["$ai_input_state"] for t in traces) == [
+        "main thread", "other thread"]
+    assert {e["distinct_id"] for e in events} == {"global-user"}
+    handle.uninstrument()  # idempotent
+    uninstrument()
