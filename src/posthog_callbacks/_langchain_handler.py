@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -245,9 +244,5 @@ class HandlerCore:
             leftovers = self._runs.pop_trace(span.trace_id)
             if leftovers:
                 self._exporter.close_runs(leftovers, _LEFTOVER_REASONS.get(
-                    span.status, "run never ended: its trace's root run finished first"))
+                    span.status or "", "run never ended: its trace's root run finished first"))
 
-
-def new_span_id() -> str:
-    """A fresh span id for point events."""
-    return str(uuid.uuid4())
