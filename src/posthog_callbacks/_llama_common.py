@@ -26,6 +26,7 @@ __all__ = [
     "TraceInfo",
     "TraceOverrides",
     "chat_output",
+    "compact",
     "completion_output",
     "current_overrides",
     "describe_error",
@@ -249,6 +250,28 @@ def text_of(value: Any) -> Any:
     if isinstance(response, str):
         return response
     return value
+
+
+def compact(value: Any) -> Any:
+    """A small, readable stand-in for an argument or result of an arbitrary method."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        head = value[:50]
+        if all(isinstance(v, (str, int, float)) for v in head):
+            return list(head)
+        first = head[0]
+        if hasattr(first, "node_id") or hasattr(first, "node"):
+            return nodes_summary(head)
+        if hasattr(first, "role") and hasattr(first, "blocks"):
+            return messages_to_dicts(head)
+        return f"<{len(value)} x {type(first).__name__}>"
+    text = text_of(value)
+    if text is not value:
+        return text
+    if isinstance(value, dict):
+        return snapshot(value)
+    return f"<{type(value).__name__}>"
 
 
 def messages_to_dicts(messages: Any) -> list[dict[str, Any]]:

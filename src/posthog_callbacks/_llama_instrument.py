@@ -21,6 +21,7 @@ from typing import Any
 from ._llama_common import (
     HandlerOptions,
     TraceInfo,
+    compact,
     describe_error,
     fill_generation,
     log,
@@ -105,7 +106,9 @@ class _Node:
 def _run_input(tags: Any) -> Any:
     """A workflow run's start event summary (set as instrument tags, not passed)."""
     if not isinstance(tags, dict):
-        from llama_index_instrumentation.dispatcher import active_instrument_tags
+        from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
+            active_instrument_tags,
+        )
 
         tags = active_instrument_tags.get()
     return tags.get("llamaindex.start_event") if isinstance(tags, dict) else None
@@ -311,8 +314,7 @@ class InstrumentCore:
         if kind == _RERANK:
             return {"query": text_of(args.get("query_bundle") or args.get("query_str")),
                     "nodes": nodes_summary(args.get("nodes"))}
-        return {k: text_of(v) if not isinstance(v, (list, dict, tuple)) else snapshot(v)
-                for k, v in args.items() if k not in ("kwargs", "args") or v} or None
+        return {k: compact(v) for k, v in args.items() if k not in ("kwargs", "args") or v} or None
 
     def span_exit(self, id_: str, result: Any) -> None:
         node = self.nodes.pop(id_, None)
@@ -329,7 +331,14 @@ class InstrumentCore:
 
     def span_drop(self, id_: str, err: BaseException | None) -> None:
         node = self.nodes.pop(id_, None)
-        if node is None or node.key is None:
+        if node is None:
+            return
+        for key in (node.gen_key, "emb:" + id_):
+            leaf = self.runs.pop(key) if key is not None else None
+            if leaf is not None:  # a model call that raised: no end event follows
+                leaf.error = describe_error(err)
+                self._submit(leaf)
+        if node.key is None:
             return
         span = self.runs.get(node.key)
         if span is None:
@@ -380,7 +389,9 @@ class InstrumentCore:
             content = getattr(response, "content", None)
             if isinstance(content, str):
                 return content
-        return text_of(result)
+        if kind in (_QUERY, _CHAT, _SYNTH):
+            return text_of(result)
+        return compact(result)
 
     # -- streams returned to the caller -----------------------------------------------------
 
@@ -390,7 +401,7 @@ class InstrumentCore:
         Reading it under the root's dispatcher span id makes LlamaIndex parent the lazily
         started model call inside this trace.
         """
-        from llama_index_instrumentation.span import active_span_id
+        from llama_index.core.instrumentation.span import active_span_id
 
         def done(err: BaseException | None, complete: bool, text: str) -> None:
             self._stream_done(root, err, complete, text)
