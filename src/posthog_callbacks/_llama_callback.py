@@ -215,6 +215,8 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         span = trace.span(span_id, parent_span, kind, name, is_root=parent_span is None)
         span.extra["root_key"] = root_key
         span.extra["trace"] = trace
+        if parent is not None:
+            span.extra["parent_key"] = parent_id
         if kind is SpanKind.GENERATION:
             serialized = payload.get(EventPayload.SERIALIZED)
             span.model, span.provider = model_and_provider(serialized)
@@ -283,6 +285,10 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                 span.usage_missing_reason = "the stream was closed before its end"
             else:
                 span.error = describe_error(exc)
+        elif not payload and span.extra.get("child_error"):
+            # LlamaIndex reports an exception once, on the innermost event; the events
+            # it then unwinds through end with an empty payload.
+            span.error = span.extra["child_error"]
         elif span.kind is SpanKind.GENERATION:
             response = payload.get(EventPayload.RESPONSE)
             is_chat = response is not None
@@ -293,6 +299,15 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             _describe_end(span, event_type, payload)
             if span.extra.get("feeds_root"):
                 self._feed_root(span, payload)
+        if span.error is not None:
+            parent_key = span.extra.get("parent_key")
+            if span.extra.get("feeds_root"):
+                parent_key = span.extra.get("root_key")
+            parent = self.runs.get(parent_key) if parent_key else None
+            if parent is not None:
+                parent.extra["child_error"] = span.error
+                if parent_key == span.extra.get("root_key") and parent.error is None:
+                    parent.error = span.error
         self._submit(span)
 
     def _feed_root(self, span: OpenSpan, payload: dict[str, Any]) -> None:

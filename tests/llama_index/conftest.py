@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from li_helpers import UsageLLM
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MockEmbedding
 
-from li_helpers import UsageLLM
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.llama_index import InstrumentHandle, instrument
 
