@@ -245,8 +245,11 @@ def _usage_from_mapping(raw: Any) -> Usage | None:
             _get(input_details, "ephemeral_5m_input_tokens", "cache_creation_5m"))
         cache_1h = cache_1h if cache_1h is not None else _count(
             _get(input_details, "ephemeral_1h_input_tokens", "cache_creation_1h"))
-    if cache_creation is None and (cache_5m is not None or cache_1h is not None):
-        cache_creation = _add(cache_5m, cache_1h)
+    split = _add(cache_5m, cache_1h)
+    if split is not None and (cache_creation is None or cache_creation < split):
+        # langchain-anthropic reports cache_creation=0 beside the TTL split (it moves the
+        # writes into ephemeral_5m/1h_input_tokens): the split is the real write count.
+        cache_creation = split
 
     reasoning = _count(_get(raw, "reasoning_tokens", "thoughts_token_count"))
     if reasoning is None and output_details is not None:
