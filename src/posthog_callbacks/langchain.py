@@ -207,7 +207,8 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         usage = cv.extract_usage(response)
         streamed = span.first_token_time is not None
         params = span.model_parameters
-        if streamed and (params is None or "stream" not in params):
+        if streamed and (params is None or params.get("stream") is not True):
+            # .stream() on a model whose `streaming` field is False still streams
             span.model_parameters = {**(params or {}), "stream": True}
         if usage is None:
             span.usage_missing_reason = self._usage_missing_reason(span, streamed)

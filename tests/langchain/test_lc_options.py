@@ -133,7 +133,10 @@ def test_unknown_parent_groups_children_under_its_id(rec: Recorder) -> None:
 
 
 async def test_cancelled_ainvoke_is_a_status_not_an_error(rec: Recorder) -> None:
+    started = asyncio.Event()
+
     async def slow(x: str) -> str:
+        started.set()
         await asyncio.sleep(10)
         return x
 
@@ -141,8 +144,7 @@ async def test_cancelled_ainvoke_is_a_status_not_an_error(rec: Recorder) -> None
         slow).with_config(run_name="slow")
     handler = rec.handler()
     task = asyncio.create_task(chain.ainvoke("x", config={"callbacks": [handler]}))
-    while handler.open_runs() < 2:  # wait until "slow" is running
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(started.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
