@@ -240,12 +240,14 @@ def plot_waterfall(trace: Trace, ax: Any = None, *, title: str | None = None) ->
         ax.barh(y, width, left=start, color=_KIND_COLORS.get(node.kind, "#6b7280"),
                 edgecolor="#dc2626" if node.is_error else "none",
                 hatch="//" if node.is_error else None, linewidth=1.5)
-        labels.append("  " * depth + node.name + (f" ({node.model})" if node.model else ""))
+        model = f" ({node.model})" if node.model and node.model not in node.name else ""
+        labels.append("  " * depth + node.name + model)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since trace start")
     ax.set_title(title if title is not None else trace.name)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _KIND_COLORS.values()]
-    ax.legend(handles, list(_KIND_COLORS), loc="lower right", fontsize="small")
+    kinds = [k for k in _KIND_COLORS if any(node.kind == k for _, node in rows)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=_KIND_COLORS[k]) for k in kinds]
+    ax.legend(handles, kinds, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     return ax
