@@ -170,7 +170,7 @@ def test_large_events_are_split_so_no_request_body_exceeds_the_request_cap(
     exporter = make_exporter(flush_at=100, flush_interval=60)
     text = "lorem ipsum dolor sit amet " * 60_000  # ~1.6 MB per event, not base64-like
     spans = [make_span(i, kind=SpanKind.GENERATION, model="m") for i in range(5)]
-    spans = [FinishedSpan(**{**_fields(s), "input": text}) for s in spans]
+    spans = [s._replace(input=text) for s in spans]
     for s in spans:
         exporter.submit(s)
     assert exporter.flush(timeout=20)
@@ -179,10 +179,6 @@ def test_large_events_are_split_so_no_request_body_exceeds_the_request_cap(
     for body in decoded_bodies(capture_server):
         assert len(body) < 5 * 1024 * 1024  # the SDK's own cap; ours is 4 MiB of events
     assert all(e["properties"]["$ai_input"] == text for e in capture_server.events)
-
-
-def _fields(span: FinishedSpan) -> dict[str, Any]:
-    return {name: getattr(span, name) for name in FinishedSpan.__dataclass_fields__}
 
 
 # -- failures and retries --------------------------------------------------------------
@@ -381,16 +377,22 @@ def test_queue_overflow_drops_are_counted_and_logged_once(
         caplog: pytest.LogCaptureFixture) -> None:
     exporter = make_exporter(flush_at=1, max_queue_size=5)
     with capture_server.held(), caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
-        exporter.submit(make_span(0))
-        assert capture_server.wait_for_inflight(1, timeout=5)  # span 0 left the queue
-        for i in range(1, 9):
+        # Stall the pipeline: one batch on the wire (held by the server), one handed to the
+        # sender, one in the worker's hands waiting for room. Only then is the queue alone.
+        for i in range(3):
+            exporter.submit(make_span(i))
+            if i == 0:
+                assert capture_server.wait_for_inflight(1, timeout=5)
+            assert wait_until(lambda: exporter.stats().queued == 0)
+        # the worker holds span 2 until the sender's slot frees: it takes nothing more
+        for i in range(3, 11):
             exporter.submit(make_span(i))
         stats = exporter.stats()
         assert (stats.queued, stats.dropped_queue_full) == (5, 3)
     assert exporter.flush(timeout=10)
-    assert len(capture_server.events) == 6
+    assert len(capture_server.events) == 8
     stats = exporter.stats()
-    assert (stats.recorded, stats.sent, stats.dropped_queue_full) == (6, 6, 3)
+    assert (stats.recorded, stats.sent, stats.dropped_queue_full) == (8, 8, 3)
     assert caplog.text.count("queue full") == 1
 
 

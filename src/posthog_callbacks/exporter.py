@@ -195,6 +195,13 @@ class PosthogExporter:
         self.manual_runs: RunTable[str] = RunTable()
         self._tables.add(self.manual_runs)
         self._worker: threading.Thread | None = None
+        # Translated batches wait here for the sender thread, so the worker translates the
+        # next batch while the previous one is on the wire (the SDK's encode, gzip and the
+        # server's answer would otherwise serialise with translation).
+        self._outbox: collections.deque[list[dict[str, Any]]] = collections.deque()
+        self._out_cv = threading.Condition(threading.Lock())
+        self._sending = 0
+        self._sender: threading.Thread | None = None
         self._pid = os.getpid()
         self._shutdown = False
         self._deadline: float | None = None
@@ -384,6 +391,10 @@ class PosthogExporter:
         with self._lock:
             leftover = len(self._queue)
             self._queue.clear()
+        with self._out_cv:
+            leftover += sum(len(batch) for batch in self._outbox)
+            self._outbox.clear()
+            self._out_cv.notify_all()
         if leftover:
             self._count_drop("dropped_shutdown", leftover)
             self._warn_once("shutdown-left", "posthog_callbacks: %d events were still queued "
@@ -433,6 +444,10 @@ class PosthogExporter:
         self._queue.clear()
         self._enqueued = self._processed = 0
         self._worker = None
+        self._outbox = collections.deque()
+        self._out_cv = threading.Condition(threading.Lock())
+        self._sending = 0
+        self._sender = None
 
     def _count_drop(self, bucket: str, n: int, *, dequeued: bool = True) -> None:
         with self._done:
@@ -453,6 +468,7 @@ class PosthogExporter:
                             time.monotonic() >= self._deadline):
                         return
                 if self._shutdown:
+                    self._wait_sent(self._deadline)
                     return
             except Exception:  # pragma: no cover - the loop itself must survive anything
                 self._warn_once("worker", "posthog_callbacks: exporter worker error",
@@ -500,16 +516,55 @@ class PosthogExporter:
             self._count_drop("dropped_invalid", invalid)
 
     def _send(self, events: list[dict[str, Any]]) -> None:
+        """Hand a batch to the sender thread; waits while one batch is already waiting."""
+        with self._out_cv:
+            if self._sender is None or not self._sender.is_alive():
+                self._sender = threading.Thread(target=self._send_loop, daemon=True,
+                                                name="posthog-callbacks-sender")
+                self._sender.start()
+            while self._outbox:
+                if self._shutdown and self._deadline is not None and (
+                        time.monotonic() >= self._deadline):
+                    break  # shutdown() counts what is left in the outbox
+                self._out_cv.wait(0.05)
+            self._outbox.append(events)
+            self._out_cv.notify_all()
+
+    def _wait_sent(self, deadline: float | None) -> None:
+        """Wait until the sender has delivered every handed-over batch (or ``deadline``)."""
+        with self._out_cv:
+            while self._outbox or self._sending:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                self._out_cv.wait(0.05)
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._out_cv:
+                while not self._outbox:
+                    self._out_cv.wait(1.0)
+                events = self._outbox.popleft()
+                self._sending += 1
+                self._out_cv.notify_all()
+            try:
+                self._deliver(events)
+            finally:
+                with self._out_cv:
+                    self._sending -= 1
+                    self._out_cv.notify_all()
+
+    def _deliver(self, events: list[dict[str, Any]]) -> None:
         assert self.sink is not None
-        self._counts["batches"] += 1
         try:
             self.sink.send(events, self._deadline)
-            self._counts["sent"] += len(events)
+            ok = True
         except Exception as exc:
-            self._counts["dropped_sink_error"] += len(events)
+            ok = False
             self._warn_once("sink", "posthog_callbacks: %d events lost: %s (further losses "
                             "are counted in exporter.stats())", len(events), exc)
         with self._done:
+            self._counts["batches"] += 1
+            self._counts["sent" if ok else "dropped_sink_error"] += len(events)
             self._processed += len(events)
             self._done.notify_all()
 
