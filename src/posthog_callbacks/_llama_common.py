@@ -358,15 +358,25 @@ _PARAM_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "frequency_penalty
                "presence_penalty", "seed", "stop", "max_new_tokens", "num_output")
 
 
-def model_parameters(model_dict: Any, call_kwargs: Any) -> dict[str, Any] | None:
-    """Sampling parameters from the LLM payload and call kwargs (no tools, no messages)."""
+def model_parameters(model_dict: Any, call_kwargs: Any,
+                     instance: Any = None) -> dict[str, Any] | None:
+    """Sampling parameters from the LLM (payload or instance) and the call kwargs."""
     params: dict[str, Any] = {}
-    if isinstance(model_dict, Mapping):
+    source: Any = None
+    if instance is not None:
+        source = {key: getattr(instance, key, None) for key in (*_PARAM_KEYS,
+                                                                "additional_kwargs")}
+    elif isinstance(model_dict, Mapping):
+        source = model_dict
+        num_output = model_dict.get("num_output")
+        if isinstance(num_output, int) and num_output > 0 and "max_tokens" not in source:
+            params["max_tokens"] = num_output
+    if isinstance(source, Mapping):
         for key in _PARAM_KEYS:
-            value = model_dict.get(key)
-            if value is not None:
-                params[key] = value
-        extra = model_dict.get("additional_kwargs")
+            value = source.get(key)
+            if value is not None and isinstance(value, (int, float, str, list)):
+                params[key] = snapshot(value)
+        extra = source.get("additional_kwargs")
         if isinstance(extra, Mapping):
             for key, value in extra.items():
                 if (value is not None and not isinstance(value, (list, dict))) or key in (
@@ -377,6 +387,15 @@ def model_parameters(model_dict: Any, call_kwargs: Any) -> dict[str, Any] | None
             if key in _PARAM_KEYS or key in ("tool_choice", "stream_options"):
                 params[key] = snapshot(value)
     return params or None
+
+
+def base_url_of(instance: Any) -> str | None:
+    """The API base URL an LLM instance talks to, when it says."""
+    for attr in ("api_base", "base_url"):
+        value = getattr(instance, attr, None)
+        if value:
+            return str(value)
+    return None
 
 
 def tools_of(call_kwargs: Any) -> list[Any] | None:

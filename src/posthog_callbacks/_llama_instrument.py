@@ -21,6 +21,7 @@ from typing import Any
 from ._llama_common import (
     HandlerOptions,
     TraceInfo,
+    base_url_of,
     compact,
     describe_error,
     fill_generation,
@@ -478,12 +479,10 @@ class InstrumentCore:
             span.input = messages_to_dicts(event.messages)
         else:
             span.input = [{"role": "user", "content": getattr(event, "prompt", None)}]
-        span.model_parameters = model_parameters(model_dict, kwargs)
+        span.model_parameters = model_parameters(model_dict, kwargs, instance)
         span.tools = tools_of(kwargs)
-        if isinstance(model_dict, dict):
-            base = model_dict.get("api_base") or model_dict.get("base_url")
-            if isinstance(base, str):
-                span.base_url = base
+        if instance is not None:
+            span.base_url = base_url_of(instance)
         key = "gen:" + (li_id or span_id)
         span.extra["root_key"] = trace.root_key
         if node is not None:
