@@ -28,6 +28,7 @@ __all__ = [
     "plain",
     "response_output",
     "tools_to_openai",
+    "usage_from_usage_metadata",
 ]
 
 _ROLES: dict[str, str] = {
@@ -49,7 +50,7 @@ _MAX_ITEMS = 1000
 
 
 def _tool_call_to_openai(call: Any) -> Any:
-    if not isinstance(call, Mapping):
+    if not isinstance(call, dict):
         return call
     args = call.get("args")
     arguments: Any = args
@@ -115,7 +116,29 @@ def _document_to_dict(doc: Any) -> dict[str, Any]:
     return result
 
 
-_LEAF_TYPES = (str, int, float, bool, type(None), bytes)
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+_LEAF, _MESSAGE, _DOCUMENT, _PROMPT_VALUE, _STRING_PROMPT = range(5)
+_KINDS: dict[type, int] = {}
+
+
+def _kind_of(t: type, value: Any) -> int:
+    """Classify a type once (LangChain message, document, prompt value or opaque leaf)."""
+    kind = _KINDS.get(t)
+    if kind is None:
+        if (hasattr(value, "content") and hasattr(value, "type")
+                and hasattr(value, "response_metadata")):
+            kind = _MESSAGE
+        elif hasattr(value, "page_content"):
+            kind = _DOCUMENT
+        elif t.__name__ == "StringPromptValue":
+            kind = _STRING_PROMPT
+        elif callable(getattr(value, "to_messages", None)):
+            kind = _PROMPT_VALUE
+        else:
+            kind = _LEAF
+        if len(_KINDS) < 4096:
+            _KINDS[t] = kind
+    return kind
 
 
 def plain(value: Any, _depth: int = 0) -> Any:
@@ -126,9 +149,7 @@ def plain(value: Any, _depth: int = 0) -> Any:
     """
     try:
         t = type(value)
-        if t in _LEAF_TYPES:
-            return value
-        if _depth >= _MAX_DEPTH:
+        if t in _LEAF_TYPES or _depth >= _MAX_DEPTH:
             return value
         if t is dict:
             if len(value) > _MAX_ITEMS:
@@ -136,17 +157,15 @@ def plain(value: Any, _depth: int = 0) -> Any:
             return {k: plain(v, _depth + 1) for k, v in value.items()}
         if t is list or t is tuple:
             return [plain(v, _depth + 1) for v in value[:_MAX_ITEMS]]
-        if hasattr(value, "content") and hasattr(value, "type") and hasattr(
-                value, "response_metadata"):
+        kind = _kind_of(t, value)
+        if kind == _MESSAGE:
             return message_to_dict(value)
-        if hasattr(value, "page_content"):
+        if kind == _DOCUMENT:
             return _document_to_dict(value)
-        to_messages = getattr(value, "to_messages", None)
-        if to_messages is not None and callable(to_messages):  # ChatPromptValue
-            return [message_to_dict(m) for m in to_messages()]
-        text = getattr(value, "text", None)
-        if t.__name__ == "StringPromptValue" and isinstance(text, str):
-            return text
+        if kind == _PROMPT_VALUE:
+            return [message_to_dict(m) for m in value.to_messages()]
+        if kind == _STRING_PROMPT:
+            return getattr(value, "text", value)
         return value
     except Exception:
         return value
@@ -158,7 +177,7 @@ def tools_to_openai(tools: Any) -> list[Any] | None:
         return None
     out: list[Any] = []
     for tool in tools:
-        if isinstance(tool, Mapping):
+        if isinstance(tool, dict):
             if "function" in tool or tool.get("type") not in (None, "custom"):
                 out.append(plain(dict(tool)))
             elif "input_schema" in tool:  # Anthropic
@@ -167,12 +186,12 @@ def tools_to_openai(tools: Any) -> list[Any] | None:
                     "parameters": plain(tool.get("input_schema"))}})
             elif "toolSpec" in tool:  # Bedrock Converse
                 spec = tool["toolSpec"]
-                schema = spec.get("inputSchema") if isinstance(spec, Mapping) else None
+                schema = spec.get("inputSchema") if isinstance(spec, dict) else None
                 out.append({"type": "function", "function": {
-                    "name": spec.get("name") if isinstance(spec, Mapping) else None,
-                    "description": spec.get("description") if isinstance(spec, Mapping)
+                    "name": spec.get("name") if isinstance(spec, dict) else None,
+                    "description": spec.get("description") if isinstance(spec, dict)
                     else None,
-                    "parameters": plain(schema.get("json") if isinstance(schema, Mapping)
+                    "parameters": plain(schema.get("json") if isinstance(schema, dict)
                                         else schema)}})
             elif "name" in tool:
                 out.append({"type": "function", "function": {
@@ -225,10 +244,10 @@ def base_url_from_serialized(serialized: Any) -> str | None:
     Falls back to the documented default of well-known classes when neither the
     constructor nor the environment changed it.
     """
-    if not isinstance(serialized, Mapping):
+    if not isinstance(serialized, dict):
         return None
     kwargs = serialized.get("kwargs")
-    if isinstance(kwargs, Mapping):
+    if isinstance(kwargs, dict):
         for key in _BASE_URL_KEYS:
             value = kwargs.get(key)
             if isinstance(value, str) and value:
@@ -270,7 +289,7 @@ def extract_served_model(response: Any) -> str | None:
                 if isinstance(value, str) and value:
                     return value
     llm_output = getattr(response, "llm_output", None)
-    if isinstance(llm_output, Mapping):
+    if isinstance(llm_output, dict):
         for key in ("model_name", "model", "model_id"):
             value = llm_output.get(key)
             if isinstance(value, str) and value:
@@ -289,6 +308,45 @@ def extract_provider_hint(response: Any) -> str | None:
     return None
 
 
+def _counts_ok(*values: Any) -> bool:
+    return all(v is None or (type(v) is int and v >= 0) for v in values)
+
+
+def usage_from_usage_metadata(um: Any) -> Usage | None:
+    """LangChain ``usage_metadata`` -> :class:`Usage`, without the generic parser's cost.
+
+    Same result as :func:`usage_from_mapping` (the generic parser handles anything that is
+    not a plain, well-typed ``UsageMetadata`` dict).
+    """
+    if type(um) is not dict:
+        return usage_from_mapping(um)
+    it, ot, tt = um.get("input_tokens"), um.get("output_tokens"), um.get("total_tokens")
+    if len(um) > 5 or not _counts_ok(it, ot, tt) or (it is None and ot is None):
+        return usage_from_mapping(um)
+    cr = cc = c5 = c1 = rs = None
+    details = um.get("input_token_details")
+    if details:
+        if type(details) is not dict:
+            return usage_from_mapping(um)
+        cr, cc = details.get("cache_read"), details.get("cache_creation")
+        c5 = details.get("ephemeral_5m_input_tokens")
+        c1 = details.get("ephemeral_1h_input_tokens")
+        if not _counts_ok(cr, cc, c5, c1):
+            return usage_from_mapping(um)
+        if c5 is not None or c1 is not None:
+            split = (c5 or 0) + (c1 or 0)
+            if cc is None or cc < split:
+                cc = split
+    out_details = um.get("output_token_details")
+    if out_details:
+        if type(out_details) is not dict:
+            return usage_from_mapping(um)
+        rs = out_details.get("reasoning")
+        if not _counts_ok(rs):
+            return usage_from_mapping(um)
+    return Usage(it, ot, tt, cr, cc, c5, c1, rs)
+
+
 def extract_usage(response: Any) -> Usage | None:
     """Token usage of a model call, summed over all its generations.
 
@@ -301,12 +359,12 @@ def extract_usage(response: Any) -> Usage | None:
     for gen in gens:
         um = getattr(getattr(gen, "message", None), "usage_metadata", None)
         if um:
-            usages.append(usage_from_mapping(um))
+            usages.append(usage_from_usage_metadata(um))
     total = sum_usage(usages)
     if total is not None:
         return total
     llm_output = getattr(response, "llm_output", None)
-    if isinstance(llm_output, Mapping):
+    if isinstance(llm_output, dict):
         for key in ("token_usage", "usage"):
             raw = llm_output.get(key)
             if raw:
@@ -319,7 +377,7 @@ def extract_usage(response: Any) -> Usage | None:
         meta = getattr(getattr(gen, "message", None), "response_metadata", None)
         raw = None
         for source in (info, meta):
-            if isinstance(source, Mapping):
+            if isinstance(source, dict):
                 for key in ("usage_metadata", "usage", "token_usage",
                             "amazon-bedrock-invocationMetrics"):
                     if source.get(key):
@@ -346,16 +404,16 @@ def extract_stop_reason(response: Any) -> str | None:
     meta = getattr(getattr(gen, "message", None), "response_metadata", None)
     info = getattr(gen, "generation_info", None)
     for source in (meta, info):
-        if isinstance(source, Mapping):
+        if isinstance(source, dict):
             for key in ("finish_reason", "stop_reason", "stopReason", "done_reason"):
                 value = source.get(key)
                 if value is not None:
                     return str(value)
-    if isinstance(meta, Mapping):
+    if isinstance(meta, dict):
         status = meta.get("status")
         if isinstance(status, str) and status in _TERMINAL_STATUSES:
             details = meta.get("incomplete_details")
-            reason = details.get("reason") if isinstance(details, Mapping) else None
+            reason = details.get("reason") if isinstance(details, dict) else None
             if status == "incomplete" and isinstance(reason, str) and reason:
                 return reason
             return status

@@ -70,7 +70,7 @@ def provider_for(ls_provider: Any, serialized: Any) -> str | None:
     provider = normalize_provider(ls_provider)
     if provider is not None:
         return provider
-    if isinstance(serialized, Mapping):
+    if isinstance(serialized, dict):
         ids = serialized.get("id")
         if isinstance(ids, list) and ids:
             return provider_from_class(ids[-1])
@@ -145,7 +145,7 @@ class HandlerCore:
         name = kwargs.get("name")
         if isinstance(name, str) and name:
             return name
-        if isinstance(serialized, Mapping):
+        if isinstance(serialized, dict):
             name = serialized.get("name")
             if isinstance(name, str) and name:
                 return name
@@ -193,7 +193,7 @@ class HandlerCore:
         if session_id is None:
             session_id = parent.session_id if parent is not None else self._session_id
         properties = self._properties
-        if isinstance(extra_props, Mapping) and extra_props:
+        if isinstance(extra_props, dict) and extra_props:
             properties = {**(properties or {}), **extra_props}
         span_tags = self._tags
         if tags:

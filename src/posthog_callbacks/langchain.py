@@ -149,7 +149,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         if span is None:
             return
         params = kwargs.get("invocation_params")
-        if not isinstance(params, Mapping):
+        if not isinstance(params, dict):
             params = None
         md = metadata or {}
         span.model = md.get("ls_model_name") or model_name_from_params(params)
@@ -160,7 +160,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             if tools:
                 span.tools = cv.tools_to_openai(tools)
         span.base_url = cv.base_url_from_serialized(serialized)
-        if isinstance(serialized, Mapping):
+        if isinstance(serialized, dict):
             span.extra["serialized_id"] = serialized.get("id")
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -177,7 +177,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         try:
             span = self._runs.get(run_id)
             if (span is not None and span.first_token_time is None
-                    and isinstance(event, Mapping)
+                    and isinstance(event, dict)
                     and event.get("event") in ("content-block-start", "content-block-delta")):
                 span.first_token_time = time.time()
         except Exception as exc:

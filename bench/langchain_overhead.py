@@ -1,0 +1,138 @@
+"""Per-invocation overhead of the LangChain handler, all variants in one run.
+
+The same ``prompt | fake chat model | parser`` chain is invoked with:
+
+* no handler (the baseline);
+* a handler that does nothing (LangChain's own callback dispatch);
+* ``posthog_callbacks.langchain.CallbackHandler`` (exporter -> local capture server);
+* ``posthog.ai.langchain.CallbackHandler`` (posthog client -> the same local server).
+
+Both recording handlers deliver to ``tests/capture_server.py`` running in its own process,
+so their I/O is real but local. Cost is measured two ways per invoke: wall time on the
+caller's thread, and CPU of the whole process (``time.process_time``: includes the
+exporter's / SDK's worker threads, which share the GIL with the caller), including the
+final flush. Rounds alternate between variants; the median round is reported.
+
+Usage::
+
+    .venv/bin/python bench/langchain_overhead.py            # ~30 s
+    .venv/bin/python bench/langchain_overhead.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import posthog  # noqa: E402
+from exporter_throughput import API_KEY, Server  # noqa: E402
+from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
+from langchain_core.language_models import FakeMessagesListChatModel  # noqa: E402
+from langchain_core.messages import AIMessage  # noqa: E402
+from langchain_core.output_parsers import StrOutputParser  # noqa: E402
+from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
+from posthog.ai.langchain import CallbackHandler as PosthogHandler  # noqa: E402
+
+from posthog_callbacks import PosthogExporter  # noqa: E402
+from posthog_callbacks.langchain import CallbackHandler  # noqa: E402
+
+
+class NoopHandler(BaseCallbackHandler):
+    """Receives every callback and does nothing."""
+
+
+def make_chain() -> Any:
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "You are terse."), ("human", "{question}")])
+    model = FakeMessagesListChatModel(responses=[AIMessage(
+        "Paris.", usage_metadata={"input_tokens": 21, "output_tokens": 2, "total_tokens": 23},
+        response_metadata={"model_name": "fake-1", "finish_reason": "stop"})])
+    return prompt | model | StrOutputParser()
+
+
+def run_round(chain: Any, callbacks: list[Any], n: int,
+              flush: Callable[[], None]) -> tuple[float, float]:
+    """(wall µs per invoke on the caller, process CPU µs per invoke incl. flush)."""
+    config: dict[str, Any] = {"callbacks": callbacks}
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    for i in range(n):
+        chain.invoke({"question": f"What is the capital of France? #{i}"}, config=config)
+    wall = time.perf_counter() - t0
+    flush()
+    cpu = time.process_time() - cpu0
+    return wall / n * 1e6, cpu / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--invokes", type=int, default=1000, help="invokes per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n, rounds = (200, 3) if args.quick else (args.invokes, args.rounds)
+
+    server = Server()
+    try:
+        exporter = PosthogExporter(api_key=API_KEY, host=server.url, max_queue_size=100_000)
+        ours = CallbackHandler(exporter)
+        client = posthog.Posthog(API_KEY, host=server.url, max_queue_size=100_000)
+        theirs = PosthogHandler(client)
+
+        def nothing() -> None:
+            pass
+
+        variants: dict[str, tuple[list[Any], Callable[[], None]]] = {
+            "no handler": ([], nothing),
+            "no-op handler": ([NoopHandler()], nothing),
+            "posthog_callbacks": ([ours], lambda: exporter.flush(timeout=60) and None),
+            "posthog.ai.langchain": ([theirs], client.flush),
+        }
+        chain = make_chain()
+        for callbacks, flush in variants.values():  # warm-up
+            run_round(chain, callbacks, max(50, n // 10), flush)
+        walls: dict[str, list[float]] = {k: [] for k in variants}
+        cpus: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(rounds):
+            for name, (callbacks, flush) in variants.items():
+                wall, cpu = run_round(chain, callbacks, n, flush)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+        sent = server.events()
+        exporter.shutdown()
+        client.shutdown()
+    finally:
+        server.close()
+
+    wall = {k: statistics.median(v) for k, v in walls.items()}
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    base_w, base_c = wall["no handler"], cpu["no handler"]
+    print(f"prompt | fake chat model | parser, {n} invokes x {rounds} rounds (median), "
+          f"4 events per invoke; {sent} events reached the local capture server\n")
+    print("| variant | wall µs/invoke | overhead (wall) | CPU µs/invoke | overhead (CPU) |")
+    print("|---|---:|---:|---:|---:|")
+    for name in variants:
+        print(f"| {name} | {wall[name]:.0f} | {wall[name] - base_w:+.0f} | {cpu[name]:.0f} | "
+              f"{cpu[name] - base_c:+.0f} |")
+    noop_w = max(wall["no-op handler"] - base_w, 1e-9)
+    noop_c = max(cpu["no-op handler"] - base_c, 1e-9)
+    ours_w, ours_c = wall["posthog_callbacks"] - base_w, cpu["posthog_callbacks"] - base_c
+    ph_w, ph_c = wall["posthog.ai.langchain"] - base_w, cpu["posthog.ai.langchain"] - base_c
+    print()
+    print(f"ours / posthog.ai.langchain overhead: wall {ours_w / ph_w:.3f}, CPU {ours_c / ph_c:.3f}"
+          f"  (target <= 0.1)")
+    print(f"ours / no-op handler overhead:        wall {ours_w / noop_w:.2f}, "
+          f"CPU {ours_c / noop_c:.2f}  (target <= 3)")
+
+
+if __name__ == "__main__":
+    main()
