@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -26,16 +29,38 @@ def test_committed_without_outputs(name: str) -> None:
             assert cell.outputs == [] and cell.execution_count is None, name
 
 
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """All notebooks, executed concurrently (each in its own kernel and folder)."""
+    saved = {v: os.environ.pop(v) for v in ("POSTHOG_API_KEY", "POSTHOG_PERSONAL_API_KEY",
+                                            "POSTHOG_PROJECT_ID", "POSTHOG_HOST",
+                                            "OPENAI_API_KEY", "MPLBACKEND") if v in os.environ}
+    notebooks: dict[str, Any] = {}
+    clients = []
+    for name in NAMES:
+        folder = tmp_path_factory.mktemp(name)
+        shutil.copy(NOTEBOOKS / f"{name}.ipynb", folder)
+        notebooks[name] = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+        clients.append(NotebookClient(notebooks[name], timeout=120, kernel_name="python3",
+                                      resources={"metadata": {"path": str(folder)}}))
+
+    async def run_all() -> list[Any]:
+        return await asyncio.gather(*(c.async_execute() for c in clients),
+                                    return_exceptions=True)
+
+    try:
+        results = asyncio.run(run_all())
+    finally:
+        os.environ.update(saved)
+    return {name: (nb if not isinstance(res, BaseException) else res)
+            for (name, nb), res in zip(notebooks.items(), results, strict=True)}
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("POSTHOG_API_KEY", "POSTHOG_PERSONAL_API_KEY", "POSTHOG_PROJECT_ID",
-                "POSTHOG_HOST", "OPENAI_API_KEY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # Jupyter's inline backend
-    shutil.copy(NOTEBOOKS / f"{name}.ipynb", tmp_path)
-    nb = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+def test_notebook_runs(name: str, executed: dict[str, Any]) -> None:
+    nb = executed[name]
+    if isinstance(nb, BaseException):
+        raise nb
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
