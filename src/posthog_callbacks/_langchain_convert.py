@@ -212,29 +212,45 @@ _PARAM_KEYS = (
 )
 
 
-def extract_model_parameters(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The model parameters worth recording from LangChain ``invocation_params``."""
-    if not params:
-        return None
+_LS_PARAMS = (("ls_temperature", "temperature"), ("ls_max_tokens", "max_tokens"),
+              ("ls_stop", "stop"))
+
+
+def extract_model_parameters(params: Mapping[str, Any] | None,
+                             metadata: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The model parameters worth recording from LangChain ``invocation_params``.
+
+    LangChain's ``ls_temperature`` / ``ls_max_tokens`` / ``ls_stop`` metadata fill in what
+    a model leaves out of its invocation params (``ChatGroq`` reports none there).
+    """
     out: dict[str, Any] = {}
-    for key in _PARAM_KEYS:
-        value = params.get(key)
-        if value is not None:
-            out[key] = plain(value)
-    stream = params.get("stream")
-    if stream is None:
-        stream = params.get("streaming")
-    if isinstance(stream, bool):
-        out["stream"] = stream
+    if params:
+        for key in _PARAM_KEYS:
+            value = params.get(key)
+            if value is not None:
+                out[key] = plain(value)
+        stream = params.get("stream")
+        if stream is None:
+            stream = params.get("streaming")
+        if isinstance(stream, bool):
+            out["stream"] = stream
+    if metadata:
+        for ls_key, key in _LS_PARAMS:
+            if key not in out:
+                value = metadata.get(ls_key)
+                if value is not None:
+                    out[key] = plain(value)
     return out or None
 
 
-_BASE_URL_KEYS = ("openai_api_base", "base_url", "anthropic_api_url", "azure_endpoint",
+_BASE_URL_KEYS = ("openai_api_base", "base_url", "anthropic_api_url", "groq_api_base",
+                  "azure_endpoint",
                   "endpoint_url", "api_base", "endpoint", "service_url")
 _DEFAULT_BASE_URLS = {
     "ChatOpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
     "OpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
     "ChatAnthropic": ("https://api.anthropic.com", ("ANTHROPIC_API_URL", "ANTHROPIC_BASE_URL")),
+    "ChatGroq": ("https://api.groq.com", ("GROQ_API_BASE", "GROQ_BASE_URL")),
 }
 
 

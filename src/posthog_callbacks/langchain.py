@@ -154,7 +154,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         md = metadata or {}
         span.model = md.get("ls_model_name") or model_name_from_params(params)
         span.provider = provider_for(md.get("ls_provider"), serialized)
-        span.model_parameters = cv.extract_model_parameters(params)
+        span.model_parameters = cv.extract_model_parameters(params, md)
         if params is not None:
             tools = params.get("tools")
             if tools:

@@ -1,4 +1,4 @@
-"""Real provider packages (langchain-openai, langchain-anthropic) replayed from cassettes.
+"""Real provider packages (langchain-openai, -anthropic, -groq) replayed from cassettes.
 
 The cassettes under ``tests/cassettes/langchain`` are written by hand from the providers'
 documented response formats; ``record_mode="none"`` makes any unexpected request fail.
@@ -25,7 +25,7 @@ VCR = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="none",
 @pytest.fixture(autouse=True)
 def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("OPENAI_BASE_URL", "OPENAI_API_BASE", "ANTHROPIC_API_URL",
-                "ANTHROPIC_BASE_URL"):
+                "ANTHROPIC_BASE_URL", "GROQ_API_BASE", "GROQ_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -160,3 +160,22 @@ def test_anthropic_stream_usage_from_final_event(rec: Recorder) -> None:
     assert p["$ai_stream"] is True
     assert p["$ai_time_to_first_token"] >= 0
     assert p["$ai_stop_reason"] == "end_turn"
+
+
+def test_groq_chat(rec: Recorder) -> None:
+    chat_groq = pytest.importorskip("langchain_groq").ChatGroq
+    with VCR.use_cassette("groq_chat.yaml"):
+        msg = chat_groq(model="llama-3.3-70b-versatile", api_key="gsk-test", temperature=0.2,
+                        max_tokens=16, max_retries=0).invoke(
+            "One word for fast?", config={"callbacks": [rec.handler()]})
+    assert msg.content == "Swift."
+    p = _generation(rec)
+    assert p["$ai_model"] == "llama-3.3-70b-versatile"
+    assert p["$ai_provider"] == "groq"
+    assert p["$ai_base_url"] == "https://api.groq.com"
+    assert (p["$ai_input_tokens"], p["$ai_output_tokens"], p["$ai_total_tokens"]) == (41, 3, 44)
+    assert "$ai_cache_read_input_tokens" not in p
+    # ChatGroq sends no invocation params: temperature / max_tokens come from ls_* metadata
+    assert p["$ai_temperature"] == 0.2
+    assert p["$ai_max_tokens"] == 16
+    assert p["$ai_stop_reason"] == "stop"
