@@ -109,7 +109,9 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.to_posthog:
         key = (os.environ.get("POSTHOG_API_KEY") or "").strip()
         if key:
-            ph = PosthogSink(key, os.environ.get("POSTHOG_HOST") or None)
+            # Few retries: a demo should say quickly that PostHog is unreachable.
+            ph = PosthogSink(key, os.environ.get("POSTHOG_HOST") or None, max_retries=2,
+                             timeout=5.0)
             tee = sink = TeeSink(file_sink, ph)
             printer.line(f"Sending to PostHog at {ph.host} as well as to {path}")
         else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from capture_server import TEST_API_KEY, CaptureServer, closed_port_url
 from posthog_callbacks import explore
 
 FIXTURE = Path(__file__).parents[1] / "explore" / "fixtures" / "traces.jsonl"
@@ -17,8 +18,8 @@ RAG = "00000000-0000-4000-8000-000000000001"
 
 def run(*args: str, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})}
-    full_env.pop("POSTHOG_API_KEY", None)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
+    full_env.update({"PYTHONIOENCODING": "utf-8", **(env or {})})
     return subprocess.run([sys.executable, "-m", "posthog_callbacks.cli", *args],
                           capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
 
@@ -171,3 +172,28 @@ def test_demo_to_posthog_without_a_key_says_so(tmp_path: Path) -> None:
     assert "1/1 demo apps ran; 9 events in 1 trace(s)" in proc.stdout
     bad = run("demo", "--only", "nope")
     assert bad.returncode == 2 and "unknown app(s) nope" in bad.stderr
+
+
+def test_demo_to_posthog_sends_what_it_writes(tmp_path: Path,
+                                              capture_server: CaptureServer) -> None:
+    out = tmp_path / "t.jsonl"
+    proc = run("demo", "--out", str(out), "--plain", "--to-posthog", "--only", "langchain-rag",
+               env={"POSTHOG_API_KEY": TEST_API_KEY, "POSTHOG_HOST": capture_server.url})
+    assert proc.returncode == 0, proc.stderr
+    assert f"Sending to PostHog at {capture_server.url}" in proc.stdout
+    assert "Sent 9 events to PostHog." in proc.stdout
+    assert capture_server.wait_for_events(9)
+    written = explore.load_events(out)
+    assert sorted(e["uuid"] for e in capture_server.events) == sorted(
+        e["uuid"] for e in written)
+    assert TEST_API_KEY not in out.read_text()
+
+
+def test_demo_to_unreachable_posthog_still_writes_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    proc = run("demo", "--out", str(out), "--plain", "--to-posthog", "--only", "langchain-rag",
+               env={"POSTHOG_API_KEY": TEST_API_KEY, "POSTHOG_HOST": closed_port_url()})
+    assert proc.returncode == 0
+    assert "9 event(s) not delivered to PostHog" in proc.stderr
+    assert "1/1 demo apps ran; 9 events in 1 trace(s)" in proc.stdout
+    assert len(explore.load_events(out)) == 9
