@@ -190,6 +190,9 @@ class HandlerCore:
                        if not (k in _IDENTITY_KEYS or k.startswith(_INTERNAL_PREFIXES))}
         if distinct_id is None:
             distinct_id = parent.distinct_id if parent is not None else self._distinct_id
+        elif parent is not None and parent.distinct_id != str(distinct_id):
+            # a user id set below the root: the trace (open ancestors) belongs to that user
+            self._set_user_upwards(parent, str(distinct_id))
         if session_id is None:
             session_id = parent.session_id if parent is not None else self._session_id
         properties = self._properties
@@ -220,6 +223,15 @@ class HandlerCore:
         if len(self._skipped) >= _MAX_SKIPPED:
             self._skipped.clear()
         self._skipped[run_id] = trace_id
+
+    def _set_user_upwards(self, span: OpenSpan, distinct_id: str) -> None:
+        depth = 0
+        node: Any = span
+        while isinstance(node, OpenSpan) and depth < 1000:
+            if node.distinct_id is None or node.distinct_id == self._distinct_id:
+                node.distinct_id = distinct_id
+            node = node.extra.get("parent")
+            depth += 1
 
     @staticmethod
     def _mark_ancestors(span: OpenSpan, status: str) -> None:

@@ -363,3 +363,28 @@ async def test_200_concurrent_ainvokes_on_one_handler(rec: Recorder) -> None:
         assert {e["distinct_id"] for e in tree} == {f"user{i}"}
         assert parent_of(gen) == trace["properties"]["$ai_trace_id"]
     assert handler.open_runs() == 0
+
+
+def test_stream_events_v3_records_first_token(rec: Recorder) -> None:
+    events = list(EchoChatModel().stream_events(
+        "hi there", version="v3", config={"callbacks": [rec.handler()]}))
+    assert events[0]["event"] == "message-start"
+    (gen,) = rec.events()
+    p = gen["properties"]
+    assert p["$ai_time_to_first_token"] >= 0
+    assert p["$ai_stream"] is True
+    assert p["$ai_output_choices"] == [{"role": "assistant", "content": [
+        {"type": "text", "text": "echohi there", "index": 0}]}]
+    assert (p["$ai_input_tokens"], p["$ai_output_tokens"]) == (2, 1)
+
+
+async def test_astream_events_v2_alongside_its_own_tracer(rec: Recorder) -> None:
+    kinds = [e["event"] async for e in _chain().astream_events(
+        {"q": "x y"}, version="v2", config={"callbacks": [rec.handler()]})]
+    assert kinds[0] == "on_chain_start" and kinds[-1] == "on_chain_end"
+    events = rec.events()
+    _check_tree(events)
+    assert sorted(e["event"] for e in events) == [
+        "$ai_generation", "$ai_span", "$ai_span", "$ai_trace"]
+    (gen,) = [e["properties"] for e in events if e["event"] == "$ai_generation"]
+    assert gen["$ai_input_tokens"] == 2

@@ -240,3 +240,13 @@ def test_instrument_attaches_everywhere_until_uninstrumented(rec: Recorder) -> N
     assert {e["distinct_id"] for e in events} == {"global-user"}
     handle.uninstrument()  # idempotent
     uninstrument()
+
+
+def test_user_id_set_below_the_root_owns_the_trace(rec: Recorder) -> None:
+    inner = EchoChatModel().with_config(metadata={"user_id": "inner-user"})
+    chain = RunnableLambda(lambda x: x).with_config(run_name="prep") | inner
+    chain.invoke("x", config={"callbacks": [rec.handler(distinct_id="handler-user")]})
+    by = rec.by_name()
+    assert by["prep"]["distinct_id"] == "handler-user"  # ended before the id was known
+    assert by["EchoChatModel"]["distinct_id"] == "inner-user"
+    assert by["RunnableSequence"]["distinct_id"] == "inner-user"
