@@ -130,3 +130,33 @@ def test_trace_list_get_and_errors(fixture_path: Path) -> None:
         explore.load_traces(42)
     with pytest.raises(FileNotFoundError):
         explore.load_traces(fixture_path.with_name("missing.jsonl"))
+
+
+def test_malformed_events_still_load_and_render() -> None:
+    import matplotlib.pyplot as plt
+
+    events: list[dict[str, object]] = [
+        {"event": "$ai_generation", "properties": None},                  # no trace id: skipped
+        {"event": "$ai_span", "properties": "not json", "timestamp": "x"},  # skipped
+        {"event": "$pageview", "properties": {"$ai_trace_id": "t"}},       # not an $ai_ span
+        {"event": "$ai_generation", "timestamp": None, "properties": {
+            "$ai_trace_id": "t", "$ai_span_id": "g", "$ai_parent_id": "t",
+            "$ai_latency": "slow", "$ai_input_tokens": "12", "$ai_output_tokens": True,
+            "$ai_model": "m", "$ai_error": {"code": 500}}},
+        {"event": "$ai_span", "timestamp": 1_767_225_600, "properties": {
+            "$ai_trace_id": "t", "$ai_span_id": "s", "$ai_span_name": "<script>x</script>"}},
+    ]
+    (trace,) = explore.load_traces(events)
+    assert trace.root.synthetic
+    gen = trace.find("generation")[0]
+    assert (gen.latency, gen.start, gen.tokens("input_tokens"),
+            gen.tokens("output_tokens")) == (None, None, 12, None)
+    assert gen.is_error and gen.error == '{"code": 500}'
+    assert [s.span_id for s in trace.spans] == ["s", "g"]  # unknown start sorts last
+    assert "&lt;script&gt;" in trace._repr_html_() and "<script>" not in trace._repr_html_()
+    assert "generation  [generation]  m  12→? tok" in str(trace)
+    ax = trace.plot_waterfall()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["  <script>x</script>"]
+    plt.close("all")
+    df = explore.to_dataframe(trace)
+    assert df.span_id.tolist() == ["s", "g"] and df.start.isna().tolist() == [False, True]
