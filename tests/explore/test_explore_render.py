@@ -131,3 +131,14 @@ def test_missing_notebooks_extra_names_the_install(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ImportError, match=f"needs rich for this: {extra}"):
         trace.__rich__()
     assert "rag-chain  [trace]" in str(trace)  # plain text needs nothing
+
+
+def test_importing_explore_and_cli_imports_no_optional_dependency() -> None:
+    import subprocess
+
+    code = ("import sys, posthog_callbacks.explore, posthog_callbacks.cli; "
+            "print([m for m in ('pandas', 'matplotlib', 'rich', 'requests', 'langchain_core', "
+            "'llama_index') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
