@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -21,6 +20,7 @@ from ._llama_common import (
     messages_to_dicts,
     model_and_provider,
     model_parameters,
+    new_id,
     nodes_summary,
     response_fields,
     text_of,
@@ -242,12 +242,12 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         if parent is not None:
             trace = parent.extra.get("trace")
             if isinstance(trace, TraceInfo):
-                return trace, str(uuid.uuid4()), parent.span_id, trace.root_key, False
+                return trace, new_id(), parent.span_id, trace.root_key, False
         active = self._active.get()
         if active is not None:
             if not active.trace.sampled or active.root_key is None:
                 return None, "", None, None, False
-            return (active.trace, str(uuid.uuid4()), active.trace.root_span_id,
+            return (active.trace, new_id(), active.trace.root_span_id,
                     active.root_key, True)
         # An event outside any trace (e.g. a direct embedding call) is its own root.
         trace = self.options.new_trace(self.exporter)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from ._llama_common import (
     messages_to_dicts,
     model_and_provider,
     model_parameters,
+    new_id,
     nodes_summary,
     response_fields,
     text_of,
@@ -53,6 +53,7 @@ _VISIBLE_METHODS: dict[int, frozenset[str]] = {
     _RERANK: frozenset({"postprocess_nodes", "apostprocess_nodes"}),
 }
 _STEP_TAG = "llamaindex.step.input_event"
+_MODEL_KINDS = frozenset({_LLM, _EMBED})
 
 
 def _class_table() -> list[tuple[type, int]]:
@@ -206,22 +207,34 @@ class InstrumentCore:
 
     def span_enter(self, id_: str, instance: Any, parent_id: str | None,
                    bound_args: Any, tags: Any) -> None:
+        # Hot path: ~15 dispatcher spans a query, most of them hidden.
         parent = self.nodes.get(parent_id) if parent_id else None
-        kind = self._kind_of(instance)
-        cls, method = _split_id(id_)
+        if instance is None:
+            kind = _ROOTABLE
+        else:
+            kind = self._kind_cache.get(type(instance), -1)
+            if kind < 0:
+                kind = self._kind_of(instance)
         if parent is None:
-            if kind in (_LLM, _EMBED):
+            if kind in _MODEL_KINDS:
                 # A direct model call: its generation (from the events) is the root.
                 self.nodes[id_] = _Node(None, kind, None, None, instance)
                 return
+            cls, method = _split_id(id_)
             self._enter_root(id_, instance, kind, cls, method, bound_args, tags)
             return
-        node = _Node(parent.trace, kind, parent.attach_to, parent.gen_scope, instance)
+        node = _Node(parent.trace, kind, parent.vis_id or parent.parent_vis,
+                     parent.gen_key or parent.enclosing_gen, instance)
         self.nodes[id_] = node
+        if kind in _MODEL_KINDS or (kind == _ROOTABLE and instance is not None):
+            return
         trace = parent.trace
         if trace is None or not trace.sampled:
             return
-        if instance is None and isinstance(tags, dict) and _STEP_TAG in tags:
+        cls, method = _split_id(id_)
+        if instance is None:
+            if type(tags) is not dict or _STEP_TAG not in tags:
+                return
             kind = _STEP  # workflow steps are wrapped as plain functions
             name = method
             payload = tags.get("llamaindex.step.input_summary")
@@ -230,7 +243,7 @@ class InstrumentCore:
                 return
             name = f"{cls}.run"
             payload = _run_input(tags)
-        elif kind in _VISIBLE_METHODS and method in _VISIBLE_METHODS[kind]:
+        elif method in _VISIBLE_METHODS[kind]:
             if parent.instance is instance:
                 return  # query -> aquery, __call__ -> call: one span per object and call
             name = self._name(kind, instance, cls, method)
@@ -266,7 +279,7 @@ class InstrumentCore:
             parent = None if span_id == trace.trace_id else trace.trace_id
             key = trace.root_key = "root:" + span_id
         else:
-            span_id = str(uuid.uuid4())
+            span_id = new_id()
             key = id_
         span = trace.span(span_id, parent, SpanKind.TRACE if parent is None else SpanKind.SPAN,
                           name, is_root=is_root)
@@ -451,7 +464,7 @@ class InstrumentCore:
             return trace, span_id, None if span_id == trace.trace_id else trace.trace_id
         if not trace.sampled:
             return None
-        return trace, str(uuid.uuid4()), parent or trace.root_span_id
+        return trace, new_id(), parent or trace.root_span_id
 
     def _on_llm_start(self, event: Any) -> None:
         li_id = event.span_id
@@ -467,7 +480,7 @@ class InstrumentCore:
         model_dict = getattr(event, "model_dict", None)
         instance = node.instance if node is not None else None
         model, provider = model_and_provider(model_dict, instance)
-        is_chat = hasattr(event, "messages")
+        is_chat = type(event).__name__ == "LLMChatStartEvent"
         name = model or (type(instance).__name__ if instance is not None else "llm")
         span = trace.span(span_id, parent, SpanKind.GENERATION,
                           f"{name}.chat" if is_chat else f"{name}.complete",
@@ -508,7 +521,7 @@ class InstrumentCore:
                     usage, _, _, _ = response_fields(response, outer.provider)
                     outer.extra["inner_usage"] = usage
             return
-        fill_generation(span, response, hasattr(event, "messages"))
+        fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
         self._submit(span)
 
     def _on_embed_start(self, event: Any) -> None:

@@ -25,14 +25,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 try:
     from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
     from llama_index.core.instrumentation.event_handlers import BaseEventHandler
     from llama_index.core.instrumentation.span import BaseSpan
     from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
-    from pydantic import PrivateAttr
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         "posthog_callbacks.llama_index needs LlamaIndex: "
@@ -45,10 +44,17 @@ from ._llama_instrument import InstrumentCore
 __all__ = ["CallbackHandler", "InstrumentHandle", "instrument", "trace_context"]
 
 
+def _bind(handler: Any, core: InstrumentCore) -> None:
+    # Kept in the instance __dict__ rather than a pydantic private attribute: those go
+    # through BaseModel.__getattr__, measurably slow on a path taken ~50 times a query.
+    object.__setattr__(handler, "_core", core)
+
+
 class _SpanHandler(BaseSpanHandler[BaseSpan]):  # type: ignore[misc]
     """Forwards dispatcher span signals to an :class:`InstrumentCore`; never raises."""
 
-    _core: Any = PrivateAttr(default=None)
+    if TYPE_CHECKING:
+        _core: ClassVar[InstrumentCore]
 
     @classmethod
     def class_name(cls) -> str:
@@ -91,7 +97,8 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):  # type: ignore[misc]
 class _EventHandler(BaseEventHandler):  # type: ignore[misc]
     """Forwards instrumentation events to an :class:`InstrumentCore`; never raises."""
 
-    _core: Any = PrivateAttr(default=None)
+    if TYPE_CHECKING:
+        _core: ClassVar[InstrumentCore]
 
     @classmethod
     def class_name(cls) -> str:
@@ -190,9 +197,9 @@ def instrument(
                                    tags, metadata, privacy_mode)
     core = InstrumentCore(exporter, options)
     span_handler = _SpanHandler()
-    span_handler._core = core
+    _bind(span_handler, core)
     event_handler = _EventHandler()
-    event_handler._core = core
+    _bind(event_handler, core)
     dispatcher = get_dispatcher()
     dispatcher.add_span_handler(span_handler)
     dispatcher.add_event_handler(event_handler)
