@@ -93,3 +93,21 @@ def test_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_ingestion_hosts_map_to_app_hosts(host: str, expected: str) -> None:
     assert app_host(host) == expected
+
+
+def test_since_accepts_datetimes_timedeltas_and_strings() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    def since(value: object) -> object:
+        body = build_query(since=value, trace_id=None, session_id=None, distinct_id=None,
+                           limit=1, offset=0)
+        return body["query"]["values"].get("since")
+
+    assert since(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05"  # naive = UTC
+    eastern = timezone(timedelta(hours=-5))
+    assert since(datetime(2026, 1, 2, 3, 4, 5, tzinfo=eastern)) == "2026-01-02 08:04:05"
+    assert since("2026-01-01 00:00:00") == "2026-01-01 00:00:00"
+    assert since(None) is None
+    recent = datetime.strptime(str(since(timedelta(hours=1))), "%Y-%m-%d %H:%M:%S")
+    expected = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=1)
+    assert abs((recent - expected).total_seconds()) < 120
