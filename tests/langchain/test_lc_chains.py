@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -388,3 +389,37 @@ async def test_astream_events_v2_alongside_its_own_tracer(rec: Recorder) -> None
         "$ai_generation", "$ai_span", "$ai_span", "$ai_trace"]
     (gen,) = [e["properties"] for e in events if e["event"] == "$ai_generation"]
     assert gen["$ai_input_tokens"] == 2
+
+
+def test_multimodal_base64_is_replaced_by_a_placeholder(rec: Recorder) -> None:
+    data = "iVBORw0KGgo" + "A" * 4000
+    message = HumanMessage(content=[
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}])
+    ProviderFake(responses=[AIMessage("a cat")]).invoke(
+        [message], config={"callbacks": [rec.handler()]})
+    (event,) = rec.events()
+    content = event["properties"]["$ai_input"][0]["content"]
+    assert content[0] == {"type": "text", "text": "what is this?"}
+    url = content[1]["image_url"]["url"]
+    assert data not in url
+    assert "base64" in url and len(url) < 200
+
+
+def test_agent_action_and_finish_are_instant_children(rec: Recorder) -> None:
+    from langchain_core.agents import AgentAction, AgentFinish
+
+    handler = rec.handler()
+    run = uuid.uuid4()
+    handler.on_chain_start({"name": "AgentExecutor"}, {"input": "2+3"}, run_id=run)
+    handler.on_agent_action(AgentAction("add", {"a": 2, "b": 3}, "I should add"), run_id=run)
+    handler.on_agent_finish(AgentFinish({"output": "5"}, "done"), run_id=run)
+    handler.on_chain_end({"output": "5"}, run_id=run)
+    action, finish, root = rec.events()
+    assert action["properties"]["$ai_span_name"] == "agent_action: add"
+    assert action["properties"]["$ai_input_state"] == {
+        "tool": "add", "tool_input": {"a": 2, "b": 3}, "log": "I should add"}
+    assert finish["properties"]["$ai_span_name"] == "agent_finish"
+    assert finish["properties"]["$ai_output_state"] == {"output": "5"}
+    assert parent_of(action) == parent_of(finish) == str(run)
+    assert root["event"] == "$ai_trace"

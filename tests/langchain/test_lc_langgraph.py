@@ -148,3 +148,27 @@ def test_node_error_marks_node_and_graph(rec: Recorder) -> None:
     for e in (node, root):
         assert e["properties"]["$ai_is_error"] is True
         assert e["properties"]["$ai_error"] == "RuntimeError: node blew up"
+
+
+def test_command_to_parent_graph_is_not_an_error(rec: Recorder) -> None:
+    def hop(state: MessagesState) -> Command[Any]:
+        return Command(graph=Command.PARENT, goto="done",
+                       update={"messages": [AIMessage("hopped")]})
+
+    sub = StateGraph(MessagesState)
+    sub.add_node("hop", hop)
+    sub.add_edge(START, "hop")
+    g = StateGraph(MessagesState)
+    g.add_node("inner", sub.compile())
+    g.add_node("done", lambda s: {"messages": [AIMessage("end")]})
+    g.add_edge(START, "inner")
+    g.add_edge("done", END)
+    out = g.compile().invoke({"messages": [HumanMessage("x")]},
+                             config={"callbacks": [rec.handler()]})
+    assert [m.content for m in out["messages"]] == ["x", "hopped", "end"]
+    events = rec.events()
+    assert not any(e["properties"]["$ai_is_error"] for e in events)
+    statuses = {e["properties"]["$ai_span_name"]: e["properties"].get("$ai_span_status")
+                for e in events if e["event"] == "$ai_span"}
+    assert statuses == {"hop": "command", "LangGraph": "command", "inner": "command",
+                        "done": None}
