@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from . import _langchain_convert as cv
+from . import _langchain_model as lm
 from ._langchain_handler import (
     HandlerCore,
     error_outcome,
@@ -154,12 +155,12 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         md = metadata or {}
         span.model = md.get("ls_model_name") or model_name_from_params(params)
         span.provider = provider_for(md.get("ls_provider"), serialized)
-        span.model_parameters = cv.extract_model_parameters(params, md)
+        span.model_parameters = lm.extract_model_parameters(params, md)
         if params is not None:
             tools = params.get("tools")
             if tools:
-                span.tools = cv.tools_to_openai(tools)
-        span.base_url = cv.base_url_from_serialized(serialized)
+                span.tools = lm.tools_to_openai(tools)
+        span.base_url = lm.base_url_from_serialized(serialized)
         if isinstance(serialized, dict):
             span.extra["serialized_id"] = serialized.get("id")
 
@@ -198,13 +199,13 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
 
     def _finish_generation(self, span: OpenSpan, response: Any) -> None:
         span.output = cv.response_output(response)
-        served = cv.extract_served_model(response)
+        served = lm.extract_served_model(response)
         if served:
             span.model = served
         if span.provider is None:
-            span.provider = provider_for(cv.extract_provider_hint(response),
+            span.provider = provider_for(lm.extract_provider_hint(response),
                                          {"id": span.extra.get("serialized_id")})
-        usage = cv.extract_usage(response)
+        usage = lm.extract_usage(response)
         streamed = span.first_token_time is not None
         params = span.model_parameters
         if streamed and (params is None or params.get("stream") is not True):
@@ -214,7 +215,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             span.usage_missing_reason = self._usage_missing_reason(span, streamed)
         else:
             span.usage = usage
-        span.stop_reason = cv.extract_stop_reason(response)
+        span.stop_reason = lm.extract_stop_reason(response)
 
     @staticmethod
     def _usage_missing_reason(span: OpenSpan, streamed: bool) -> str:
@@ -237,7 +238,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         try:
             span = self._runs.get(run_id)
             if span is not None:
-                span.http_status = cv.http_status(error)
+                span.http_status = lm.http_status(error)
         except Exception as exc:
             self._failed("on_llm_error", exc)
         self._end_error("on_llm_error", run_id, error, None)

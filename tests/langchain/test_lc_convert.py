@@ -11,7 +11,8 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
 
-from posthog_callbacks._langchain_convert import plain, usage_from_usage_metadata
+from posthog_callbacks._langchain_convert import plain
+from posthog_callbacks._langchain_model import usage_from_usage_metadata
 from posthog_callbacks.usage import usage_from_mapping
 
 _count = st.one_of(st.none(), st.integers(min_value=-3, max_value=10_000), st.just("7"),

@@ -1,0 +1,298 @@
+"""Model-call details from LangChain callbacks: model, usage, parameters, tools, errors.
+
+Reads attributes of ``LLMResult`` / serialized constructors cheaply on the caller's thread;
+nothing here serialises LangChain objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ._langchain_convert import generations, plain
+from .spans import Usage
+from .usage import sum_usage, usage_from_mapping
+
+__all__ = [
+    "base_url_from_serialized",
+    "extract_model_parameters",
+    "extract_provider_hint",
+    "extract_served_model",
+    "extract_stop_reason",
+    "extract_usage",
+    "http_status",
+    "tools_to_openai",
+    "usage_from_usage_metadata",
+]
+
+
+def tools_to_openai(tools: Any) -> list[Any] | None:
+    """Tools bound to a model, in OpenAI's ``{"type": "function", "function": ...}`` shape."""
+    if not isinstance(tools, (list, tuple)) or not tools:
+        return None
+    out: list[Any] = []
+    for tool in tools:
+        if isinstance(tool, dict):
+            if "function" in tool or tool.get("type") not in (None, "custom"):
+                out.append(plain(dict(tool)))
+            elif "input_schema" in tool:  # Anthropic
+                out.append({"type": "function", "function": {
+                    "name": tool.get("name"), "description": tool.get("description"),
+                    "parameters": plain(tool.get("input_schema"))}})
+            elif "toolSpec" in tool:  # Bedrock Converse
+                spec = tool["toolSpec"]
+                schema = spec.get("inputSchema") if isinstance(spec, dict) else None
+                out.append({"type": "function", "function": {
+                    "name": spec.get("name") if isinstance(spec, dict) else None,
+                    "description": spec.get("description") if isinstance(spec, dict)
+                    else None,
+                    "parameters": plain(schema.get("json") if isinstance(schema, dict)
+                                        else schema)}})
+            elif "name" in tool:
+                out.append({"type": "function", "function": {
+                    "name": tool.get("name"), "description": tool.get("description"),
+                    "parameters": plain(tool.get("parameters"))}})
+            else:
+                out.append(plain(dict(tool)))
+        else:
+            out.append(tool)
+    return out
+
+
+_PARAM_KEYS = (
+    "temperature", "max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict",
+    "top_p", "top_k", "frequency_penalty", "presence_penalty", "stop", "stop_sequences",
+    "seed", "n", "reasoning_effort", "reasoning", "thinking", "service_tier", "response_format",
+    "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs",
+)
+
+
+_LS_PARAMS = (("ls_temperature", "temperature"), ("ls_max_tokens", "max_tokens"),
+              ("ls_stop", "stop"))
+
+
+def extract_model_parameters(params: Mapping[str, Any] | None,
+                             metadata: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The model parameters worth recording from LangChain ``invocation_params``.
+
+    LangChain's ``ls_temperature`` / ``ls_max_tokens`` / ``ls_stop`` metadata fill in what
+    a model leaves out of its invocation params (``ChatGroq`` reports none there).
+    """
+    out: dict[str, Any] = {}
+    if params:
+        for key in _PARAM_KEYS:
+            value = params.get(key)
+            if value is not None:
+                out[key] = plain(value)
+        stream = params.get("stream")
+        if stream is None:
+            stream = params.get("streaming")
+        if isinstance(stream, bool):
+            out["stream"] = stream
+    if metadata:
+        for ls_key, key in _LS_PARAMS:
+            if key not in out:
+                value = metadata.get(ls_key)
+                if value is not None:
+                    out[key] = plain(value)
+    return out or None
+
+
+_BASE_URL_KEYS = ("openai_api_base", "base_url", "anthropic_api_url", "groq_api_base",
+                  "azure_endpoint",
+                  "endpoint_url", "api_base", "endpoint", "service_url")
+_DEFAULT_BASE_URLS = {
+    "ChatOpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "OpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "ChatAnthropic": ("https://api.anthropic.com", ("ANTHROPIC_API_URL", "ANTHROPIC_BASE_URL")),
+    "ChatGroq": ("https://api.groq.com", ("GROQ_API_BASE", "GROQ_BASE_URL")),
+}
+
+
+def base_url_from_serialized(serialized: Any) -> str | None:
+    """The API base URL of a model, from its serialized constructor kwargs.
+
+    Falls back to the documented default of well-known classes when neither the
+    constructor nor the environment changed it.
+    """
+    if not isinstance(serialized, dict):
+        return None
+    kwargs = serialized.get("kwargs")
+    if isinstance(kwargs, dict):
+        for key in _BASE_URL_KEYS:
+            value = kwargs.get(key)
+            if isinstance(value, str) and value:
+                return value
+    ids = serialized.get("id")
+    cls = ids[-1] if isinstance(ids, list) and ids else None
+    default = _DEFAULT_BASE_URLS.get(cls) if isinstance(cls, str) else None
+    if default is not None:
+        url, env_vars = default
+        for var in env_vars:
+            env = os.environ.get(var)
+            if env:
+                return env
+        return url
+    return None
+
+
+def extract_served_model(response: Any) -> str | None:
+    """The model the provider says it served (``response_metadata`` / ``llm_output``)."""
+    for gen in generations(response):
+        message = getattr(gen, "message", None)
+        meta = getattr(message, "response_metadata", None)
+        if meta:
+            for key in ("model_name", "model", "model_id"):
+                value = meta.get(key)
+                if isinstance(value, str) and value:
+                    return value
+        info = getattr(gen, "generation_info", None)
+        if info:
+            for key in ("model_name", "model"):
+                value = info.get(key)
+                if isinstance(value, str) and value:
+                    return value
+    llm_output = getattr(response, "llm_output", None)
+    if isinstance(llm_output, dict):
+        for key in ("model_name", "model", "model_id"):
+            value = llm_output.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def extract_provider_hint(response: Any) -> str | None:
+    """``response_metadata["model_provider"]`` of the first generation, if any."""
+    for gen in generations(response):
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        if meta:
+            value = meta.get("model_provider")
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _counts_ok(*values: Any) -> bool:
+    return all(v is None or (type(v) is int and v >= 0) for v in values)
+
+
+def usage_from_usage_metadata(um: Any) -> Usage | None:
+    """LangChain ``usage_metadata`` -> :class:`Usage`, without the generic parser's cost.
+
+    Same result as :func:`usage_from_mapping` (the generic parser handles anything that is
+    not a plain, well-typed ``UsageMetadata`` dict).
+    """
+    if type(um) is not dict:
+        return usage_from_mapping(um)
+    it, ot, tt = um.get("input_tokens"), um.get("output_tokens"), um.get("total_tokens")
+    if len(um) > 5 or not _counts_ok(it, ot, tt) or (it is None and ot is None):
+        return usage_from_mapping(um)
+    cr = cc = c5 = c1 = rs = None
+    details = um.get("input_token_details")
+    if details:
+        if type(details) is not dict:
+            return usage_from_mapping(um)
+        cr, cc = details.get("cache_read"), details.get("cache_creation")
+        c5 = details.get("ephemeral_5m_input_tokens")
+        c1 = details.get("ephemeral_1h_input_tokens")
+        if not _counts_ok(cr, cc, c5, c1):
+            return usage_from_mapping(um)
+        if c5 is not None or c1 is not None:
+            split = (c5 or 0) + (c1 or 0)
+            if cc is None or cc < split:
+                cc = split
+    out_details = um.get("output_token_details")
+    if out_details:
+        if type(out_details) is not dict:
+            return usage_from_mapping(um)
+        rs = out_details.get("reasoning")
+        if not _counts_ok(rs):
+            return usage_from_mapping(um)
+    return Usage(it, ot, tt, cr, cc, c5, c1, rs)
+
+
+def extract_usage(response: Any) -> Usage | None:
+    """Token usage of a model call, summed over all its generations.
+
+    Order: ``usage_metadata`` of each generation's message, else ``llm_output``
+    (``token_usage`` / ``usage``), else per-generation ``response_metadata`` /
+    ``generation_info`` usage shapes.
+    """
+    gens = generations(response)
+    usages = []
+    for gen in gens:
+        um = getattr(getattr(gen, "message", None), "usage_metadata", None)
+        if um:
+            usages.append(usage_from_usage_metadata(um))
+    total = sum_usage(usages)
+    if total is not None:
+        return total
+    llm_output = getattr(response, "llm_output", None)
+    if isinstance(llm_output, dict):
+        for key in ("token_usage", "usage"):
+            raw = llm_output.get(key)
+            if raw:
+                found = usage_from_mapping(raw)
+                if found is not None:
+                    return found
+    usages = []
+    for gen in gens:
+        info = getattr(gen, "generation_info", None)
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        raw = None
+        for source in (info, meta):
+            if isinstance(source, dict):
+                for key in ("usage_metadata", "usage", "token_usage",
+                            "amazon-bedrock-invocationMetrics"):
+                    if source.get(key):
+                        raw = source[key]
+                        break
+                if raw is None and "prompt_eval_count" in source:  # Ollama
+                    raw = source
+            if raw is not None:
+                break
+        if raw is not None:
+            usages.append(usage_from_mapping(raw))
+    return sum_usage(usages)
+
+
+_TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
+
+
+def extract_stop_reason(response: Any) -> str | None:
+    """Why the (last) generation stopped: ``finish_reason`` / ``stop_reason`` / status."""
+    gens = generations(response)
+    if not gens:
+        return None
+    gen = gens[-1]
+    meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+    info = getattr(gen, "generation_info", None)
+    for source in (meta, info):
+        if isinstance(source, dict):
+            for key in ("finish_reason", "stop_reason", "stopReason", "done_reason"):
+                value = source.get(key)
+                if value is not None:
+                    return str(value)
+    if isinstance(meta, dict):
+        status = meta.get("status")
+        if isinstance(status, str) and status in _TERMINAL_STATUSES:
+            details = meta.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, dict) else None
+            if status == "incomplete" and isinstance(reason, str) and reason:
+                return reason
+            return status
+    return None
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status of a provider error (OpenAI, Anthropic, Google, httpx), if any."""
+    for attr in ("status_code", "code", "http_status"):
+        value = getattr(error, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value < 600:
+            return value
+    response = getattr(error, "response", None)
+    value = getattr(response, "status_code", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
