@@ -6,10 +6,16 @@ import asyncio
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, FakeMessagesListChatModel
+from langchain_core.language_models import BaseChatModel, BaseLLM, FakeMessagesListChatModel
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import (
+    ChatGeneration,
+    ChatGenerationChunk,
+    ChatResult,
+    Generation,
+    LLMResult,
+)
 
 
 class ProviderFake(FakeMessagesListChatModel):
@@ -71,3 +77,25 @@ class EchoChatModel(BaseChatModel):
         yield ChatGenerationChunk(message=AIMessageChunk(
             content="", usage_metadata=answer.usage_metadata,
             response_metadata=answer.response_metadata, chunk_position="last"))
+
+
+class CompletionFake(BaseLLM):
+    """A text-completion model reporting usage only in ``llm_output`` (OpenAI legacy shape)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "completion-fake"
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        return LangSmithParams(ls_provider="openai", ls_model_name="gpt-3.5-turbo-instruct",
+                               ls_model_type="llm")
+
+    def _generate(self, prompts: list[str], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> LLMResult:
+        return LLMResult(
+            generations=[[Generation(text=f"done: {p}", generation_info={
+                "finish_reason": "length"})] for p in prompts],
+            llm_output={"token_usage": {"prompt_tokens": 7, "completion_tokens": 4,
+                                        "total_tokens": 11},
+                        "model_name": "gpt-3.5-turbo-instruct-0914"})

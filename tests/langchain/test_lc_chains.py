@@ -16,7 +16,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnableParallel
 from langchain_core.tools import tool
-from lc_fakes import EchoChatModel, ProviderFake
+from lc_fakes import CompletionFake, EchoChatModel, ProviderFake
 from lc_helpers import Recorder, parent_of, span_id
 
 PROMPT = ChatPromptTemplate.from_messages([("system", "be brief"), ("human", "{q}")])
@@ -423,3 +423,17 @@ def test_agent_action_and_finish_are_instant_children(rec: Recorder) -> None:
     assert finish["properties"]["$ai_output_state"] == {"output": "5"}
     assert parent_of(action) == parent_of(finish) == str(run)
     assert root["event"] == "$ai_trace"
+
+
+def test_text_completion_model_with_llm_output_usage(rec: Recorder) -> None:
+    out = CompletionFake().invoke("write", config={"callbacks": [rec.handler()]})
+    assert out == "done: write"
+    (event,) = rec.events()
+    p = event["properties"]
+    assert event["event"] == "$ai_generation"
+    assert p["$ai_model"] == "gpt-3.5-turbo-instruct-0914"
+    assert p["$ai_provider"] == "openai"
+    assert p["$ai_input"] == [{"role": "user", "content": "write"}]
+    assert p["$ai_output_choices"] == [{"role": "assistant", "content": "done: write"}]
+    assert (p["$ai_input_tokens"], p["$ai_output_tokens"], p["$ai_total_tokens"]) == (7, 4, 11)
+    assert p["$ai_stop_reason"] == "length"
