@@ -30,6 +30,9 @@ from ._langchain_handler import (
 )
 from ._langchain_instrument import InstrumentHandle, instrument, uninstrument
 from .spans import OpenSpan, SpanKind
+from .usage import PROVIDER_ALIASES, normalize_provider
+
+_KNOWN_PROVIDERS = frozenset(PROVIDER_ALIASES.values())
 
 __all__ = ["CallbackHandler", "InstrumentHandle", "instrument", "uninstrument"]
 
@@ -202,9 +205,13 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         served = lm.extract_served_model(response)
         if served:
             span.model = served
-        if span.provider is None:
-            span.provider = provider_for(lm.extract_provider_hint(response),
-                                         {"id": span.extra.get("serialized_id")})
+        if span.provider is None or span.provider not in _KNOWN_PROVIDERS:
+            # ls_provider defaults to the lowercased class name for integrations that do
+            # not set it; the response's model_provider (or the class) says more.
+            hint = normalize_provider(lm.extract_provider_hint(response))
+            if hint is not None or span.provider is None:
+                span.provider = hint or provider_for(
+                    None, {"id": span.extra.get("serialized_id")})
         usage = lm.extract_usage(response)
         streamed = span.first_token_time is not None
         params = span.model_parameters

@@ -437,3 +437,14 @@ def test_text_completion_model_with_llm_output_usage(rec: Recorder) -> None:
     assert p["$ai_output_choices"] == [{"role": "assistant", "content": "done: write"}]
     assert (p["$ai_input_tokens"], p["$ai_output_tokens"], p["$ai_total_tokens"]) == (7, 4, 11)
     assert p["$ai_stop_reason"] == "length"
+
+
+def test_response_model_provider_beats_a_class_name_ls_provider(rec: Recorder) -> None:
+    # ls_provider falls back to the lowercased class name ("providerfake" here)
+    model = ProviderFake(provider="providerfake", responses=[AIMessage(
+        "hi", response_metadata={"model_provider": "google_genai",
+                                 "model_name": "gemini-2.5-flash"})])
+    model.invoke("x", config={"callbacks": [rec.handler()]})
+    p = rec.events()[0]["properties"]
+    assert p["$ai_provider"] == "gemini"
+    assert p["$ai_model"] == "gemini-2.5-flash"
