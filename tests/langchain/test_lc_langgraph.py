@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
@@ -172,3 +174,39 @@ def test_command_to_parent_graph_is_not_an_error(rec: Recorder) -> None:
                 for e in events if e["event"] == "$ai_span"}
     assert statuses == {"hop": "command", "LangGraph": "command", "inner": "command",
                         "done": None}
+
+
+class _ToolFake(ProviderFake):
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+
+def test_prebuilt_react_agent(rec: Recorder) -> None:
+    model = _ToolFake(responses=[
+        AIMessage("", tool_calls=[{"name": "add", "args": {"a": 2, "b": 3}, "id": "c1"}]),
+        AIMessage("5")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from langgraph.prebuilt import create_react_agent
+
+        agent = create_react_agent(model, [add])
+    out = agent.invoke({"messages": [HumanMessage("2+3")]},
+                       config={"callbacks": [rec.handler()]})
+    assert out["messages"][-1].content == "5"
+    events = rec.events()
+    (root,) = [e for e in events if e["event"] == "$ai_trace"]
+    trace_id = root["properties"]["$ai_trace_id"]
+    ids = {span_id(e) for e in events}
+    assert all(parent_of(e) in ids for e in events if e is not root)
+    agents = _named(events, "agent")
+    assert len(agents) == 2 and all(parent_of(a) == trace_id for a in agents)
+    gens = [e["properties"] for e in events if e["event"] == "$ai_generation"]
+    assert len(gens) == 2
+    for g in gens:
+        assert g["$ai_tools"] == [{"type": "function", "function": {
+            "name": "add", "description": "Add two integers.",
+            "parameters": {"properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                           "required": ["a", "b"], "type": "object"}}}]
+    (tool_span,) = _named(events, "add")
+    assert tool_span["properties"]["$ai_input_state"] == {"a": 2, "b": 3}
+    assert parent_of(tool_span) == span_id(_named(events, "tools")[0])
