@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import posthog
@@ -250,3 +252,52 @@ def test_user_id_set_below_the_root_owns_the_trace(rec: Recorder) -> None:
     assert by["prep"]["distinct_id"] == "handler-user"  # ended before the id was known
     assert by["EchoChatModel"]["distinct_id"] == "inner-user"
     assert by["RunnableSequence"]["distinct_id"] == "inner-user"
+
+
+def test_runs_past_the_ttl_are_closed_by_the_exporter() -> None:
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink, open_run_ttl=0.2, flush_interval=0.05)
+    handler = CallbackHandler(exporter)
+    try:
+        _chain().invoke("warm", config={"callbacks": [handler]})  # starts the worker
+        stuck = uuid.uuid4()
+        handler.on_tool_start({"name": "stuck_tool"}, "in", run_id=stuck)
+        deadline = time.monotonic() + 10
+        while handler.open_runs() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert handler.open_runs() == 0
+        assert exporter.flush(timeout=5)
+        (closed,) = [e for e in sink.events if e["properties"]["$ai_span_name"] == "stuck_tool"]
+        assert closed["properties"]["$ai_is_error"] is True
+        assert "never ended" in closed["properties"]["$ai_error"]
+        handler.on_tool_end("late", run_id=stuck)  # ignored
+        assert exporter.flush(timeout=5)
+        assert sum(e["properties"]["$ai_span_name"] == "stuck_tool" for e in sink.events) == 1
+    finally:
+        exporter.shutdown(timeout=5)
+
+
+def test_one_handler_from_many_threads(rec: Recorder) -> None:
+    handler = rec.handler()
+    chain = _chain()
+
+    def work(i: int) -> str:
+        return str(chain.invoke(f"t{i} " + "w " * (i % 5), config={"callbacks": [handler]}).content)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outs = list(pool.map(work, range(120)))
+    assert all(o.startswith("echo:t") for o in outs)
+    events = rec.events()
+    assert len(events) == 360
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_trace.setdefault(e["properties"]["$ai_trace_id"], []).append(e)
+    assert len(by_trace) == 120
+    for tid, tree in by_trace.items():
+        (root,) = [e for e in tree if e["event"] == "$ai_trace"]
+        (gen,) = [e for e in tree if e["event"] == "$ai_generation"]
+        (prep,) = [e for e in tree if e["event"] == "$ai_span"]
+        assert parent_of(gen) == parent_of(prep) == tid
+        text = root["properties"]["$ai_input_state"]
+        assert gen["properties"]["$ai_output_choices"][0]["content"] == f"echo:{text}"
+    assert handler.open_runs() == 0
