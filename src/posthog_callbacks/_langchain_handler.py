@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from ._langchain_convert import plain
 from ._runs import RunTable
 from .spans import OpenSpan, SpanKind
 from .usage import normalize_provider, provider_from_class
@@ -186,7 +187,7 @@ class HandlerCore:
             session_id = (metadata.get("session_id") or metadata.get("sessionId")
                           or metadata.get("thread_id"))
             extra_props = metadata.get("posthog_properties")
-            user_md = {k: v for k, v in metadata.items()
+            user_md = {k: plain(v) for k, v in metadata.items()
                        if not (k in _IDENTITY_KEYS or k.startswith(_INTERNAL_PREFIXES))}
         if distinct_id is None:
             distinct_id = parent.distinct_id if parent is not None else self._distinct_id
