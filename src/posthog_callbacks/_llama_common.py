@@ -367,7 +367,7 @@ def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | Non
                 break
         provider = _provider_of_class(model_dict.get("class_name"))
     if instance is not None:
-        if model is None:
+        if model is None and hasattr(type(instance), "metadata"):
             try:
                 value = instance.metadata.model_name
                 if isinstance(value, str) and value and value != "unknown":

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from li_helpers import UsageLLM
+from li_helpers import Events, UsageLLM
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MockEmbedding
 
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.llama_index import InstrumentHandle, instrument
-
-Events = Callable[[], list[dict[str, Any]]]
 
 
 @pytest.fixture

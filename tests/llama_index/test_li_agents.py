@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from li_helpers import UsageLLM, by_name, check_trees, one, props, tree
+from li_helpers import Events, UsageLLM, by_name, check_trees, one, props, tree
 from llama_index.core import Settings
 from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
@@ -14,7 +14,6 @@ from llama_index.core.llms import MockFunctionCallingLLM
 from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
-from conftest import Events
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.llama_index import InstrumentHandle, instrument
 

@@ -6,12 +6,11 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from li_helpers import UsageLLM, check_trees, one, props, tree
+from li_helpers import Events, UsageLLM, check_trees, one, props, tree
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.callbacks import CallbackManager
 
-from conftest import Events
 from posthog_callbacks import PosthogExporter
 from posthog_callbacks.llama_index import CallbackHandler, trace_context
 

@@ -6,11 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from li_helpers import UsageLLM, by_name, check_trees, one, props, tree
+from li_helpers import Events, UsageLLM, by_name, check_trees, one, props, tree
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage
 
-from conftest import Events
 from posthog_callbacks import PosthogExporter
 from posthog_callbacks.llama_index import InstrumentHandle, instrument, trace_context
 

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 import vcr
-from li_helpers import props
+from li_helpers import Events, props
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.embeddings.openai import OpenAIEmbedding
 from llama_index.llms.anthropic import Anthropic
 from llama_index.llms.openai import OpenAI
 
-from conftest import Events
 from posthog_callbacks.llama_index import InstrumentHandle
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes" / "llama_index"
