@@ -301,3 +301,38 @@ def test_one_handler_from_many_threads(rec: Recorder) -> None:
         text = root["properties"]["$ai_input_state"]
         assert gen["properties"]["$ai_output_choices"][0]["content"] == f"echo:{text}"
     assert handler.open_runs() == 0
+
+
+class _Hostile:
+    """Raises on every attribute access."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"no {name}")
+
+    def __repr__(self) -> str:
+        return "Hostile()"
+
+
+@pytest.mark.parametrize("junk", [None, 0, "text", [None], {"a": object()}, _Hostile()],
+                         ids=["none", "int", "str", "list", "dict", "hostile"])
+def test_every_callback_survives_junk(rec: Recorder, junk: Any) -> None:
+    handler = rec.handler()
+    run, child = uuid.uuid4(), uuid.uuid4()
+    handler.on_chain_start(junk, junk, run_id=run, tags=None, metadata=None)
+    handler.on_chat_model_start(junk, [[junk]], run_id=child, parent_run_id=run,
+                                invocation_params=junk, metadata={"ls_provider": junk})
+    handler.on_llm_new_token(junk, run_id=child)
+    handler.on_stream_event(junk, run_id=child)
+    handler.on_retry(junk, run_id=child)
+    handler.on_custom_event("evt", junk, run_id=run)
+    handler.on_agent_action(junk, run_id=run)
+    handler.on_agent_finish(junk, run_id=run)
+    handler.on_llm_end(junk, run_id=child)
+    handler.on_tool_start(junk, junk, run_id=uuid.uuid4(), inputs=junk)
+    handler.on_retriever_start(junk, junk, run_id=uuid.uuid4())
+    handler.on_llm_error(RuntimeError("x"), run_id=uuid.uuid4())
+    handler.on_chain_end(junk, run_id=run, inputs=junk)
+    assert handler.open_runs() == 2  # the tool and retriever never ended
+    assert rec.exporter.flush(timeout=5)
