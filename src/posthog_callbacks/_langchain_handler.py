@@ -51,7 +51,10 @@ def error_outcome(error: BaseException) -> tuple[str | None, str | None]:
         return "cancelled", None
     if isinstance(error, GeneratorExit):
         return "abandoned", None
-    text = str(error)
+    try:
+        text = str(error)
+    except Exception:
+        text = "<unprintable error>"
     return None, f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
@@ -245,6 +248,16 @@ class HandlerCore:
             parent = parent.extra.get("parent")
             depth += 1
 
+    def _rescue(self, span: OpenSpan | None) -> None:
+        """Still export a run whose end callback failed half-way (as recorded so far)."""
+        if span is None or span.extra.get("sent"):
+            return
+        try:
+            self._exporter.submit(span.finish())
+            span.extra["sent"] = True
+        except Exception:  # pragma: no cover - submit never raises
+            pass
+
     def _forget(self, run_id: UUID) -> None:
         self._skipped.pop(run_id, None)
 
@@ -253,6 +266,7 @@ class HandlerCore:
         if retries:
             span.properties = {**(span.properties or {}), "retries": retries}
         self._exporter.submit(span.finish())
+        span.extra["sent"] = True
         if span.parent_id is None and self._trace_id is None:
             leftovers = self._runs.pop_trace(span.trace_id)
             if leftovers:

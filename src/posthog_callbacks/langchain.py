@@ -103,6 +103,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
     def on_chain_end(self, outputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                      **kwargs: Any) -> None:
         """Close a chain span; streaming chains report their real inputs here."""
+        span = None
         try:
             span = self._runs.pop(run_id)
             if span is None:
@@ -115,6 +116,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             self._submit(span)
         except Exception as exc:
             self._failed("on_chain_end", exc)
+            self._rescue(span)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID,
                        parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -190,6 +192,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
     def on_llm_end(self, response: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                    **kwargs: Any) -> None:
         """Close a generation span with output, served model, usage and stop reason."""
+        span = None
         try:
             span = self._runs.pop(run_id)
             if span is None:
@@ -199,6 +202,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             self._submit(span)
         except Exception as exc:
             self._failed("on_llm_end", exc)
+            self._rescue(span)
 
     def _finish_generation(self, span: OpenSpan, response: Any) -> None:
         span.output = cv.response_output(response)
@@ -334,6 +338,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
     # -- shared endings -----------------------------------------------------------------
 
     def _end_ok(self, callback: str, run_id: UUID, output: Any) -> None:
+        span = None
         try:
             span = self._runs.pop(run_id)
             if span is None:
@@ -343,9 +348,11 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             self._submit(span)
         except Exception as exc:
             self._failed(callback, exc)
+            self._rescue(span)
 
     def _end_error(self, callback: str, run_id: UUID, error: BaseException,
                    inputs: Any) -> None:
+        span = None
         try:
             span = self._runs.pop(run_id)
             if span is None:
@@ -359,6 +366,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             self._submit(span)
         except Exception as exc:
             self._failed(callback, exc)
+            self._rescue(span)
 
     def _point(self, run_id: UUID, name: str, input_: Any, output: Any) -> None:
         parent = self._runs.get(run_id)

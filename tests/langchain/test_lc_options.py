@@ -336,3 +336,21 @@ def test_every_callback_survives_junk(rec: Recorder, junk: Any) -> None:
     handler.on_chain_end(junk, run_id=run, inputs=junk)
     assert handler.open_runs() == 2  # the tool and retriever never ended
     assert rec.exporter.flush(timeout=5)
+
+
+def test_a_failing_end_callback_still_exports_the_run(rec: Recorder) -> None:
+    class BadResult:
+        @property
+        def generations(self) -> Any:
+            raise RuntimeError("broken result object")
+
+    handler = rec.handler()
+    run = uuid.uuid4()
+    handler.on_chat_model_start({"name": "m"}, [[]], run_id=run,
+                                metadata={"ls_provider": "openai", "ls_model_name": "gpt-x"})
+    handler.on_llm_end(BadResult(), run_id=run)
+    (event,) = rec.events()
+    assert event["event"] == "$ai_generation"
+    assert event["properties"]["$ai_model"] == "gpt-x"
+    assert handler.callback_errors == 1
+    assert handler.open_runs() == 0
