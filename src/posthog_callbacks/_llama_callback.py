@@ -15,12 +15,14 @@ from ._llama_common import (
     HandlerOptions,
     TraceInfo,
     describe_error,
-    fill_generation,
     log,
+    new_id,
+)
+from ._llama_extract import (
+    fill_generation,
     messages_to_dicts,
     model_and_provider,
     model_parameters,
-    new_id,
     nodes_summary,
     response_fields,
     text_of,

@@ -20,108 +20,40 @@ from typing import Any
 from ._llama_common import (
     HandlerOptions,
     TraceInfo,
-    base_url_of,
-    compact,
     describe_error,
-    fill_generation,
     log,
+    new_id,
+)
+from ._llama_extract import (
+    base_url_of,
+    fill_generation,
     messages_to_dicts,
     model_and_provider,
     model_parameters,
-    new_id,
-    nodes_summary,
     response_fields,
-    text_of,
     tools_of,
+)
+from ._llama_nodes import (
+    MODEL_KINDS,
+    ROOTABLE,
+    RUN,
+    STEP,
+    STEP_TAG,
+    TOOL,
+    VISIBLE_METHODS,
+    Node,
+    class_table,
+    run_input,
+    span_input,
+    span_name,
+    span_output,
+    split_id,
 )
 from ._llama_stream import wrap_response_stream
 from ._runs import RunTable
-from .spans import OpenSpan, SpanKind, snapshot
+from .spans import OpenSpan, SpanKind
 
 __all__ = ["InstrumentCore"]
-
-# Node kinds.
-_HIDDEN, _ROOTABLE, _LLM, _EMBED, _RUN, _STEP, _TOOL, _QUERY, _CHAT, _RETRIEVE, _SYNTH, \
-    _RERANK = range(12)
-
-_VISIBLE_METHODS: dict[int, frozenset[str]] = {
-    _TOOL: frozenset({"call", "acall", "__call__"}),
-    _QUERY: frozenset({"query", "aquery"}),
-    _CHAT: frozenset({"chat", "achat", "stream_chat", "astream_chat"}),
-    _RETRIEVE: frozenset({"retrieve", "aretrieve"}),
-    _SYNTH: frozenset({"synthesize", "asynthesize"}),
-    _RERANK: frozenset({"postprocess_nodes", "apostprocess_nodes"}),
-}
-_STEP_TAG = "llamaindex.step.input_event"
-_MODEL_KINDS = frozenset({_LLM, _EMBED})
-
-
-def _class_table() -> list[tuple[type, int]]:
-    table: list[tuple[type, int]] = []
-
-    def add(module: str, name: str, kind: int) -> None:
-        try:
-            mod = __import__(module, fromlist=[name])
-            table.append((getattr(mod, name), kind))
-        except Exception:  # an optional part of LlamaIndex is missing: skip it
-            pass
-
-    add("llama_index.core.base.llms.base", "BaseLLM", _LLM)
-    add("llama_index.core.base.embeddings.base", "BaseEmbedding", _EMBED)
-    add("workflows", "Workflow", _RUN)
-    add("llama_index.core.tools.types", "BaseTool", _TOOL)
-    add("llama_index.core.base.base_query_engine", "BaseQueryEngine", _QUERY)
-    add("llama_index.core.chat_engine.types", "BaseChatEngine", _CHAT)
-    add("llama_index.core.base.base_retriever", "BaseRetriever", _RETRIEVE)
-    add("llama_index.core.response_synthesizers.base", "BaseSynthesizer", _SYNTH)
-    add("llama_index.core.postprocessor.types", "BaseNodePostprocessor", _RERANK)
-    return table
-
-
-class _Node:
-    """One open dispatcher span."""
-
-    __slots__ = ("enclosing_gen", "gen_key", "instance", "key", "kind", "parent_vis",
-                 "skipped_gen", "trace", "vis_id")
-
-    def __init__(self, trace: TraceInfo | None, kind: int, parent_vis: str | None,
-                 enclosing_gen: str | None, instance: Any) -> None:
-        self.trace = trace
-        self.kind = kind
-        self.parent_vis = parent_vis  # span id the children of a hidden node attach to
-        self.vis_id: str | None = None  # own exported span id when visible
-        self.key: str | None = None  # run-table key when visible
-        self.gen_key: str | None = None  # generation opened at this node
-        self.enclosing_gen = enclosing_gen  # generation open in an ancestor
-        self.skipped_gen: str | None = None
-        self.instance = instance
-
-    @property
-    def attach_to(self) -> str | None:
-        return self.vis_id or self.parent_vis
-
-    @property
-    def gen_scope(self) -> str | None:
-        return self.gen_key or self.enclosing_gen
-
-
-def _run_input(tags: Any) -> Any:
-    """A workflow run's start event summary (set as instrument tags, not passed)."""
-    if not isinstance(tags, dict):
-        from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
-            active_instrument_tags,
-        )
-
-        tags = active_instrument_tags.get()
-    return tags.get("llamaindex.start_event") if isinstance(tags, dict) else None
-
-
-def _split_id(id_: str) -> tuple[str, str]:
-    """``"Class.method-<uuid4>"`` -> ``("Class", "method")``."""
-    base = id_[:-37] if len(id_) > 37 and id_[-37] == "-" else id_
-    cls, _, method = base.rpartition(".")
-    return cls, method
-
 
 class InstrumentCore:
     """State shared by the span handler and the event handler of one ``instrument()``."""
@@ -130,9 +62,9 @@ class InstrumentCore:
         self.exporter = exporter
         self.options = options
         self.runs: RunTable[str] = RunTable()
-        self.nodes: dict[str, _Node] = {}
+        self.nodes: dict[str, Node] = {}
         self.lingering: dict[str, float] = {}  # roots kept open for a stream
-        self._classes = _class_table()
+        self._classes = class_table()
         self._kind_cache: dict[type, int] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -166,11 +98,11 @@ class InstrumentCore:
 
     def _kind_of(self, instance: Any) -> int:
         if instance is None:
-            return _ROOTABLE
+            return ROOTABLE
         cls = type(instance)
         kind = self._kind_cache.get(cls)
         if kind is None:
-            kind = _ROOTABLE
+            kind = ROOTABLE
             for base, base_kind in self._classes:
                 if isinstance(instance, base):
                     kind = base_kind
@@ -210,44 +142,44 @@ class InstrumentCore:
         # Hot path: ~15 dispatcher spans a query, most of them hidden.
         parent = self.nodes.get(parent_id) if parent_id else None
         if instance is None:
-            kind = _ROOTABLE
+            kind = ROOTABLE
         else:
             kind = self._kind_cache.get(type(instance), -1)
             if kind < 0:
                 kind = self._kind_of(instance)
         if parent is None:
-            if kind in _MODEL_KINDS:
+            if kind in MODEL_KINDS:
                 # A direct model call: its generation (from the events) is the root.
-                self.nodes[id_] = _Node(None, kind, None, None, instance)
+                self.nodes[id_] = Node(None, kind, None, None, instance)
                 return
-            cls, method = _split_id(id_)
+            cls, method = split_id(id_)
             self._enter_root(id_, instance, kind, cls, method, bound_args, tags)
             return
-        node = _Node(parent.trace, kind, parent.vis_id or parent.parent_vis,
+        node = Node(parent.trace, kind, parent.vis_id or parent.parent_vis,
                      parent.gen_key or parent.enclosing_gen, instance)
         self.nodes[id_] = node
-        if kind in _MODEL_KINDS or (kind == _ROOTABLE and instance is not None):
+        if kind in MODEL_KINDS or (kind == ROOTABLE and instance is not None):
             return
         trace = parent.trace
         if trace is None or not trace.sampled:
             return
-        cls, method = _split_id(id_)
+        cls, method = split_id(id_)
         if instance is None:
-            if type(tags) is not dict or _STEP_TAG not in tags:
+            if type(tags) is not dict or STEP_TAG not in tags:
                 return
-            kind = _STEP  # workflow steps are wrapped as plain functions
+            kind = STEP  # workflow steps are wrapped as plain functions
             name = method
             payload = tags.get("llamaindex.step.input_summary")
-        elif kind == _RUN:
+        elif kind == RUN:
             if method != "run":
                 return
             name = f"{cls}.run"
-            payload = _run_input(tags)
-        elif method in _VISIBLE_METHODS[kind]:
+            payload = run_input(tags)
+        elif method in VISIBLE_METHODS[kind]:
             if parent.instance is instance:
                 return  # query -> aquery, __call__ -> call: one span per object and call
-            name = self._name(kind, instance, cls, method)
-            payload = self._input(kind, bound_args)
+            name = span_name(kind, instance, cls, method)
+            payload = span_input(kind, bound_args)
         else:
             return
         node.kind = kind
@@ -256,23 +188,23 @@ class InstrumentCore:
     def _enter_root(self, id_: str, instance: Any, kind: int, cls: str, method: str,
                     bound_args: Any, tags: Any) -> None:
         trace = self.options.new_trace(self.exporter)
-        node = _Node(trace, kind, None, None, instance)
+        node = Node(trace, kind, None, None, instance)
         self.nodes[id_] = node
         self._roots_seen += 1
         if self._roots_seen % 256 == 0:
             self._purge_lingering()
         if not trace.sampled:
             return
-        if kind == _RUN and method == "run":
-            payload = _run_input(tags)
+        if kind == RUN and method == "run":
+            payload = run_input(tags)
             name = f"{cls}.run"
         else:
-            name = self._name(kind, instance, cls, method) if kind in _VISIBLE_METHODS else (
+            name = span_name(kind, instance, cls, method) if kind in VISIBLE_METHODS else (
                 f"{cls}.{method}" if cls else method)
-            payload = self._input(kind, bound_args)
+            payload = span_input(kind, bound_args)
         self._open_visible(node, id_, trace, name, payload, None, is_root=True)
 
-    def _open_visible(self, node: _Node, id_: str, trace: TraceInfo, name: str,
+    def _open_visible(self, node: Node, id_: str, trace: TraceInfo, name: str,
                       payload: Any, parent: str | None, *, is_root: bool) -> None:
         if is_root:
             span_id = trace.root_span_id
@@ -291,45 +223,6 @@ class InstrumentCore:
         node.key = key
         self._add(key, span)
 
-    @staticmethod
-    def _name(kind: int, instance: Any, cls: str, method: str) -> str:
-        if kind == _TOOL:
-            try:
-                name = instance.metadata.name
-                if isinstance(name, str) and name:
-                    return name
-            except Exception:
-                pass
-        return f"{cls}.{method}"
-
-    @staticmethod
-    def _input(kind: int, bound_args: Any) -> Any:
-        try:
-            args = dict(bound_args.arguments)
-        except Exception:
-            return None
-        args.pop("self", None)
-        if kind in (_QUERY, _RETRIEVE, _SYNTH):
-            for key in ("str_or_query_bundle", "query_bundle", "query", "query_str"):
-                if key in args:
-                    return text_of(args[key])
-        if kind == _CHAT:
-            message = args.get("message")
-            history = args.get("chat_history")
-            if history:
-                return {"message": text_of(message), "chat_history": messages_to_dicts(history)}
-            return text_of(message)
-        if kind == _TOOL:
-            kwargs = args.pop("kwargs", None) or {}
-            positional = args.pop("args", None)
-            if positional:
-                return {"args": snapshot(list(positional)), **snapshot(kwargs)}
-            return snapshot(kwargs) if kwargs else snapshot(args) or None
-        if kind == _RERANK:
-            return {"query": text_of(args.get("query_bundle") or args.get("query_str")),
-                    "nodes": nodes_summary(args.get("nodes"))}
-        return {k: compact(v) for k, v in args.items() if k not in ("kwargs", "args") or v} or None
-
     def span_exit(self, id_: str, result: Any) -> None:
         node = self.nodes.pop(id_, None)
         if node is None or node.key is None:
@@ -338,8 +231,8 @@ class InstrumentCore:
         if span is None:
             return
         if "output" not in span.extra:
-            span.output = self._output(node.kind, result)
-        if node.kind == _TOOL and getattr(result, "is_error", False) is True:
+            span.output = span_output(node.kind, result)
+        if node.kind == TOOL and getattr(result, "is_error", False) is True:
             span.error = str(getattr(result, "content", "") or "tool error")
         self._end(node, span, id_, result)
 
@@ -361,7 +254,7 @@ class InstrumentCore:
             span.error = describe_error(err)
         self._end(node, span, id_, None)
 
-    def _end(self, node: _Node, span: OpenSpan, id_: str, result: Any) -> None:
+    def _end(self, node: Node, span: OpenSpan, id_: str, result: Any) -> None:
         key = node.key
         assert key is not None
         if key.startswith("root:"):
@@ -387,25 +280,6 @@ class InstrumentCore:
                         self.runs.get(node.trace.root_key) is None):
                     self.lingering.pop(li_id, None)
                     self.nodes.pop(li_id, None)
-
-    @staticmethod
-    def _output(kind: int, result: Any) -> Any:
-        if result is None:
-            return None
-        if kind in (_RETRIEVE, _RERANK):
-            return nodes_summary(result)
-        if kind == _TOOL:
-            content = getattr(result, "content", None)
-            return content if content is not None else text_of(result)
-        if kind in (_RUN, _STEP):
-            result = getattr(result, "result", result)
-            response = getattr(result, "response", None)
-            content = getattr(response, "content", None)
-            if isinstance(content, str):
-                return content
-        if kind in (_QUERY, _CHAT, _SYNTH):
-            return text_of(result)
-        return compact(result)
 
     # -- streams returned to the caller -----------------------------------------------------
 
@@ -450,7 +324,7 @@ class InstrumentCore:
         if handler is not None:
             handler(event)
 
-    def _place_leaf(self, node: _Node | None) -> tuple[TraceInfo, str, str | None] | None:
+    def _place_leaf(self, node: Node | None) -> tuple[TraceInfo, str, str | None] | None:
         """Trace, span id and parent of a model call or embedding at ``node``."""
         trace = node.trace if node is not None else None
         parent = node.parent_vis if node is not None else None
@@ -571,7 +445,7 @@ class InstrumentCore:
             return
         span = self.runs.get(node.key)
         output = getattr(event, "output", None)
-        if span is not None and output is not None and node.kind == _STEP:
+        if span is not None and output is not None and node.kind == STEP:
             span.output = output
             span.extra["output"] = True
 
