@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextvars import ContextVar
 from typing import Any
 
 __all__ = ["InstrumentHandle", "instrument", "uninstrument"]
 
+log = logging.getLogger("posthog_callbacks")
 _lock = threading.Lock()
 _handles: list[InstrumentHandle] = []
 
@@ -65,6 +67,10 @@ def instrument(exporter: Any = None, **options: Any) -> InstrumentHandle:
                                       default=handler)
     handle = InstrumentHandle(handler, var)
     with _lock:
+        if _handles:
+            log.warning("posthog_callbacks: langchain.instrument() called again without "
+                        "uninstrument(): every run is now recorded by %d handlers",
+                        len(_handles) + 1)
         register_configure_hook(var, True)
         _handles.append(handle)
     return handle

@@ -354,3 +354,13 @@ def test_a_failing_end_callback_still_exports_the_run(rec: Recorder) -> None:
     assert event["properties"]["$ai_model"] == "gpt-x"
     assert handler.callback_errors == 1
     assert handler.open_runs() == 0
+
+
+def test_instrument_twice_warns(rec: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    first = instrument(rec.exporter)
+    second = instrument(rec.exporter)
+    try:
+        assert any("recorded by 2 handlers" in r.getMessage() for r in caplog.records)
+    finally:
+        uninstrument()
+    assert not first.active and not second.active
