@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -93,8 +94,9 @@ class Result:
     caller_us: float  # caller-thread CPU per span
 
 
-def new_ids(n: int) -> list[tuple[str, str]]:
-    return [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(n)]
+def new_ids(n: int) -> tuple[list[str], list[str]]:
+    """Trace and span ids (lists of str: not tracked by the garbage collector)."""
+    return [str(uuid.uuid4()) for _ in range(n)], [str(uuid.uuid4()) for _ in range(n)]
 
 
 def record_span(exporter: PosthogExporter, trace_id: str, span_id: str) -> None:
@@ -180,8 +182,7 @@ def bench_exporter(server: Server, mode: str, total: int, rate: float | None) ->
     before = server.events()
 
     def one(t: int, i: int) -> None:
-        trace_id, span_id = ids[t][i]
-        record_span(exporter, trace_id, span_id)
+        record_span(exporter, ids[t][0][i], ids[t][1][i])
 
     body = flat_out(per_thread, one) if rate is None else paced(per_thread, rate / THREADS, one)
     cpu, started = run_threads(body)
@@ -201,7 +202,7 @@ def bench_sdk(server: Server, mode: str, total: int, rate: float | None) -> Resu
     before = server.events()
 
     def one(t: int, i: int) -> None:
-        trace_id, span_id = ids[t][i]
+        trace_id, span_id = ids[t][0][i], ids[t][1][i]
         client.capture_ai("$ai_generation", distinct_id=trace_id,
                           properties=sdk_properties(trace_id, span_id))
 
@@ -222,10 +223,10 @@ def micro(n: int = 20_000) -> dict[str, float]:
 
     exporter = PosthogExporter(sink=MemorySink(), max_queue_size=10 * n, flush_at=10 * n,
                                flush_interval=3600)
-    ids = new_ids(n)
+    trace_ids, span_ids = new_ids(n)
     out: dict[str, float] = {}
     start = time.thread_time()
-    for trace_id, span_id in ids:
+    for trace_id, span_id in zip(trace_ids, span_ids, strict=True):
         record_span(exporter, trace_id, span_id)
     out["record a span (build + finish + submit)"] = (time.thread_time() - start) / n * 1e6
     span = OpenSpan(trace_id="t", span_id="s", parent_id="t", kind=SpanKind.SPAN,
@@ -246,7 +247,11 @@ def micro(n: int = 20_000) -> dict[str, float]:
     for _ in range(n):
         str(uuid.uuid4())
     out["str(uuid.uuid4()) (for reference)"] = (time.thread_time() - start) / n * 1e6
+    quiet = logging.getLogger("posthog_callbacks")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # only the recording was measured: the queue is discarded
     exporter.shutdown(timeout=0.1)
+    quiet.setLevel(level)
     return out
 
 
@@ -265,7 +270,8 @@ def main() -> None:
     rates = [float(r) for r in args.rates.split(",") if r]
 
     print(f"# {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, posthog {posthog.VERSION}")
+          f"{os.cpu_count()} CPUs, posthog {posthog.VERSION}, load average before: "
+          f"{os.getloadavg()[0]:.2f}")
     results: list[Result] = []
     server = Server()
     try:
@@ -286,7 +292,7 @@ def main() -> None:
     for r in results:
         print(f"{r.name:<24} {r.mode:<16} {r.offered:>8} {r.arrived:>8} {r.dropped:>8} "
               f"{r.rate:>9,.0f} {r.caller_us:>15.1f}")
-    print(f"\nserver: {server_stats}")
+    print(f"\nserver: {server_stats}; load average after: {os.getloadavg()[0]:.2f}")
     costs = micro()
     print("\nsingle-thread caller costs (us):")
     for name, value in costs.items():

@@ -14,7 +14,8 @@ not compete with the exporter for the GIL)::
     python tests/capture_server.py [--port 0] [--keep]
 
 prints ``URL <url>`` and serves until killed; ``GET /_stats`` answers
-``{"requests": N, "events": N, "rejected": N, "bytes": N}``.
+``{"requests": N, "events": N, "rejected": N, "bytes": N, "busy_us": N}`` (``busy_us``:
+CPU time spent decoding and validating bodies).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class CaptureServer:
     def __init__(self, *, keep: bool = True, port: int = 0) -> None:
         self.keep = keep
         self.requests: list[CapturedRequest] = []
-        self.counts = {"requests": 0, "events": 0, "rejected": 0, "bytes": 0}
+        self.counts = {"requests": 0, "events": 0, "rejected": 0, "bytes": 0, "busy_us": 0}
         self.delay = 0.0
         self.gate = threading.Event()
         self.gate.set()
@@ -343,7 +344,10 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.delay:
             time.sleep(owner.delay)
         headers = {k.lower(): v for k, v in self.headers.items()}
+        started = time.thread_time()
         status, extra, body = owner._handle("POST", self.path, headers, raw, arrived)
+        with owner._cond:
+            owner.counts["busy_us"] += int((time.thread_time() - started) * 1e6)
         try:
             self._reply(status, extra, body)
         except OSError:  # the client gave up (timeout) or we were told to refuse

@@ -201,7 +201,10 @@ class PosthogExporter:
         self._outbox: collections.deque[list[dict[str, Any]]] = collections.deque()
         self._out_cv = threading.Condition(threading.Lock())
         self._sending = 0
-        self._sender: threading.Thread | None = None
+        self._senders: list[threading.Thread] = []
+        # PosthogSink sends 2 batches at once: the SDK's gzip (which releases the GIL) and
+        # the server's answer for one overlap the SDK's JSON encoding of the other.
+        self._max_senders = max(1, int(getattr(self.sink, "max_concurrent_sends", 1) or 1))
         self._pid = os.getpid()
         self._shutdown = False
         self._deadline: float | None = None
@@ -447,7 +450,7 @@ class PosthogExporter:
         self._outbox = collections.deque()
         self._out_cv = threading.Condition(threading.Lock())
         self._sending = 0
-        self._sender = None
+        self._senders = []
 
     def _count_drop(self, bucket: str, n: int, *, dequeued: bool = True) -> None:
         with self._done:
@@ -518,10 +521,11 @@ class PosthogExporter:
     def _send(self, events: list[dict[str, Any]]) -> None:
         """Hand a batch to the sender thread; waits while one batch is already waiting."""
         with self._out_cv:
-            if self._sender is None or not self._sender.is_alive():
-                self._sender = threading.Thread(target=self._send_loop, daemon=True,
-                                                name="posthog-callbacks-sender")
-                self._sender.start()
+            if len(self._senders) < self._max_senders and self._sending >= len(self._senders):
+                sender = threading.Thread(target=self._send_loop, daemon=True,
+                                          name="posthog-callbacks-sender")
+                sender.start()
+                self._senders.append(sender)
             while self._outbox:
                 if self._shutdown and self._deadline is not None and (
                         time.monotonic() >= self._deadline):
@@ -542,12 +546,19 @@ class PosthogExporter:
         while True:
             with self._out_cv:
                 while not self._outbox:
-                    self._out_cv.wait(1.0)
+                    worker = self._worker
+                    if self._shutdown and (worker is None or not worker.is_alive()):
+                        return
+                    self._out_cv.wait(0.5)
                 events = self._outbox.popleft()
                 self._sending += 1
                 self._out_cv.notify_all()
             try:
-                self._deliver(events)
+                deadline = self._deadline
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._count_drop("dropped_shutdown", len(events))  # too late to start
+                else:
+                    self._deliver(events)
             finally:
                 with self._out_cv:
                     self._sending -= 1

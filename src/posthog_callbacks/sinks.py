@@ -169,6 +169,7 @@ class PosthogSink:
         self._post = post or _default_post()
         self.requests = 0
         self.retries = 0
+        self.max_concurrent_sends = 2
 
     @property
     def disabled(self) -> bool:
