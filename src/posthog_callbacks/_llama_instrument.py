@@ -124,9 +124,9 @@ class InstrumentCore:
     def _maybe_finish_root(self, root_key: str, trace_id: str) -> None:
         """Finish a root that ended while a stream of its trace was still open."""
         root = self.runs.get(root_key)
-        if root is None or "ended" not in root.extra or root.extra.get("stream"):
+        if root is None or "ended" not in root.extra or root.extra.get("streams"):
             return
-        if self.runs.open_in_trace(trace_id) == 1 and self.runs.pop(root_key) is root:
+        if self.runs.open_in_trace(trace_id) <= 1 and self.runs.pop(root_key) is root:
             self._drop_lingering(root)
             self.exporter.submit(root.finish())
 
@@ -257,18 +257,17 @@ class InstrumentCore:
     def _end(self, node: Node, span: OpenSpan, id_: str, result: Any) -> None:
         key = node.key
         assert key is not None
-        if key.startswith("root:"):
+        root_key = node.trace.root_key if node.trace is not None else None
+        root = self.runs.get(root_key) if root_key is not None else None
+        if root is not None and result is not None:
+            self._wrap_stream(result, root)  # a stream read after this call returns
+        if key.startswith("root:") and (
+                span.extra.get("streams") or self.runs.open_in_trace(span.trace_id) > 1):
             now = time.time()
-            if self._wrap_stream(result, id_, span):
-                self.nodes[id_] = node
-                self.lingering[id_] = now
-                span.extra["ended"] = now
-                return
-            if self.runs.open_in_trace(span.trace_id) > 1:
-                span.extra["ended"] = now
-                self.nodes[id_] = node  # late children of the trace still resolve here
-                self.lingering[id_] = now
-                return
+            span.extra["ended"] = now
+            self.nodes[id_] = node  # late children of the trace still resolve here
+            self.lingering[id_] = now
+            return
         if self.runs.pop(key) is span:
             self._submit(span)
 
@@ -283,37 +282,40 @@ class InstrumentCore:
 
     # -- streams returned to the caller -----------------------------------------------------
 
-    def _wrap_stream(self, result: Any, li_id: str, root: OpenSpan) -> bool:
-        """Keep the trace open while the caller reads a returned token stream.
+    def _wrap_stream(self, result: Any, root: OpenSpan) -> bool:
+        """Keep the trace open while a returned token stream is read.
 
-        Reading it under the root's dispatcher span id makes LlamaIndex parent the lazily
-        started model call inside this trace.
+        The stream's model call starts lazily, often after the call returned (or in a
+        chat engine's writer thread): reading it under the root's dispatcher span id makes
+        LlamaIndex parent that call inside this trace.
         """
         from llama_index.core.instrumentation.span import active_span_id
+
+        li_id = root.extra.get("li_id")
 
         def done(err: BaseException | None, complete: bool, text: str) -> None:
             self._stream_done(root, err, complete, text)
 
-        if not wrap_response_stream(result, lambda: active_span_id.set(li_id),
-                                    active_span_id.reset, done):
+        if li_id is None or not wrap_response_stream(
+                result, lambda: active_span_id.set(li_id), active_span_id.reset, done):
             return False
-        root.extra["stream"] = True
+        with self._lock:
+            root.extra["streams"] = root.extra.get("streams", 0) + 1
         return True
 
     def _stream_done(self, root: OpenSpan, err: BaseException | None, complete: bool,
                      text: str) -> None:
         try:
-            root.extra["stream"] = None
+            with self._lock:
+                root.extra["streams"] -= 1
             if text and root.output is None:
                 root.output = text
             if err is not None:
                 root.error = describe_error(err)
             elif not complete:
                 root.status = "abandoned"
-            root_key = "root:" + root.span_id
-            if self.runs.open_in_trace(root.trace_id) <= 1 and self.runs.pop(root_key) is root:
-                self._drop_lingering(root)
-                self.exporter.submit(root.finish())
+            if "ended" in root.extra:
+                self._maybe_finish_root("root:" + root.span_id, root.trace_id)
         except Exception:
             self.warn("stream end")
 

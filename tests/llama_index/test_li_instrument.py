@@ -204,3 +204,23 @@ def test_fixed_trace_id_groups_calls(index: VectorStoreIndex, exporter: PosthogE
     assert list(traces) == ["conversation-1"]
     roots = by_name(got, "RetrieverQueryEngine.query")
     assert sorted(e["event"] for e in roots) == ["$ai_span", "$ai_trace"]
+
+
+@pytest.mark.parametrize("mode", ["condense_plus_context", "context", "simple"])
+def test_streaming_chat_engine_is_one_trace(index: VectorStoreIndex,
+                                            instrumented: InstrumentHandle, events: Events,
+                                            mode: str) -> None:
+    # The chat engine's writer thread reads the model stream after stream_chat returned.
+    response = index.as_chat_engine(chat_mode=mode).stream_chat("hi")
+    assert "".join(response.response_gen) == "forty two"
+    if response.write_response_to_history_thread is not None:
+        response.write_response_to_history_thread.join(timeout=5)
+    got = events()
+    assert len(check_trees(got)) == 1
+    gen = props(next(e for e in got if e["event"] == "$ai_generation"))
+    assert gen["$ai_output_choices"][0]["content"] == "forty two"
+    assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (11, 3)
+    root = next(e for e in got if e["event"] == "$ai_trace")
+    assert props(root)["$ai_span_name"].endswith("ChatEngine.stream_chat")
+    assert props(root)["$ai_input_state"] == "hi"
+    assert instrumented.open_runs() == 0
