@@ -24,14 +24,13 @@ import vcr
 from vcr.request import Request
 
 from posthog_callbacks import PosthogExporter, __version__
-from posthog_callbacks.events import _event_uuid
 
 CASSETTE = Path(__file__).parent / "cassettes" / "contract" / "manual_trace.yaml"
 API_KEY = "phc_contractTestKey0123456789abcdef"
 TRACE_ID = "contract-trace-0001"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# The root's event uuid is derived from the (fixed) trace id: it stays literal in the cassette.
-_FIXED_UUIDS = frozenset({_event_uuid(TRACE_ID, TRACE_ID)})
+# Every event uuid is volatile (the root's is derived from the trace id and its start time).
+_FIXED_UUIDS: frozenset[str] = frozenset()
 
 
 def record_trace(exporter: PosthogExporter) -> None:

@@ -67,11 +67,13 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, _UTC).isoformat()
 
 
-def _event_uuid(trace_id: str, span_id: str, suffix: str = "") -> str:
-    # Stable per span, so a retried batch is de-duplicated by PostHog.
-    if not suffix and _UUID_TEXT.fullmatch(span_id) is not None:
+def _event_uuid(span: FinishedSpan) -> str:
+    # Stable per span, so a retried batch is de-duplicated by PostHog. A root's id is the
+    # trace id, which a user may reuse for several runs: its start time tells them apart.
+    span_id = span.span_id
+    if span.parent_id is not None and _UUID_TEXT.fullmatch(span_id) is not None:
         return span_id.lower()
-    return str(uuid.uuid5(_NAMESPACE, f"{trace_id}/{span_id}/{suffix}"))
+    return str(uuid.uuid5(_NAMESPACE, f"{span.trace_id}/{span_id}/{span.start_time!r}"))
 
 
 def _identity(distinct_id: str | None, trace_id: str, cfg: EventConfig,
@@ -242,7 +244,7 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
         "distinct_id": distinct_id,
         "properties": props,
         "timestamp": _iso(span.start_time),
-        "uuid": _event_uuid(span.trace_id, span.span_id),
+        "uuid": _event_uuid(span),
     }
     size = ser.size + 600
     if size > cfg.max_event_bytes // 2:

@@ -37,7 +37,9 @@ def test_trace_root_event_has_exactly_the_trace_properties() -> None:
     event = span_to_event(root)
     assert event["event"] == "$ai_trace"
     assert event["distinct_id"] == "u1"
-    assert event["uuid"] == TRACE
+    assert uuid.UUID(event["uuid"]).version == 5
+    again = span_to_event(root._replace(start_time=root.start_time + 60))
+    assert again["uuid"] != event["uuid"]  # a reused trace id is not de-duplicated away
     assert event["timestamp"] == "2023-11-14T22:13:20+00:00"
     assert event["properties"] == {
         "team": "geo",
@@ -337,3 +339,4 @@ def test_event_uuid_is_stable_per_span() -> None:
     b = span_to_event(span(span_id="run-7"))
     assert a["uuid"] == b["uuid"]
     assert uuid.UUID(a["uuid"]).version == 5
+    assert span_to_event(span())["uuid"] == GEN  # UUID run ids are used as they are
