@@ -157,7 +157,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             if root is None:
                 return
             root.extra["ended"] = True
-            if root.extra.get("stream") or self.runs.open_in_trace(root.trace_id) > 1:
+            if root.extra.get("streams") or self.runs.open_in_trace(root.trace_id) > 1:
                 return
             if self.runs.pop(active.root_key) is root:
                 self.exporter.submit(root.finish())
@@ -175,7 +175,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         if root_key is None:
             return
         root = self.runs.get(root_key)
-        if root is None or not root.extra.get("ended") or root.extra.get("stream"):
+        if root is None or not root.extra.get("ended") or root.extra.get("streams"):
             return
         if self.runs.open_in_trace(span.trace_id) == 1 and self.runs.pop(root_key) is root:
             self.exporter.submit(root.finish())
@@ -300,7 +300,10 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         else:
             _describe_end(span, event_type, payload)
             if span.extra.get("feeds_root"):
-                self._feed_root(span, payload)
+                self._feed_root(span)
+            response = payload.get(EventPayload.RESPONSE)
+            if response is not None:
+                self._wrap_stream(span, response)
         if span.error is not None:
             parent_key = span.extra.get("parent_key")
             if span.extra.get("feeds_root"):
@@ -312,17 +315,19 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                     parent.error = span.error
         self._submit(span)
 
-    def _feed_root(self, span: OpenSpan, payload: dict[str, Any]) -> None:
-        """Give the trace root its first top-level event's output (and its stream)."""
+    def _feed_root(self, span: OpenSpan) -> None:
+        """Give the trace root the output of its top-level event."""
         root_key = span.extra.get("root_key")
         root = self.runs.get(root_key) if root_key else None
-        if root is None:
-            return
-        if span.output is not None:
+        if root is not None and span.output is not None:
             root.output = span.output
-        response = payload.get(EventPayload.RESPONSE)
+
+    def _wrap_stream(self, span: OpenSpan, response: Any) -> None:
+        """Keep the trace open while a returned token stream is read (maybe later)."""
+        root_key = span.extra.get("root_key")
+        root = self.runs.get(root_key) if root_key else None
         active = self._active.get()
-        if response is None or active is None:
+        if root is None or active is None or active.root_key != root_key:
             return
 
         def done(err: BaseException | None, complete: bool, text: str) -> None:
@@ -330,12 +335,14 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
 
         if wrap_response_stream(response, lambda: self._active.set(active),
                                 self._active.reset, done):
-            root.extra["stream"] = True
+            with self._lock:
+                root.extra["streams"] = root.extra.get("streams", 0) + 1
 
     def _stream_done(self, root: OpenSpan, err: BaseException | None, complete: bool,
                      text: str) -> None:
         try:
-            root.extra["stream"] = None
+            with self._lock:
+                root.extra["streams"] -= 1
             if text and root.output is None:
                 root.output = text
             if err is not None:
@@ -343,8 +350,8 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             elif not complete:
                 root.status = "abandoned"
             key = "root:" + root.span_id
-            if root.extra.get("ended") and self.runs.open_in_trace(root.trace_id) <= 1 and (
-                    self.runs.pop(key) is root):
+            if root.extra.get("ended") and not root.extra["streams"] and (
+                    self.runs.open_in_trace(root.trace_id) <= 1) and self.runs.pop(key) is root:
                 self.exporter.submit(root.finish())
         except Exception:
             self._warn("stream end")

@@ -159,3 +159,22 @@ def test_bad_options_raise_at_construction(exporter: PosthogExporter) -> None:
         CallbackHandler(exporter, tags="not-a-list")
     with pytest.raises(TypeError):
         CallbackHandler(exporter, properties=["x"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["condense_plus_context", "context", "simple"])
+def test_streaming_chat_engine_is_one_trace(handler: CallbackHandler, index: VectorStoreIndex,
+                                            events: Events, exporter: PosthogExporter,
+                                            mode: str) -> None:
+    exporter.flush()
+    exporter.sink.clear()  # type: ignore[union-attr]
+    response = index.as_chat_engine(chat_mode=mode).stream_chat("hi")
+    assert "".join(response.response_gen) == "forty two"
+    if response.write_response_to_history_thread is not None:
+        response.write_response_to_history_thread.join(timeout=5)
+    got = events()
+    assert len(check_trees(got)) == 1
+    gen = props(next(e for e in got if e["event"] == "$ai_generation"))
+    assert gen["$ai_output_choices"][0]["content"] == "forty two"
+    root = props(next(e for e in got if e["event"] == "$ai_trace"))
+    assert (root["$ai_span_name"], root["$ai_input_state"]) == ("chat", "hi")
+    assert handler.runs.drain() == []
