@@ -232,9 +232,9 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         span.input = value
         if top_level and root_key is not None:
             root = self.runs.get(root_key)
-            if root is not None and kind is SpanKind.SPAN:
+            if root is not None and kind is not SpanKind.EMBEDDING:
                 if root.input is None:
-                    root.input = value
+                    root.input = _last_content(value) if kind is SpanKind.GENERATION else value
                 span.extra["feeds_root"] = True
         self._add(event_id, span)
 
@@ -297,6 +297,10 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             if response is None:
                 response = payload.get(EventPayload.COMPLETION)
             fill_generation(span, response, is_chat)
+            if span.extra.get("feeds_root"):
+                root = self.runs.get(span.extra["root_key"])
+                if root is not None:
+                    root.output = _last_content(span.output)
         else:
             _describe_end(span, event_type, payload)
             if span.extra.get("feeds_root"):
@@ -355,6 +359,13 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                 self.exporter.submit(root.finish())
         except Exception:
             self._warn("stream end")
+
+
+def _last_content(messages: Any) -> Any:
+    """The text of the last message of a ``[{"role", "content"}]`` list."""
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return messages[-1].get("content")
+    return messages
 
 
 def _describe_start(event_type: CBEventType, payload: dict[str, Any]
