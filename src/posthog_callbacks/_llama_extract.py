@@ -273,7 +273,7 @@ def response_fields(response: Any, provider: str | None
             usage = usage_from_mapping(raw)
         value = _get(raw, "model") or _get(raw, "model_version")
         model = value if isinstance(value, str) and value else None
-        stop = _get(raw, "stop_reason")
+        stop = _get(raw, "stop_reason") or _get(raw, "stopReason") or _get(raw, "done_reason")
         if stop is None:
             choices = _get(raw, "choices")
             if isinstance(choices, (list, tuple)) and choices:
