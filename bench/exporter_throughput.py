@@ -172,13 +172,20 @@ def flat_out(n_per_thread: int, one: Callable[[int, int], None]) -> Callable[[in
     return work
 
 
-def bench_exporter(server: Server, mode: str, total: int, rate: float | None) -> Result:
+def bench_exporter(server: Server, mode: str, total: int, rate: float | None,
+                   what_if: bool = False) -> Result:
     per_thread = total // THREADS
     ids = [new_ids(per_thread) for _ in range(THREADS)]
     kwargs: dict[str, Any] = {}
     if rate is None:  # burst: a queue that holds everything, to measure the drain rate
         kwargs["max_queue_size"] = total + 1
-    exporter = PosthogExporter(api_key=API_KEY, host=server.url, **kwargs)
+    if what_if:
+        from posthog_callbacks import PosthogSink
+
+        kwargs["sink"] = PosthogSink(api_key=API_KEY, host=server.url, post=direct_post)
+    else:
+        kwargs.update(api_key=API_KEY, host=server.url)
+    exporter = PosthogExporter(**kwargs)
     before = server.events()
 
     def one(t: int, i: int) -> None:
@@ -191,8 +198,31 @@ def bench_exporter(server: Server, mode: str, total: int, rate: float | None) ->
     done = server.wait_for(before + stats.sent, timeout=10)
     exporter.shutdown()
     arrived = server.events() - before
-    return Result("posthog-callbacks", mode, per_thread * THREADS, arrived,
+    name = "what-if: own encode" if what_if else "posthog-callbacks"
+    return Result(name, mode, per_thread * THREADS, arrived,
                   stats.dropped, arrived / (done - started), cpu / (per_thread * THREADS) * 1e6)
+
+
+def direct_post(api_key: str, host: str | None = None, gzip: bool = True, timeout: float = 15,
+                path: str = "/batch/", batch: Any = None, **_: Any) -> Any:
+    """WHAT-IF, not the library's path: ``batch_post`` without the SDK's JSON walk and gzip 9.
+
+    Same request (URL, headers, JSON body, gzip) through the SDK's pooled session and its
+    response handling; the body is encoded with plain ``json.dumps`` (events are already
+    JSON-safe with finite floats) and gzip level 6. Measures what the SDK's encoding costs.
+    """
+    import gzip as gz
+    from datetime import datetime, timezone
+
+    from posthog import request as sdk
+
+    body = json.dumps({"batch": batch, "sent_at": datetime.now(tz=timezone.utc).isoformat(),
+                       "api_key": api_key}, allow_nan=False).encode()
+    res = sdk._get_session().post(
+        (host or "").rstrip("/") + path, data=gz.compress(body, compresslevel=6), timeout=timeout,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip",
+                 "User-Agent": sdk.USER_AGENT})
+    return sdk._process_response(res, success_message="ok", return_json=False)
 
 
 def bench_sdk(server: Server, mode: str, total: int, rate: float | None) -> Result:
@@ -255,6 +285,83 @@ def micro(n: int = 20_000) -> dict[str, float]:
     return out
 
 
+def breakdown(server: Server, n: int = 10_000) -> dict[str, float]:
+    """CPU per event of each stage, one thread at a time (us; min of 3 rounds).
+
+    The stages the exporter runs on its worker and sender threads, the posthog SDK's
+    ``batch_post`` pieces (its JSON encoding and gzip), and, for comparison, plain
+    ``json.dumps`` and gzip at lower levels. ``server`` is the capture server's own CPU.
+    """
+    import gzip
+    import io
+
+    from posthog.request import DatetimeSerializer
+
+    from posthog_callbacks import MemorySink
+    from posthog_callbacks.events import _span_to_event_sized
+    from posthog_callbacks.sinks import PosthogSink
+
+    exporter = PosthogExporter(sink=MemorySink(), max_queue_size=10 * n, flush_at=10 * n,
+                               flush_interval=3600)
+    trace_ids, span_ids = new_ids(n)
+    spans = []
+    for trace_id, span_id in zip(trace_ids, span_ids, strict=True):
+        span = OpenSpan(trace_id=trace_id, span_id=span_id, parent_id=trace_id,
+                        kind=SpanKind.GENERATION, name="ChatOpenAI", model="gpt-4o-mini",
+                        provider="openai",
+                        model_parameters={"temperature": 0.2, "max_tokens": 256},
+                        input=[{"role": "system", "content": "You are terse."},
+                               {"role": "user", "content": "What is the capital of France?"}])
+        span.output = [{"role": "assistant", "content": "Paris."}]
+        span.usage = Usage(input_tokens=21, output_tokens=2, total_tokens=23)
+        span.stop_reason = "stop"
+        spans.append(span.finish())
+    cfg = exporter._config
+    batches = [spans[i:i + 1000] for i in range(0, n, 1000)]
+
+    def best(fn: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(3):
+            start = time.thread_time()
+            fn()
+            times.append(time.thread_time() - start)
+        return min(times) / n * 1e6
+
+    out: dict[str, float] = {}
+    events = [[_span_to_event_sized(s, cfg)[0] for s in b] for b in batches]
+    out["translate (worker)"] = best(
+        lambda: [[_span_to_event_sized(s, cfg)[0] for s in b] for b in batches])
+    body = {"api_key": API_KEY, "sent_at": "2024-01-01T00:00:00+00:00"}
+    out["SDK JSON encode (DatetimeSerializer)"] = best(
+        lambda: [json.dumps({**body, "batch": b}, cls=DatetimeSerializer) for b in events])
+    out["plain json.dumps (for comparison)"] = best(
+        lambda: [json.dumps({**body, "batch": b}) for b in events])
+    encoded = [json.dumps({**body, "batch": b}).encode() for b in events]
+
+    def gz(level: int) -> None:
+        for data in encoded:
+            buf = io.BytesIO()
+            with gzip.GzipFile(fileobj=buf, mode="w", compresslevel=level) as f:
+                f.write(data)
+
+    out["SDK gzip (level 9, releases the GIL)"] = best(lambda: gz(9))
+    out["gzip level 6 (for comparison)"] = best(lambda: gz(6))
+    out["gzip level 1 (for comparison)"] = best(lambda: gz(1))
+    sink = PosthogSink(api_key=API_KEY, host=server.url)
+    before = server.stats()
+    out["PosthogSink.send, all included (sender)"] = best(
+        lambda: [sink.send(b) for b in events])
+    after = server.stats()
+    out["capture server CPU (other process)"] = (
+        (after["busy_us"] - before["busy_us"]) / (after["events"] - before["events"]))
+    quiet = logging.getLogger("posthog_callbacks")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    exporter.shutdown(timeout=0.1)
+    quiet.setLevel(level)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rates", default="5000,10000,15000",
@@ -263,6 +370,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000, help="events in the burst run")
     parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
     parser.add_argument("--skip-sdk", action="store_true", help="do not measure the SDK path")
+    parser.add_argument("--what-if", action="store_true",
+                        help="also run the exporter with direct_post (own JSON encoding, "
+                             "gzip 6) instead of the SDK's batch_post, to price the SDK path")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     if args.quick:
@@ -278,12 +388,18 @@ def main() -> None:
         for rate in rates:
             total = int(rate * args.duration) // THREADS * THREADS
             results.append(bench_exporter(server, f"paced {rate:,.0f}/s", total, rate))
+            if args.what_if:
+                results.append(bench_exporter(server, f"paced {rate:,.0f}/s", total, rate,
+                                              what_if=True))
             if not args.skip_sdk:
                 results.append(bench_sdk(server, f"paced {rate:,.0f}/s", total, rate))
         results.append(bench_exporter(server, "burst", args.events, None))
+        if args.what_if:
+            results.append(bench_exporter(server, "burst", args.events, None, what_if=True))
         if not args.skip_sdk:
             results.append(bench_sdk(server, "burst", args.events, None))
         server_stats = server.stats()
+        stages = breakdown(server)
     finally:
         server.close()
 
@@ -297,9 +413,12 @@ def main() -> None:
     print("\nsingle-thread caller costs (us):")
     for name, value in costs.items():
         print(f"  {name:<45} {value:6.1f}")
+    print("\nCPU per event by stage, one thread, no contention (us):")
+    for name, value in stages.items():
+        print(f"  {name:<45} {value:6.1f}")
     if args.json:
         args.json.write_text(json.dumps({"results": [r.__dict__ for r in results],
-                                         "micro": costs}, indent=2))
+                                         "micro": costs, "stages": stages}, indent=2))
 
 
 if __name__ == "__main__":

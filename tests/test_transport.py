@@ -507,6 +507,44 @@ def test_a_disabled_posthog_client_sends_nothing(capture_server: CaptureServer) 
     assert capture_server.requests == []
 
 
+def test_a_posthog_client_with_send_false_sends_nothing(capture_server: CaptureServer) -> None:
+    client = posthog.Posthog(TEST_API_KEY, host=capture_server.url, send=False)
+    exporter = PosthogExporter(sink=client)
+    try:
+        small_trace(exporter)
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+        client.shutdown()
+    assert capture_server.requests == []
+
+
+def test_the_posthog_clients_before_send_hook_is_applied(capture_server: CaptureServer) -> None:
+    def before_send(event: dict[str, Any]) -> dict[str, Any] | None:
+        if event["event"] == "$ai_span":
+            return None  # dropped, as the client's own capture() would
+        if event["event"] == "$ai_trace":
+            raise RuntimeError("hook bug")  # dropped too (the SDK logs and drops)
+        event["properties"]["scrubbed_by"] = "before_send"
+        event["properties"].pop("$ai_input", None)
+        return event
+
+    client = posthog.Posthog(TEST_API_KEY, host=capture_server.url, before_send=before_send)
+    exporter = PosthogExporter(sink=client)
+    try:
+        small_trace(exporter, input_text="HOOK-REMOVES-THIS-d41c")
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+        client.shutdown()
+    [event] = capture_server.events
+    assert event["event"] == "$ai_generation"
+    assert event["properties"]["scrubbed_by"] == "before_send"
+    assert b"HOOK-REMOVES-THIS-d41c" not in b"".join(decoded_bodies(capture_server))
+    assert isinstance(exporter.sink, PosthogSink)
+    assert exporter.sink.dropped_by_before_send == 2
+
+
 def test_no_key_and_no_sink_warns_once_and_is_a_no_op(
         capture_server: CaptureServer, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
