@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,8 @@ class InstrumentCore:
         self.runs: RunTable[str] = RunTable()
         self.nodes: dict[str, Node] = {}
         self.lingering: dict[str, float] = {}  # roots kept open for a stream
+        self._skipped: OrderedDict[str, str] = OrderedDict()  # inner model call -> outer
+        self._awaiting_first: dict[int, str] = {}  # LLM instance -> its newest generation
         self._classes = class_table()
         self._kind_cache: dict[type, int] = {}
         self._warned: set[str] = set()
@@ -244,6 +247,7 @@ class InstrumentCore:
             leaf = self.runs.pop(key) if key is not None else None
             if leaf is not None:  # a model call that raised: no end event follows
                 leaf.error = describe_error(err)
+                self._first_token_seen(leaf)
                 self._submit(leaf)
         if node.key is None:
             return
@@ -347,16 +351,29 @@ class InstrumentCore:
         node = self.nodes.get(li_id) if li_id else None
         if node is not None and node.enclosing_gen is not None and self.runs.get(
                 node.enclosing_gen) is not None:
-            node.skipped_gen = node.enclosing_gen  # chat() -> complete(): one generation
+            self._skip(li_id, node.enclosing_gen)  # chat() -> complete(): one generation
             return
+        instance = node.instance if node is not None else None
+        is_chat = type(event).__name__ == "LLMChatStartEvent"
+        if is_chat:
+            messages = messages_to_dicts(event.messages)
+        else:
+            messages = [{"role": "user", "content": getattr(event, "prompt", None)}]
+        if instance is not None:
+            # CustomLLM.astream_complete() returns a generator that calls stream_complete()
+            # only when read, outside the outer call's span: same model, same input, no
+            # token yet -> the same model call.
+            outer_key = self._awaiting_first.get(id(instance))
+            outer = self.runs.get(outer_key) if outer_key is not None else None
+            if outer is not None and outer.first_token_time is None and outer.input == messages:
+                self._skip(li_id, outer_key)  # type: ignore[arg-type]
+                return
         placed = self._place_leaf(node)
         if placed is None:
             return
         trace, span_id, parent = placed
         model_dict = getattr(event, "model_dict", None)
-        instance = node.instance if node is not None else None
         model, provider = model_and_provider(model_dict, instance)
-        is_chat = type(event).__name__ == "LLMChatStartEvent"
         name = model or (type(instance).__name__ if instance is not None else "llm")
         span = trace.span(span_id, parent, SpanKind.GENERATION,
                           f"{name}.chat" if is_chat else f"{name}.complete",
@@ -364,24 +381,43 @@ class InstrumentCore:
         span.model = model
         span.provider = provider
         kwargs = getattr(event, "additional_kwargs", None)
-        if is_chat:
-            span.input = messages_to_dicts(event.messages)
-        else:
-            span.input = [{"role": "user", "content": getattr(event, "prompt", None)}]
+        span.input = messages
         span.model_parameters = model_parameters(model_dict, kwargs, instance)
         span.tools = tools_of(kwargs)
         if instance is not None:
             span.base_url = base_url_of(instance)
         key = "gen:" + (li_id or span_id)
         span.extra["root_key"] = trace.root_key
+        span.extra["li_id"] = li_id or span_id
         if node is not None:
             node.gen_key = key
+        if instance is not None:
+            if len(self._awaiting_first) > 10_000:
+                self._awaiting_first.clear()
+            self._awaiting_first[id(instance)] = key
+            span.extra["instance_id"] = id(instance)
         self._add(key, span)
+
+    def _skip(self, li_id: str | None, outer_key: str) -> None:
+        """Remember that the model call at ``li_id`` is part of the one at ``outer_key``."""
+        if li_id is None:
+            return
+        with self._lock:
+            self._skipped[li_id] = outer_key
+            if len(self._skipped) > 10_000:
+                self._skipped.popitem(last=False)
+
+    def _first_token_seen(self, span: OpenSpan) -> None:
+        instance_id = span.extra.get("instance_id")
+        if instance_id is not None and self._awaiting_first.get(instance_id) == (
+                "gen:" + str(span.extra.get("li_id"))):
+            self._awaiting_first.pop(instance_id, None)
 
     def _on_llm_progress(self, event: Any) -> None:
         span = self.runs.get("gen:" + str(event.span_id))
         if span is not None and span.first_token_time is None:
             span.first_token_time = time.time()
+            self._first_token_seen(span)
             if span.model_parameters is None or "stream" not in span.model_parameters:
                 span.model_parameters = {**(span.model_parameters or {}), "stream": True}
 
@@ -390,13 +426,12 @@ class InstrumentCore:
         span = self.runs.pop("gen:" + li_id)
         response = getattr(event, "response", None)
         if span is None:
-            node = self.nodes.get(li_id)
-            if node is not None and node.skipped_gen is not None and response is not None:
-                outer = self.runs.get(node.skipped_gen)
-                if outer is not None and outer.usage is None:
-                    usage, _, _, _ = response_fields(response, outer.provider)
-                    outer.extra["inner_usage"] = usage
+            outer_key = self._skipped.pop(li_id, None)
+            outer = self.runs.get(outer_key) if outer_key is not None else None
+            if outer is not None and outer.usage is None and response is not None:
+                outer.extra["inner_usage"] = response_fields(response, outer.provider)[0]
             return
+        self._first_token_seen(span)
         fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
         self._submit(span)
 
@@ -434,6 +469,7 @@ class InstrumentCore:
             span = self.runs.pop(key)
             if span is None:
                 continue
+            self._first_token_seen(span)
             if isinstance(exc, GeneratorExit):
                 span.status = "abandoned"
                 span.usage_missing_reason = "the stream was closed before its end"

@@ -68,7 +68,7 @@ class Node:
     """One open dispatcher span."""
 
     __slots__ = ("enclosing_gen", "gen_key", "instance", "key", "kind", "parent_vis",
-                 "skipped_gen", "trace", "vis_id")
+                 "trace", "vis_id")
 
     def __init__(self, trace: TraceInfo | None, kind: int, parent_vis: str | None,
                  enclosing_gen: str | None, instance: Any) -> None:
@@ -79,7 +79,6 @@ class Node:
         self.key: str | None = None  # run-table key when visible
         self.gen_key: str | None = None  # generation opened at this node
         self.enclosing_gen = enclosing_gen  # generation open in an ancestor
-        self.skipped_gen: str | None = None
         self.instance = instance
 
     @property

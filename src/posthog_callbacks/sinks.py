@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -103,6 +104,23 @@ def _default_post() -> PostFn:
     from posthog.request import batch_post
 
     return batch_post
+
+
+def _reset_sdk_sessions() -> None:
+    # A forked child must not write on the parent's pooled keep-alive connections (both
+    # processes would read each other's responses). posthog.Client does this for its own
+    # users; a PosthogSink built from an API key has no Client, so do it here.
+    request = sys.modules.get("posthog.request")
+    reset = getattr(request, "reset_sessions", None)
+    if callable(reset):
+        try:
+            reset()
+        except Exception:  # pragma: no cover - never fail a fork
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_sdk_sessions)
 
 
 def _ai_endpoint() -> str:

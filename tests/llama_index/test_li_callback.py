@@ -178,3 +178,19 @@ def test_streaming_chat_engine_is_one_trace(handler: CallbackHandler, index: Vec
     root = props(next(e for e in got if e["event"] == "$ai_trace"))
     assert (root["$ai_span_name"], root["$ai_input_state"]) == ("chat", "hi")
     assert handler.runs.drain() == []
+
+
+async def test_async_streaming_query(handler: CallbackHandler, index: VectorStoreIndex,
+                                     events: Events, exporter: PosthogExporter) -> None:
+    exporter.flush()
+    exporter.sink.clear()  # type: ignore[union-attr]
+    response = await index.as_query_engine(streaming=True).aquery("What?")
+    assert "".join([t async for t in response.async_response_gen()]) == "forty two"
+    got = events()
+    assert len(check_trees(got)) == 1
+    gens = [props(e) for e in got if e["event"] == "$ai_generation"]
+    assert len(gens) == 1
+    assert (gens[0]["$ai_input_tokens"], gens[0]["$ai_output_tokens"]) == (11, 3)
+    root = props(next(e for e in got if e["event"] == "$ai_trace"))
+    assert root["$ai_output_state"] == "forty two"
+    assert handler.runs.drain() == []

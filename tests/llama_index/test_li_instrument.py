@@ -224,3 +224,23 @@ def test_streaming_chat_engine_is_one_trace(index: VectorStoreIndex,
     assert props(root)["$ai_span_name"].endswith("ChatEngine.stream_chat")
     assert props(root)["$ai_input_state"] == "hi"
     assert instrumented.open_runs() == 0
+
+
+async def test_async_streaming_query_is_one_trace_with_one_generation(
+        index: VectorStoreIndex, instrumented: InstrumentHandle, events: Events) -> None:
+    # CustomLLM.astream_complete() calls stream_complete() lazily, from inside the stream
+    response = await index.as_query_engine(streaming=True).aquery("What is the answer?")
+    assert "".join([t async for t in response.async_response_gen()]) == "forty two"
+    got = events()
+    assert len(check_trees(got)) == 1
+    assert tree(got) == [
+        "$ai_trace RetrieverQueryEngine.aquery",
+        "  $ai_span VectorIndexRetriever.aretrieve",
+        "    $ai_embedding embedding.embed",
+        "  $ai_span CompactAndRefine.asynthesize",
+        "  $ai_generation mock-gpt.complete",
+    ]
+    gen = props(one(got, "mock-gpt.complete"))
+    assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (11, 3)
+    assert props(one(got, "RetrieverQueryEngine.aquery"))["$ai_output_state"] == "forty two"
+    assert instrumented.open_runs() == 0
