@@ -57,6 +57,7 @@ class CapturedRequest:
         payload: The parsed JSON body, or None when it did not parse.
         status: The status the server answered with.
         arrived: ``time.monotonic()`` when the request line was read.
+        peer: The client's ``(host, port)``: requests on one keep-alive connection share it.
     """
 
     method: str
@@ -67,6 +68,7 @@ class CapturedRequest:
     payload: Any
     status: int
     arrived: float
+    peer: tuple[str, int] | None = None
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -251,7 +253,8 @@ class CaptureServer:
                 self._conns.discard(conn)
 
     def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes,
-                arrived: float) -> tuple[int, dict[str, str], bytes]:
+                arrived: float, peer: tuple[str, int] | None = None
+                ) -> tuple[int, dict[str, str], bytes]:
         if path not in BATCH_PATHS:
             return 404, {}, b'{"detail": "not found"}'
         body = raw
@@ -289,7 +292,7 @@ class CaptureServer:
                 self.counts["rejected"] += 1
             if self.keep:
                 self.requests.append(CapturedRequest(method, path, headers, raw, body, payload,
-                                                     status, arrived))
+                                                     status, arrived, peer))
             self._cond.notify_all()
         if status == 200:
             return 200, extra, b'{"status": "Ok"}'
@@ -345,7 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(owner.delay)
         headers = {k.lower(): v for k, v in self.headers.items()}
         started = time.thread_time()
-        status, extra, body = owner._handle("POST", self.path, headers, raw, arrived)
+        status, extra, body = owner._handle("POST", self.path, headers, raw, arrived,
+                                            tuple(self.client_address[:2]))
         with owner._cond:
             owner.counts["busy_us"] += int((time.thread_time() - started) * 1e6)
         try:

@@ -356,6 +356,8 @@ class PosthogExporter:
         Returns:
             True when everything was processed (sent, or counted as dropped) in time.
         """
+        if self._pid != os.getpid():
+            self._after_fork()
         if not self.enabled or self._worker is None:
             return True
         with self._lock:
@@ -379,6 +381,8 @@ class PosthogExporter:
         """
         if self._shutdown:
             return
+        if self._pid != os.getpid():
+            self._after_fork()
         bound = self.shutdown_timeout if timeout is None else timeout
         try:
             for table in list(self._tables):
@@ -402,6 +406,12 @@ class PosthogExporter:
             self._count_drop("dropped_shutdown", leftover)
             self._warn_once("shutdown-left", "posthog_callbacks: %d events were still queued "
                             "when shutdown's %.1fs bound passed", leftover, bound)
+        in_flight = self._enqueued - self._processed
+        if in_flight > 0:
+            # Requests still on the wire: their outcome is unknown (counted when they end,
+            # lost if the process exits now), so say so rather than count them.
+            self._warn_once("shutdown-in-flight", "posthog_callbacks: %d events were still "
+                            "being sent when shutdown's %.1fs bound passed", in_flight, bound)
         try:
             if self.sink is not None:
                 self.sink.close()
@@ -439,8 +449,15 @@ class PosthogExporter:
             self._worker.start()
 
     def _after_fork(self) -> None:
-        # The child starts clean: the parent's queue and worker belong to the parent.
+        # The child starts clean: the parent's queue, worker, counters and open runs belong
+        # to the parent (its threads will end those runs; the child must not close and
+        # resend them as errors at exit).
+        if self._pid == os.getpid():
+            return
         self._pid = os.getpid()
+        self._counts = collections.Counter()
+        for table in list(self._tables):
+            table.drain()
         self._lock = threading.Lock()
         self._done = threading.Condition(threading.Lock())
         self._wake = threading.Event()
@@ -592,9 +609,19 @@ def _shutdown_all() -> None:
             pass
 
 
+def _after_fork_all() -> None:
+    for exporter in list(_live):
+        try:
+            exporter._after_fork()
+        except Exception:  # pragma: no cover - never fail a fork
+            pass
+
+
 def _register_exit(exporter: PosthogExporter) -> None:
     global _exit_hook
     if not _exit_hook:
         _exit_hook = True
         atexit.register(_shutdown_all)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_all)
     _live.add(exporter)
