@@ -25,15 +25,7 @@ from ._llama_common import (
     log,
     new_id,
 )
-from ._llama_extract import (
-    base_url_of,
-    fill_generation,
-    messages_to_dicts,
-    model_and_provider,
-    model_parameters,
-    response_fields,
-    tools_of,
-)
+from ._llama_leaves import LeafEvents
 from ._llama_nodes import (
     MODEL_KINDS,
     ROOTABLE,
@@ -56,7 +48,7 @@ from .spans import OpenSpan, SpanKind
 
 __all__ = ["InstrumentCore"]
 
-class InstrumentCore:
+class InstrumentCore(LeafEvents):
     """State shared by the span handler and the event handler of one ``instrument()``."""
 
     def __init__(self, exporter: Any, options: HandlerOptions) -> None:
@@ -329,153 +321,6 @@ class InstrumentCore:
         handler = self.events.get(type(event).__name__)
         if handler is not None:
             handler(event)
-
-    def _place_leaf(self, node: Node | None) -> tuple[TraceInfo, str, str | None] | None:
-        """Trace, span id and parent of a model call or embedding at ``node``."""
-        trace = node.trace if node is not None else None
-        parent = node.parent_vis if node is not None else None
-        if trace is None:
-            trace = self.options.new_trace(self.exporter)
-            if node is not None:
-                node.trace = trace
-            if not trace.sampled:
-                return None
-            span_id = trace.root_span_id
-            return trace, span_id, None if span_id == trace.trace_id else trace.trace_id
-        if not trace.sampled:
-            return None
-        return trace, new_id(), parent or trace.root_span_id
-
-    def _on_llm_start(self, event: Any) -> None:
-        li_id = event.span_id
-        node = self.nodes.get(li_id) if li_id else None
-        if node is not None and node.enclosing_gen is not None and self.runs.get(
-                node.enclosing_gen) is not None:
-            self._skip(li_id, node.enclosing_gen)  # chat() -> complete(): one generation
-            return
-        instance = node.instance if node is not None else None
-        is_chat = type(event).__name__ == "LLMChatStartEvent"
-        if is_chat:
-            messages = messages_to_dicts(event.messages)
-        else:
-            messages = [{"role": "user", "content": getattr(event, "prompt", None)}]
-        if instance is not None:
-            # CustomLLM.astream_complete() returns a generator that calls stream_complete()
-            # only when read, outside the outer call's span: same model, same input, no
-            # token yet -> the same model call.
-            outer_key = self._awaiting_first.get(id(instance))
-            outer = self.runs.get(outer_key) if outer_key is not None else None
-            if outer is not None and outer.first_token_time is None and outer.input == messages:
-                self._skip(li_id, outer_key)  # type: ignore[arg-type]
-                return
-        placed = self._place_leaf(node)
-        if placed is None:
-            return
-        trace, span_id, parent = placed
-        model_dict = getattr(event, "model_dict", None)
-        model, provider = model_and_provider(model_dict, instance)
-        name = model or (type(instance).__name__ if instance is not None else "llm")
-        span = trace.span(span_id, parent, SpanKind.GENERATION,
-                          f"{name}.chat" if is_chat else f"{name}.complete",
-                          is_root=parent is None)
-        span.model = model
-        span.provider = provider
-        kwargs = getattr(event, "additional_kwargs", None)
-        span.input = messages
-        span.model_parameters = model_parameters(model_dict, kwargs, instance)
-        span.tools = tools_of(kwargs)
-        if instance is not None:
-            span.base_url = base_url_of(instance)
-        key = "gen:" + (li_id or span_id)
-        span.extra["root_key"] = trace.root_key
-        span.extra["li_id"] = li_id or span_id
-        if node is not None:
-            node.gen_key = key
-        if instance is not None:
-            if len(self._awaiting_first) > 10_000:
-                self._awaiting_first.clear()
-            self._awaiting_first[id(instance)] = key
-            span.extra["instance_id"] = id(instance)
-        self._add(key, span)
-
-    def _skip(self, li_id: str | None, outer_key: str) -> None:
-        """Remember that the model call at ``li_id`` is part of the one at ``outer_key``."""
-        if li_id is None:
-            return
-        with self._lock:
-            self._skipped[li_id] = outer_key
-            if len(self._skipped) > 10_000:
-                self._skipped.popitem(last=False)
-
-    def _first_token_seen(self, span: OpenSpan) -> None:
-        instance_id = span.extra.get("instance_id")
-        if instance_id is not None and self._awaiting_first.get(instance_id) == (
-                "gen:" + str(span.extra.get("li_id"))):
-            self._awaiting_first.pop(instance_id, None)
-
-    def _on_llm_progress(self, event: Any) -> None:
-        span = self.runs.get("gen:" + str(event.span_id))
-        if span is not None and span.first_token_time is None:
-            span.first_token_time = time.time()
-            self._first_token_seen(span)
-            if span.model_parameters is None or "stream" not in span.model_parameters:
-                span.model_parameters = {**(span.model_parameters or {}), "stream": True}
-
-    def _on_llm_end(self, event: Any) -> None:
-        li_id = str(event.span_id)
-        span = self.runs.pop("gen:" + li_id)
-        response = getattr(event, "response", None)
-        if span is None:
-            outer_key = self._skipped.pop(li_id, None)
-            outer = self.runs.get(outer_key) if outer_key is not None else None
-            if outer is not None and outer.usage is None and response is not None:
-                outer.extra["inner_usage"] = response_fields(response, outer.provider)[0]
-            return
-        self._first_token_seen(span)
-        fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
-        self._submit(span)
-
-    def _on_embed_start(self, event: Any) -> None:
-        li_id = event.span_id
-        node = self.nodes.get(li_id) if li_id else None
-        placed = self._place_leaf(node)
-        if placed is None:
-            return
-        trace, span_id, parent = placed
-        model_dict = getattr(event, "model_dict", None)
-        model, provider = model_and_provider(model_dict, node.instance if node else None)
-        span = trace.span(span_id, parent, SpanKind.EMBEDDING, f"{model or 'embedding'}.embed",
-                          is_root=parent is None)
-        span.model = model
-        span.provider = provider
-        span.extra["root_key"] = trace.root_key
-        self._add("emb:" + str(li_id or span_id), span)
-
-    def _on_embed_end(self, event: Any) -> None:
-        span = self.runs.pop("emb:" + str(event.span_id))
-        if span is None:
-            return
-        chunks = getattr(event, "chunks", None)
-        if isinstance(chunks, list):
-            span.input = chunks[0] if len(chunks) == 1 else list(chunks)
-            span.model_parameters = {"chunks": len(chunks)}
-        span.usage_missing_reason = "LlamaIndex embedding models do not report token usage"
-        self._submit(span)
-
-    def _on_exception(self, event: Any) -> None:
-        li_id = str(event.span_id)
-        exc = getattr(event, "exception", None)
-        for key in ("gen:" + li_id, "emb:" + li_id):
-            span = self.runs.pop(key)
-            if span is None:
-                continue
-            self._first_token_seen(span)
-            if isinstance(exc, GeneratorExit):
-                span.status = "abandoned"
-                span.usage_missing_reason = "the stream was closed before its end"
-            else:
-                span.error = describe_error(exc)
-            self._submit(span)
 
     def _on_step_output(self, event: Any) -> None:
         node = self.nodes.get(str(event.span_id))

@@ -10,7 +10,7 @@ from li_helpers import Events, UsageLLM, check_trees, props
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager
 
-from posthog_callbacks import MemorySink, PosthogExporter, _llama_callback, _llama_instrument
+from posthog_callbacks import MemorySink, PosthogExporter, _llama_callback, _llama_leaves
 from posthog_callbacks.llama_index import CallbackHandler, instrument
 
 DOCS = [Document(text="The answer to everything is forty two.")]
@@ -24,7 +24,7 @@ def _boom(*args: Any, **kwargs: Any) -> None:
 def test_a_handler_failure_never_reaches_the_program(
         door: str, exporter: PosthogExporter, events: Events, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    module = _llama_instrument if door == "instrument" else _llama_callback
+    module = _llama_leaves if door == "instrument" else _llama_callback
     monkeypatch.setattr(module, "fill_generation", _boom)
     handle = None
     if door == "instrument":
