@@ -7,7 +7,7 @@ time and process CPU time (which includes the exporter's worker thread, since it
 the GIL with the program). Events go to a ``MemorySink``; the exporter is flushed inside
 the measured window so translation work is counted.
 
-Run: ``.venv/bin/python bench/llama_index_overhead.py [batch_size] [pairs]``
+Run: ``.venv/bin/python bench/llama_index_overhead.py [batch_size] [rounds]``
 """
 
 from __future__ import annotations
@@ -52,53 +52,60 @@ def run(engine: Any, n: int) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+VARIANTS = ("none", "handlers only", "instrument()")
+
+
 def main() -> None:
-    batch = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    pairs = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+    batch = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 40
     Settings.llm = BenchLLM()
     Settings.embed_model = MockEmbedding(embed_dim=64)
     docs = [Document(text=f"Document {i}: " + "lorem ipsum dolor sit amet " * 20)
             for i in range(20)]
     engine = VectorStoreIndex.from_documents(docs).as_query_engine(similarity_top_k=2)
     sink = MemorySink()
-    exporter = PosthogExporter(sink=sink, max_queue_size=1_000_000)
+    exporters = {
+        # the handlers record spans but the exporter drops them: the caller-side cost
+        "handlers only": PosthogExporter(sink=MemorySink(), enabled=False),
+        # everything: recording, queueing, translation on the worker, the sink
+        "instrument()": PosthogExporter(sink=sink, max_queue_size=1_000_000),
+    }
     run(engine, 50)  # warm up
 
-    base_wall: list[float] = []
-    base_cpu: list[float] = []
-    inst_wall: list[float] = []
-    inst_cpu: list[float] = []
+    wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     events = 0
-    # Short alternating batches: a shared machine's noise hits both sides alike.
-    for _ in range(pairs):
-        gc.collect()
-        wall, cpu = run(engine, batch)
-        base_wall.append(wall / batch)
-        base_cpu.append(cpu / batch)
-        handle = instrument(exporter)
-        gc.collect()
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        run(engine, batch)
-        exporter.flush()  # the worker's translation is part of the cost
-        inst_wall.append((time.perf_counter() - wall0) / batch)
-        inst_cpu.append((time.process_time() - cpu0) / batch)
-        handle.uninstrument()
+    # Short interleaved batches: a shared machine's noise hits every variant alike.
+    for _ in range(rounds):
+        for variant in VARIANTS:
+            exporter = exporters.get(variant)
+            handle = instrument(exporter) if exporter is not None else None
+            gc.collect()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            run(engine, batch)
+            if exporter is not None:
+                exporter.flush()  # the worker's translation is part of the cost
+            wall[variant].append((time.perf_counter() - wall0) / batch)
+            cpu[variant].append((time.process_time() - cpu0) / batch)
+            if handle is not None:
+                handle.uninstrument()
         events += len(sink.events)
         sink.clear()
 
-    per_query = events / (pairs * batch)
-    print(f"{pairs} pairs of {batch}-query batches; events per query: {per_query:.1f}")
+    print(f"{rounds} rounds of {batch}-query batches per variant; "
+          f"events per query: {events / (rounds * batch):.1f}")
     # min: the least-disturbed batch (robust on a shared machine); median: typical.
     for label, pick in (("min", min), ("median", statistics.median)):
-        bw, iw = pick(base_wall), pick(inst_wall)
-        bc, ic = pick(base_cpu), pick(inst_cpu)
-        print(f"[{label:6}] wall/query: none {bw * 1e6:7.0f} us, instrument() {iw * 1e6:7.0f} us"
-              f" -> +{(iw / bw - 1) * 100:4.1f} %   CPU/query (incl. worker): none "
-              f"{bc * 1e6:7.0f} us, instrument() {ic * 1e6:7.0f} us"
-              f" -> +{(ic / bc - 1) * 100:4.1f} %")
-    bw, iw = min(base_wall), min(inst_wall)
-    print(f"ratio instrumented / none (min wall): {iw / bw:.3f}")
-    exporter.shutdown()
+        base_wall, base_cpu = pick(wall["none"]), pick(cpu["none"])
+        for variant in VARIANTS:
+            w, c = pick(wall[variant]), pick(cpu[variant])
+            print(f"[{label:6}] {variant:14} wall/query {w * 1e6:7.0f} us "
+                  f"({(w / base_wall - 1) * 100:+5.1f} %)   CPU/query incl. worker "
+                  f"{c * 1e6:7.0f} us ({(c / base_cpu - 1) * 100:+5.1f} %)")
+    ratio = min(cpu["instrument()"]) / min(cpu["none"])
+    print(f"ratio instrument() / none (min CPU per query): {ratio:.3f}")
+    for exporter in exporters.values():
+        exporter.shutdown()
 
 
 if __name__ == "__main__":
