@@ -92,7 +92,7 @@ def messages_to_dicts(messages: Any) -> list[dict[str, Any]]:
 
 def message_to_dict(message: Any) -> dict[str, Any]:
     """One ``ChatMessage`` as a ``{"role", "content"}`` dict."""
-    if isinstance(message, Mapping):
+    if type(message) is dict or isinstance(message, Mapping):
         return dict(message)
     role = getattr(message, "role", "user")
     role = getattr(role, "value", role)
@@ -111,7 +111,7 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     if calls:
         item["tool_calls"] = calls
     extra = getattr(message, "additional_kwargs", None)
-    if isinstance(extra, Mapping):
+    if type(extra) is dict or isinstance(extra, Mapping):
         call_id = extra.get("tool_call_id")
         if call_id:
             item["tool_call_id"] = call_id
@@ -140,7 +140,7 @@ def nodes_summary(nodes: Any, limit: int = 50) -> list[dict[str, Any]]:
 def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | None, str | None]:
     """Model name and provider from an LLM's ``to_dict()`` payload and/or instance."""
     model = provider = None
-    if isinstance(model_dict, Mapping):
+    if type(model_dict) is dict or isinstance(model_dict, Mapping):
         for key in ("model", "model_name", "model_id", "deployment_name", "engine"):
             value = model_dict.get(key)
             if isinstance(value, str) and value and value != "unknown":
@@ -187,23 +187,23 @@ def model_parameters(model_dict: Any, call_kwargs: Any,
     if instance is not None:
         # pydantic keeps fields in __dict__; getattr() on a missing one is slow
         source = getattr(instance, "__dict__", None)
-    elif isinstance(model_dict, Mapping):
+    elif type(model_dict) is dict or isinstance(model_dict, Mapping):
         source = model_dict
         num_output = model_dict.get("num_output")
         if isinstance(num_output, int) and num_output > 0 and "max_tokens" not in source:
             params["max_tokens"] = num_output
-    if isinstance(source, Mapping):
+    if type(source) is dict or isinstance(source, Mapping):
         for key in _PARAM_KEYS:
             value = source.get(key)
             if value is not None and isinstance(value, (int, float, str, list)):
                 params[key] = snapshot(value)
         extra = source.get("additional_kwargs")
-        if isinstance(extra, Mapping):
+        if type(extra) is dict or isinstance(extra, Mapping):
             for key, value in extra.items():
                 if (value is not None and not isinstance(value, (list, dict))) or key in (
                         "stream_options", "stop"):
                     params[key] = snapshot(value)
-    if isinstance(call_kwargs, Mapping):
+    if type(call_kwargs) is dict or isinstance(call_kwargs, Mapping):
         for key, value in call_kwargs.items():
             if key in _PARAM_KEYS or key in ("tool_choice", "stream_options"):
                 params[key] = snapshot(value)
@@ -223,7 +223,7 @@ def base_url_of(instance: Any) -> str | None:
 
 def tools_of(call_kwargs: Any) -> list[Any] | None:
     """Tool definitions passed to a model call (OpenAI dicts or LlamaIndex tools)."""
-    if not isinstance(call_kwargs, Mapping):
+    if not (type(call_kwargs) is dict or isinstance(call_kwargs, Mapping)):
         return None
     tools = call_kwargs.get("tools")
     if not isinstance(tools, (list, tuple)) or not tools:
@@ -240,7 +240,7 @@ def tools_of(call_kwargs: Any) -> list[Any] | None:
 
 
 def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):
         return obj.get(key)
     return getattr(obj, key, None)
 
@@ -269,7 +269,7 @@ def response_fields(response: Any, provider: str | None
         usage = usage_from_mapping(_get(raw, "usage"))
         if usage is None:
             usage = usage_from_mapping(_get(raw, "usage_metadata"))
-        if usage is None and isinstance(raw, Mapping):
+        if usage is None and (type(raw) is dict or isinstance(raw, Mapping)):
             usage = usage_from_mapping(raw)
         value = _get(raw, "model") or _get(raw, "model_version")
         model = value if isinstance(value, str) and value else None
@@ -279,11 +279,11 @@ def response_fields(response: Any, provider: str | None
             if isinstance(choices, (list, tuple)) and choices:
                 stop = _get(choices[0], "finish_reason")
     extra = fields.get("additional_kwargs")
-    if usage is None and isinstance(extra, Mapping) and extra:
+    if usage is None and (type(extra) is dict or isinstance(extra, Mapping)) and extra:
         usage = usage_from_mapping(extra.get("usage")) or usage_from_mapping(extra)
     message = fields.get("message")
     msg_extra = getattr(message, "additional_kwargs", None) if message is not None else None
-    if isinstance(msg_extra, Mapping):
+    if type(msg_extra) is dict or isinstance(msg_extra, Mapping):
         if usage is None:
             usage = usage_from_mapping(msg_extra.get("usage"))
         if stop is None:
