@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from li_helpers import Events, UsageLLM, by_name, check_trees, one, props, tree
 from llama_index.core import Settings
-from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
+from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.llms import MockFunctionCallingLLM
 from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
 from posthog_callbacks import MemorySink, PosthogExporter
-from posthog_callbacks.llama_index import InstrumentHandle, instrument
+from posthog_callbacks.llama_index import InstrumentHandle, instrument, trace_context
 
 
 def add(a: int = 1, b: int = 2) -> int:
@@ -204,3 +206,54 @@ def test_abandoned_stream_is_closed_by_the_ttl() -> None:
     finally:
         handle.uninstrument()
         exporter.shutdown(timeout=2)
+
+
+class Boom(Workflow):
+    @step
+    async def explode(self, ev: StartEvent) -> StopEvent:
+        raise ValueError("step failed")
+
+
+async def test_failing_step_marks_step_and_run(instrumented: InstrumentHandle,
+                                               events: Events) -> None:
+    with pytest.raises(ValueError, match="step failed"):
+        await Boom(timeout=10).run()
+    got = events()
+    assert len(check_trees(got)) == 1
+    assert tree(got) == ["$ai_trace Boom.run", "  $ai_span explode"]
+    assert {props(e)["$ai_span_name"]: props(e)["$ai_error"] for e in got} == {
+        "Boom.run": "ValueError: step failed", "explode": "ValueError: step failed"}
+    assert instrumented.open_runs() == 0
+
+
+async def test_agent_workflow(instrumented: InstrumentHandle, events: Events) -> None:
+    workflow = AgentWorkflow(agents=[FunctionAgent(
+        name="calc", description="Adds numbers", tools=[FunctionTool.from_defaults(add)],
+        llm=MockFunctionCallingLLM())])
+    assert str(await workflow.run(user_msg="add")) == "Tool calls complete."
+    got = events()
+    assert len(check_trees(got)) == 1
+    outline = tree(got)
+    assert outline[0] == "$ai_trace AgentWorkflow.run"
+    assert outline.count("    $ai_generation MockFunctionCallingLLM.chat") == 2
+    assert "    $ai_span add" in outline  # the tool call sits under its call_tool step
+
+
+async def test_concurrent_agent_runs_stay_apart(instrumented: InstrumentHandle,
+                                                events: Events) -> None:
+    agent = FunctionAgent(tools=[FunctionTool.from_defaults(add)],
+                          llm=MockFunctionCallingLLM())
+
+    async def ask(i: int) -> Any:
+        with trace_context(user_id=f"user-{i}", session_id=f"chat-{i}"):
+            return await agent.run(f"task {i}")
+
+    await asyncio.gather(*(ask(i) for i in range(10)))
+    traces = check_trees(events())
+    assert len(traces) == 10
+    for group in traces.values():
+        root = next(e for e in group if e["event"] == "$ai_trace")
+        i = int(props(root)["$ai_input_state"].split("task ")[1].split("'")[0])
+        assert {e["distinct_id"] for e in group} == {f"user-{i}"}
+        assert {props(e)["$ai_session_id"] for e in group} == {f"chat-{i}"}
+        assert sum(e["event"] == "$ai_generation" for e in group) == 2
