@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._serialize import Serializer
+from ._serialize import REDACTED, Serializer, is_secret_key
 from ._version import __version__
 from .spans import FinishedSpan, SpanKind, Usage
 from .usage import is_anthropic
@@ -38,6 +39,8 @@ _NAMESPACE = uuid.UUID("5b0e3f64-3c0f-4c51-9a87-2d7f0c6f1e1a")
 _CONTENT_KEYS = ("$ai_input", "$ai_output_choices", "$ai_input_state", "$ai_output_state",
                  "$ai_tools", "$ai_error", "$ai_model_parameters")
 _RESERVED_PREFIX = "$"
+_ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
+PRIVATE_ERROR = "error (message hidden by privacy mode)"
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 log = logging.getLogger("posthog_callbacks")
@@ -114,6 +117,35 @@ def _content(value: Any, cfg: EventConfig, ser: Serializer) -> Any:
     except Exception:
         log.warning("posthog_callbacks: the mask function raised; content replaced")
         return MASK_FAILED
+
+
+def _error_text(text: str, private: bool, cfg: EventConfig, ser: Serializer) -> str:
+    # Error messages routinely echo prompts, tool arguments and model output: privacy mode
+    # keeps the exception type only (as PostHog's SDK does) and a mask sees the message.
+    if private:
+        head = text.split(":", 1)[0].strip()
+        return head if _ERROR_TYPE.fullmatch(head) else PRIVATE_ERROR
+    if cfg.mask is not None:
+        masked = _content(text, cfg, ser)
+        return masked if isinstance(masked, str) else ser.string(json.dumps(masked))
+    return ser.string(text)
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without credentials: no ``user:password@``, secret query values redacted."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+        query = parts.query
+        if query:
+            query = urlencode([(k, REDACTED if is_secret_key(k) else v)
+                               for k, v in parse_qsl(query, keep_blank_values=True)],
+                              safe="[]")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return REDACTED
 
 
 def _usage_properties(props: dict[str, Any], usage: Usage, provider: str | None,
@@ -199,7 +231,7 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     props["$ai_latency"] = round(span.latency, 6)
     props["$ai_is_error"] = span.is_error
     if span.error is not None:
-        props["$ai_error"] = ser.string(span.error)
+        props["$ai_error"] = _error_text(span.error, private, cfg, ser)
     if span.status:
         props["$ai_span_status"] = span.status
     if span.tags:
@@ -229,7 +261,7 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
             props["$ai_time_to_first_token"] = round(span.time_to_first_token, 6)
         props["$ai_http_status"] = span.http_status or (500 if span.is_error else 200)
         if span.base_url:
-            props["$ai_base_url"] = ser.string(span.base_url)
+            props["$ai_base_url"] = ser.string(_safe_url(span.base_url))
         if span.stop_reason:
             props["$ai_stop_reason"] = span.stop_reason
     elif not private:
