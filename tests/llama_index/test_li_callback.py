@@ -194,3 +194,28 @@ async def test_async_streaming_query(handler: CallbackHandler, index: VectorStor
     root = props(next(e for e in got if e["event"] == "$ai_trace"))
     assert root["$ai_output_state"] == "forty two"
     assert handler.runs.drain() == []
+
+
+def test_abandoned_stream_is_closed_by_the_ttl() -> None:
+    import time
+
+    from posthog_callbacks import MemorySink
+
+    exporter = PosthogExporter(sink=MemorySink(), open_run_ttl=0.2, flush_interval=0.05)
+    handler = CallbackHandler(exporter)
+    llm = UsageLLM(callback_manager=CallbackManager([handler]))
+    try:
+        llm.complete("warm up")  # (the exporter's worker starts with a first event)
+        stream = llm.stream_complete("hello")
+        assert next(stream).delta == "forty"  # read once, then left hanging
+        sink = exporter.sink
+        deadline = time.monotonic() + 10
+        while len(sink.events) < 3 and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.05)
+        late = [props(e) for e in sink.events[1:]]  # type: ignore[union-attr]
+        gen = next(p for p in late if p["$ai_span_name"] == "llm.complete")
+        assert gen["$ai_is_error"] is True and "never ended" in gen["$ai_error"]
+        assert len(handler.runs) == 0
+        del stream
+    finally:
+        exporter.shutdown(timeout=2)
