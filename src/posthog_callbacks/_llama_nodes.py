@@ -36,7 +36,9 @@ VISIBLE_METHODS: dict[int, frozenset[str]] = {
     CHAT: frozenset({"chat", "achat", "stream_chat", "astream_chat"}),
     RETRIEVE: frozenset({"retrieve", "aretrieve"}),
     SYNTH: frozenset({"synthesize", "asynthesize"}),
-    RERANK: frozenset({"postprocess_nodes", "apostprocess_nodes"}),
+    # rerankers and other node postprocessors: only the implementation is a span
+    RERANK: frozenset({"_postprocess_nodes", "_apostprocess_nodes", "postprocess_nodes",
+                       "apostprocess_nodes"}),
 }
 STEP_TAG = "llamaindex.step.input_event"
 MODEL_KINDS = frozenset({LLM, EMBED})
@@ -110,6 +112,7 @@ def split_id(id_: str) -> tuple[str, str]:
 
 
 def span_name(kind: int, instance: Any, cls: str, method: str) -> str:
+    """A readable span name: the tool's name, else ``Class.method``."""
     if kind == TOOL:
         try:
             name = instance.metadata.name
@@ -117,6 +120,8 @@ def span_name(kind: int, instance: Any, cls: str, method: str) -> str:
                 return name
         except Exception:
             pass
+    if method.startswith("_") and not method.startswith("__"):
+        method = method[1:]  # _postprocess_nodes: the public name reads better
     return f"{cls}.{method}"
 
 

@@ -244,3 +244,26 @@ async def test_async_streaming_query_is_one_trace_with_one_generation(
     assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (11, 3)
     assert props(one(got, "RetrieverQueryEngine.aquery"))["$ai_output_state"] == "forty two"
     assert instrumented.open_runs() == 0
+
+
+def test_node_postprocessor_is_a_span(index: VectorStoreIndex, instrumented: InstrumentHandle,
+                                      events: Events) -> None:
+    from llama_index.core.postprocessor import SimilarityPostprocessor
+
+    engine = index.as_query_engine(similarity_top_k=2, node_postprocessors=[
+        SimilarityPostprocessor(similarity_cutoff=0.0)])
+    assert str(engine.query("What is the answer?")) == "forty two"
+    got = events()
+    check_trees(got)
+    assert tree(got) == [
+        "$ai_trace RetrieverQueryEngine.query",
+        "  $ai_span VectorIndexRetriever.retrieve",
+        "    $ai_embedding embedding.embed",
+        "  $ai_span SimilarityPostprocessor.postprocess_nodes",
+        "  $ai_span CompactAndRefine.synthesize",
+        "    $ai_generation mock-gpt.complete",
+    ]
+    post = props(one(got, "SimilarityPostprocessor.postprocess_nodes"))
+    assert post["$ai_input_state"]["query"] == "What is the answer?"
+    assert {n["text"] for n in post["$ai_input_state"]["nodes"]} == ANSWER_DOCS
+    assert {n["text"] for n in post["$ai_output_state"]} == ANSWER_DOCS
