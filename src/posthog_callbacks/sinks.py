@@ -144,7 +144,8 @@ class PosthogSink:
         api_key: Project API key (``phc_...``).
         host: Ingestion host, e.g. ``https://eu.i.posthog.com`` or a self-hosted URL.
         client: An existing ``posthog.Posthog`` client whose key, host, gzip and timeout
-            settings are reused (its ``disabled`` flag is honoured).
+            settings are reused; its ``disabled`` and ``send=False`` settings and its
+            ``before_send`` hook are honoured.
         timeout: Seconds per HTTP request.
         max_retries: Retries per batch after the first attempt.
         gzip: Compress request bodies.
@@ -187,12 +188,41 @@ class PosthogSink:
         self._post = post or _default_post()
         self.requests = 0
         self.retries = 0
+        self.dropped_by_before_send = 0
         self.max_concurrent_sends = 2
 
     @property
     def disabled(self) -> bool:
-        """True when the wrapped client is disabled (events are then discarded)."""
-        return bool(self.client is not None and getattr(self.client, "disabled", False))
+        """True when the wrapped client is disabled or built with ``send=False``.
+
+        Events are then discarded, as the client itself would.
+        """
+        client = self.client
+        return client is not None and (bool(getattr(client, "disabled", False))
+                                       or getattr(client, "send", True) is False)
+
+    def _before_send(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply the wrapped client's ``before_send`` hook, as its own ``capture`` would.
+
+        A hook that returns None (or something that is not a dict), or raises, drops the
+        event; drops are counted in :attr:`dropped_by_before_send`.
+        """
+        hook = getattr(self.client, "before_send", None) if self.client is not None else None
+        if not callable(hook):
+            return list(events)
+        kept: list[dict[str, Any]] = []
+        for event in events:
+            try:
+                result = hook(event)
+            except Exception:
+                log.warning("posthog_callbacks: the posthog client's before_send raised; "
+                            "event dropped", exc_info=True)
+                result = None
+            if isinstance(result, dict):
+                kept.append(result)
+            else:
+                self.dropped_by_before_send += 1
+        return kept
 
     def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
         """Post ``events`` as one batch, retrying transient failures until ``deadline``.
@@ -202,7 +232,9 @@ class PosthogSink:
         """
         if not events or self.disabled:
             return
-        batch = list(events)
+        batch = self._before_send(events)
+        if not batch:
+            return
         attempt = 0
         while True:
             attempt += 1
