@@ -10,6 +10,9 @@ from typing import Any
 
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
+from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
+    active_instrument_tags,
+)
 
 from ._llama_common import (
     HandlerOptions,
@@ -126,7 +129,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             if active is not None:
                 active.depth += 1  # a stream's model call re-entering its query's trace
                 return
-            trace = self.options.new_trace(self.exporter)
+            trace = self.options.new_trace(self.exporter, active_instrument_tags.get())
             root_key = None
             if trace.sampled:
                 span_id = trace.root_span_id

@@ -159,9 +159,17 @@ class HandlerOptions:
                    metadata=dict(metadata) if metadata else None,
                    privacy_mode=bool(privacy_mode))
 
-    def new_trace(self, sampled_by: Any) -> TraceInfo:
-        """Identity of a new top-level call, from the options and the active overrides."""
+    def new_trace(self, sampled_by: Any, hints: Any = None) -> TraceInfo:
+        """Identity of a new top-level call.
+
+        Precedence: :func:`trace_context` > LlamaIndex ``instrument_tags`` (``hints``:
+        ``user_id`` / ``userId``, ``session_id`` / ``sessionId``) > handler options.
+        """
         over = _OVERRIDES.get()
+        user = session = None
+        if hints and type(hints) is dict:
+            user = hints.get("user_id") or hints.get("userId")
+            session = hints.get("session_id") or hints.get("sessionId")
         wanted = (over.trace_id if over and over.trace_id else None) or self.trace_id
         trace_id = wanted or new_id()
         root_span_id = trace_id
@@ -188,9 +196,9 @@ class HandlerOptions:
             trace_id=trace_id,
             root_span_id=root_span_id,
             distinct_id=(over.distinct_id if over and over.distinct_id else None)
-            or self.distinct_id,
+            or (str(user) if user else None) or self.distinct_id,
             session_id=(over.session_id if over and over.session_id else None)
-            or self.session_id,
+            or (str(session) if session else None) or self.session_id,
             tags=self.tags + (over.tags if over else ()),
             metadata=meta,
             properties=props,

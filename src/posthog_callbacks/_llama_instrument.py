@@ -182,7 +182,13 @@ class InstrumentCore(LeafEvents):
 
     def _enter_root(self, id_: str, instance: Any, kind: int, cls: str, method: str,
                     bound_args: Any, tags: Any) -> None:
-        trace = self.options.new_trace(self.exporter)
+        if tags is None:
+            from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
+                active_instrument_tags,
+            )
+
+            tags = active_instrument_tags.get()
+        trace = self.options.new_trace(self.exporter, tags)
         node = Node(trace, kind, None, None, instance)
         self.nodes[id_] = node
         self._roots_seen += 1

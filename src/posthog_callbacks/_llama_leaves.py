@@ -46,12 +46,13 @@ class LeafEvents:
     def _submit(self, span: OpenSpan, end_time: float | None = None) -> None:
         raise NotImplementedError
 
-    def _place_leaf(self, node: Node | None) -> tuple[TraceInfo, str, str | None] | None:
+    def _place_leaf(self, node: Node | None,
+                    hints: Any = None) -> tuple[TraceInfo, str, str | None] | None:
         """Trace, span id and parent of a model call or embedding at ``node``."""
         trace = node.trace if node is not None else None
         parent = node.parent_vis if node is not None else None
         if trace is None:
-            trace = self.options.new_trace(self.exporter)
+            trace = self.options.new_trace(self.exporter, hints)
             if node is not None:
                 node.trace = trace
             if not trace.sampled:
@@ -84,7 +85,7 @@ class LeafEvents:
             if outer is not None and outer.first_token_time is None and outer.input == messages:
                 self._skip(li_id, outer_key)  # type: ignore[arg-type]
                 return
-        placed = self._place_leaf(node)
+        placed = self._place_leaf(node, getattr(event, "tags", None))
         if placed is None:
             return
         trace, span_id, parent = placed
@@ -154,7 +155,7 @@ class LeafEvents:
     def _on_embed_start(self, event: Any) -> None:
         li_id = event.span_id
         node = self.nodes.get(li_id) if li_id else None
-        placed = self._place_leaf(node)
+        placed = self._place_leaf(node, getattr(event, "tags", None))
         if placed is None:
             return
         trace, span_id, parent = placed

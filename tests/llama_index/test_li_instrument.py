@@ -267,3 +267,29 @@ def test_node_postprocessor_is_a_span(index: VectorStoreIndex, instrumented: Ins
     assert post["$ai_input_state"]["query"] == "What is the answer?"
     assert {n["text"] for n in post["$ai_input_state"]["nodes"]} == ANSWER_DOCS
     assert {n["text"] for n in post["$ai_output_state"]} == ANSWER_DOCS
+
+
+@pytest.mark.parametrize("door", ["instrument", "callback"])
+def test_llama_index_instrument_tags_name_the_user(door: str, index: VectorStoreIndex,
+                                                   exporter: PosthogExporter,
+                                                   events: Events) -> None:
+    from llama_index.core.callbacks import CallbackManager
+    from llama_index.core.instrumentation.dispatcher import instrument_tags
+
+    from posthog_callbacks.llama_index import CallbackHandler
+
+    handle = instrument(exporter, distinct_id="fallback") if door == "instrument" else None
+    if handle is None:
+        Settings.callback_manager = CallbackManager(
+            [CallbackHandler(exporter, distinct_id="fallback")])
+    with instrument_tags({"user_id": "tagged-user", "session_id": "tagged-session"}):
+        UsageLLM().complete("hi")
+        with trace_context(user_id="explicit"):
+            UsageLLM().complete("hi")
+    UsageLLM().complete("hi")
+    if handle is not None:
+        handle.uninstrument()
+    got = [e for e in events() if e["event"] != "$ai_trace"]
+    assert [e["distinct_id"] for e in got] == ["tagged-user", "explicit", "fallback"]
+    assert [props(e).get("$ai_session_id") for e in got] == [
+        "tagged-session", "tagged-session", None]
