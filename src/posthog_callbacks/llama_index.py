@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,10 +39,13 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         'pip install "posthog-callbacks[llama-index]"') from exc
 
 from ._llama_callback import CallbackHandler
-from ._llama_common import HandlerOptions, trace_context
+from ._llama_common import HandlerOptions, log, trace_context
 from ._llama_instrument import InstrumentCore
 
 __all__ = ["CallbackHandler", "InstrumentHandle", "instrument", "trace_context"]
+
+_INSTALL_LOCK = threading.Lock()
+_ACTIVE: dict[int, InstrumentHandle] = {}  # id(exporter) -> its active handle
 
 
 def _bind(handler: Any, core: InstrumentCore) -> None:
@@ -144,6 +148,9 @@ class InstrumentHandle:
         d.span_handlers = [h for h in d.span_handlers if h is not self._span_handler]
         d.event_handlers = [h for h in d.event_handlers if h is not self._event_handler]
         self._core.close("the LlamaIndex instrumentation was removed while the run was open")
+        with _INSTALL_LOCK:
+            if _ACTIVE.get(id(self._core.exporter)) is self:
+                del _ACTIVE[id(self._core.exporter)]
 
     def __enter__(self) -> InstrumentHandle:
         return self
@@ -195,6 +202,20 @@ def instrument(
             raise TypeError(f"exporter must be a PosthogExporter, got {exporter!r}")
     options = HandlerOptions.build(distinct_id, session_id, trace_id, properties, groups,
                                    tags, metadata, privacy_mode)
+    with _INSTALL_LOCK:
+        existing = _ACTIVE.get(id(exporter))
+        if existing is not None and existing.active and existing.exporter is exporter:
+            # a second pair of handlers would record every run twice
+            log.warning("posthog_callbacks: instrument() is already active for this exporter; "
+                        "returning the existing handle (call uninstrument() first to change "
+                        "options)")
+            return existing
+        handle = _install(exporter, options)
+        _ACTIVE[id(exporter)] = handle
+        return handle
+
+
+def _install(exporter: Any, options: HandlerOptions) -> InstrumentHandle:
     core = InstrumentCore(exporter, options)
     span_handler = _SpanHandler()
     _bind(span_handler, core)

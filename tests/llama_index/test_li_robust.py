@@ -85,3 +85,18 @@ def test_uninstrument_closes_open_streams(exporter: PosthogExporter, events: Eve
     assert "removed" in props(got[0])["$ai_error"]
     assert handle.open_runs() == 0
     list(stream)  # reading on after uninstrument is harmless
+
+
+def test_instrument_twice_records_once(exporter: PosthogExporter, events: Events,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    first = instrument(exporter)
+    with caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
+        second = instrument(exporter)
+    assert second is first
+    assert "already active" in caplog.text
+    UsageLLM().complete("hi")
+    first.uninstrument()
+    assert [e["event"] for e in events()] == ["$ai_generation"]
+    third = instrument(exporter)  # after uninstrument() a new one installs
+    assert third is not first
+    third.uninstrument()
