@@ -273,7 +273,10 @@ def extract_stop_reason(response: Any) -> str | None:
             for key in ("finish_reason", "stop_reason", "stopReason", "done_reason"):
                 value = source.get(key)
                 if value is not None:
-                    return str(value)
+                    try:
+                        return value if isinstance(value, str) else str(value)
+                    except Exception:  # a provider object that cannot print itself
+                        return None
     if isinstance(meta, dict):
         status = meta.get("status")
         if isinstance(status, str) and status in _TERMINAL_STATUSES:

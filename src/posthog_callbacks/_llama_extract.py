@@ -240,9 +240,12 @@ def tools_of(call_kwargs: Any) -> list[Any] | None:
 
 
 def _get(obj: Any, key: str) -> Any:
-    if type(obj) is dict or isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
+    try:
+        if type(obj) is dict or isinstance(obj, Mapping):
+            return obj.get(key)
+        return getattr(obj, key, None)
+    except Exception:  # a provider object whose attributes raise: read nothing from it
+        return None
 
 
 def response_fields(response: Any, provider: str | None

@@ -119,6 +119,21 @@ def _content(value: Any, cfg: EventConfig, ser: Serializer) -> Any:
         return MASK_FAILED
 
 
+_MAX_LABEL = 1000
+
+
+def _text(value: Any, ser: Serializer) -> Any:
+    # Names, models and reasons come from user code and provider responses: a key pasted
+    # into the wrong field is redacted there too, and junk cannot outgrow the size limit.
+    if type(value) is not str:
+        value = ser.convert(value)
+        if type(value) is not str:
+            value = json.dumps(value, ensure_ascii=False)
+    if len(value) > _MAX_LABEL:
+        value = value[:_MAX_LABEL] + f"…[truncated {len(value) - _MAX_LABEL} chars]"
+    return ser.string(value)
+
+
 def _error_text(text: str, private: bool, cfg: EventConfig, ser: Serializer) -> str:
     # Error messages routinely echo prompts, tool arguments and model output: privacy mode
     # keeps the exception type only (as PostHog's SDK does) and a mask sees the message.
@@ -221,9 +236,10 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     else:
         event = "$ai_span"
 
-    props["$ai_span_name"] = span.name
+    name = _text(span.name, ser)
+    props["$ai_span_name"] = name
     if event == "$ai_trace":
-        props["$ai_trace_name"] = span.name
+        props["$ai_trace_name"] = name
     else:
         props["$ai_span_id"] = span.span_id
         if not is_root:
@@ -241,9 +257,9 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
 
     if kind is SpanKind.GENERATION or kind is SpanKind.EMBEDDING:
         if span.model:
-            props["$ai_model"] = span.model
+            props["$ai_model"] = _text(span.model, ser)
         if span.provider:
-            props["$ai_provider"] = span.provider
+            props["$ai_provider"] = _text(span.provider, ser)
         if not private and span.input is not None:
             props["$ai_input"] = _content(span.input, cfg, ser)
         if kind is SpanKind.GENERATION and not private and span.output is not None:
@@ -263,7 +279,7 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
         if span.base_url:
             props["$ai_base_url"] = ser.string(_safe_url(span.base_url))
         if span.stop_reason:
-            props["$ai_stop_reason"] = span.stop_reason
+            props["$ai_stop_reason"] = _text(span.stop_reason, ser)
     elif not private:
         if span.input is not None:
             props["$ai_input_state"] = _content(span.input, cfg, ser)

@@ -21,13 +21,15 @@ class EchoChat(BaseChatModel):
     """
 
     reply: Any = None
+    provider: Any = "openai"
+    llm_output: Any = None
 
     @property
     def _llm_type(self) -> str:
         return "echo-chat"
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        return LangSmithParams(ls_provider="openai", ls_model_name="echo-1",
+        return LangSmithParams(ls_provider=self.provider, ls_model_name="echo-1",
                                ls_model_type="chat")
 
     def _answer(self, messages: list[BaseMessage]) -> AIMessage:
@@ -43,7 +45,8 @@ class EchoChat(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._answer(messages))])
+        return ChatResult(generations=[ChatGeneration(message=self._answer(messages))],
+                          llm_output=self.llm_output)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
