@@ -11,6 +11,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import itertools
 import math
 import re
 import uuid
@@ -141,18 +142,32 @@ class Serializer:
             out: dict[str, Any] = {}
             secret = _key_cache.get
             convert = self._convert
+            string = self.string
             size = 0
-            for i, (k, v) in enumerate(value.items()):
-                if i >= MAX_ITEMS:
-                    out["<truncated>"] = f"{len(value) - MAX_ITEMS} more keys"
-                    break
+            items: Iterable[tuple[Any, Any]] = value.items()
+            if len(value) > MAX_ITEMS:
+                items = itertools.islice(items, MAX_ITEMS)
+                out["<truncated>"] = f"{len(value) - MAX_ITEMS} more keys"
+            # Leaves are handled inline: most events are small dicts of short strings and
+            # numbers, and a call per leaf is most of the translation cost.
+            for k, v in items:
                 key = k if type(k) is str else self._key(k)
                 size += len(key) + 4
                 hidden = secret(key)
                 if hidden is None:
                     hidden = is_secret_key(key)
-                if hidden and v is not None and not isinstance(v, (int, float)):
+                tv = type(v)
+                if hidden and v is not None and tv is not int and tv is not float:
                     out[key] = REDACTED
+                elif tv is str:
+                    if len(v) < 16:
+                        out[key] = v
+                        size += len(v) + 2
+                    else:
+                        out[key] = string(v)
+                elif tv is int or tv is bool or v is None:
+                    out[key] = v
+                    size += 6
                 else:
                     out[key] = convert(v, depth + 1, seen)
             self.size += size
@@ -177,11 +192,19 @@ class Serializer:
         seen.add(ident)
         try:
             out: list[Any] = []
+            convert = self._convert
             for i, item in enumerate(value):
                 if i >= MAX_ITEMS:
                     out.append("<truncated: more items>")
                     break
-                out.append(self._convert(item, depth + 1, seen))
+                ti = type(item)
+                if ti is str and len(item) < 16:
+                    out.append(item)
+                    self.size += len(item) + 2
+                elif ti is int or ti is bool or item is None:
+                    out.append(item)
+                else:
+                    out.append(convert(item, depth + 1, seen))
             self.size += 2 + len(out)
             return out
         except Exception:

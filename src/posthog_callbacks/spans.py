@@ -60,12 +60,15 @@ class Usage(NamedTuple):
 
     def is_empty(self) -> bool:
         """True when no field carries a count."""
-        return all(v is None for v in self)
+        return self == _NO_USAGE
 
     def __add__(self, other: tuple[Any, ...]) -> Usage:  # type: ignore[override]
         """Field-wise sum; ``None`` + ``None`` stays ``None``."""
         return Usage._make(None if a is None and b is None else (a or 0) + (b or 0)
                            for a, b in zip(self, other, strict=True))
+
+
+_NO_USAGE = (None,) * len(Usage._fields)
 
 
 # A NamedTuple, not a frozen dataclass: it is built once per span on the caller's thread,
