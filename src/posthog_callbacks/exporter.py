@@ -215,7 +215,8 @@ class PosthogExporter(Pipeline):
         """Queue a finished span for export. Never blocks, never raises."""
         try:
             if not self.is_sampled(span.trace_id):
-                self._counts["not_sampled"] += 1
+                with self._lock:  # called from many threads: += alone can lose counts
+                    self._counts["not_sampled"] += 1
                 return
             self._enqueue(span)
         except Exception:  # pragma: no cover - defensive
@@ -255,7 +256,8 @@ class PosthogExporter(Pipeline):
             try:
                 if span.error is None:
                     span.error = reason
-                self._counts["closed_orphans"] += 1
+                with self._lock:
+                    self._counts["closed_orphans"] += 1
                 self.submit(span.finish())
             except Exception:  # pragma: no cover - defensive
                 self._warn_once("close", "posthog_callbacks: failed to close a run",
