@@ -266,6 +266,8 @@ class PosthogExporter(Pipeline):
     def register_runs(self, table: RunTable[Any]) -> None:
         """Let the exporter sweep ``table`` (TTL) and drain it at shutdown."""
         self._tables.add(table)
+        if self.enabled and self._worker is None and self._pid == os.getpid():
+            self._start_worker()  # sweeps run even before the first span is submitted
 
     # -- manual tracing, feedback --------------------------------------------------------
 

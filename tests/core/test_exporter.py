@@ -308,3 +308,20 @@ def test_fork_child_does_not_inherit_the_queue() -> None:
     exporter.flush()
     assert child_saw == ["child"]
     assert [e["properties"]["$ai_trace_id"] for e in sink.events] == ["parent"]
+
+
+def test_registered_table_is_swept_before_any_span_was_submitted() -> None:
+    from posthog_callbacks._runs import RunTable
+
+    exporter, sink = make(open_run_ttl=0.2, flush_interval=0.05)
+    table: RunTable[str] = RunTable()
+    table.add("r1", OpenSpan(trace_id="t1", span_id="t1", parent_id=None, kind=SpanKind.TRACE,
+                             name="stuck", start_time=0.0))
+    exporter.register_runs(table)
+    for _ in range(100):
+        if sink.events:
+            break
+        threading.Event().wait(0.05)
+    exporter.flush()
+    assert [e["properties"]["$ai_span_name"] for e in sink.events] == ["stuck"]
+    assert len(table) == 0
