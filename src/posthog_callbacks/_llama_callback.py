@@ -29,7 +29,7 @@ from ._llama_extract import (
     tools_of,
 )
 from ._llama_payloads import describe_end, describe_start, last_content
-from ._llama_stream import wrap_response_stream
+from ._llama_stream import record_stream_end, wrap_response_stream
 from ._runs import RunTable
 from .spans import OpenSpan, SpanKind
 
@@ -346,14 +346,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
     def _stream_done(self, root: OpenSpan, err: BaseException | None, complete: bool,
                      text: str) -> None:
         try:
-            with self._lock:
-                root.extra["streams"] -= 1
-            if text and root.output is None:
-                root.output = text
-            if err is not None:
-                root.error = describe_error(err)
-            elif not complete:
-                root.status = "abandoned"
+            record_stream_end(root, self._lock, err, complete, text)
             key = "root:" + root.span_id
             if root.extra.get("ended") and not root.extra["streams"] and (
                     self.runs.open_in_trace(root.trace_id) <= 1) and self.runs.pop(key) is root:

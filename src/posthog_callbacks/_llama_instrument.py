@@ -42,7 +42,7 @@ from ._llama_nodes import (
     span_output,
     split_id,
 )
-from ._llama_stream import wrap_response_stream
+from ._llama_stream import record_stream_end, wrap_response_stream
 from ._runs import RunTable
 from .spans import OpenSpan, SpanKind
 
@@ -308,14 +308,7 @@ class InstrumentCore(LeafEvents):
     def _stream_done(self, root: OpenSpan, err: BaseException | None, complete: bool,
                      text: str) -> None:
         try:
-            with self._lock:
-                root.extra["streams"] -= 1
-            if text and root.output is None:
-                root.output = text
-            if err is not None:
-                root.error = describe_error(err)
-            elif not complete:
-                root.status = "abandoned"
+            record_stream_end(root, self._lock, err, complete, text)
             if "ended" in root.extra:
                 self._maybe_finish_root("root:" + root.span_id, root.trace_id)
         except Exception:

@@ -9,11 +9,15 @@ in the query's trace, and tells it when the stream ended, failed or was abandone
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
-__all__ = ["StreamDone", "wrap_response_stream"]
+from ._llama_common import describe_error
+from .spans import OpenSpan
+
+__all__ = ["StreamDone", "record_stream_end", "wrap_response_stream"]
 
 # (error, completed, text read so far)
 StreamDone = Callable[[BaseException | None, bool, str], None]
@@ -34,6 +38,19 @@ def wrap_response_stream(result: Any, enter: Callable[[], Any],
     except Exception:
         return False
     return True
+
+
+def record_stream_end(root: OpenSpan, lock: threading.Lock, err: BaseException | None,
+                      complete: bool, text: str) -> None:
+    """Note on a trace root that one of its streams ended: how, and with what text."""
+    with lock:
+        root.extra["streams"] -= 1
+    if text and root.output is None:
+        root.output = text
+    if err is not None:
+        root.error = describe_error(err)
+    elif not complete:
+        root.status = "abandoned"
 
 
 def _sync(gen: Generator[Any, None, None], enter: Callable[[], Any],
