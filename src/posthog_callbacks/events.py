@@ -66,8 +66,20 @@ class EventConfig:
 _UTC = timezone.utc
 
 
+_seconds: dict[int, str] = {}
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, _UTC).isoformat()
+    # Formatting a datetime costs more than the rest of a small event's header; spans of
+    # one burst share their second, so the date-time part is cached per second.
+    second = int(ts)
+    head = _seconds.get(second)
+    if head is None:
+        if len(_seconds) > 4096:
+            _seconds.clear()
+        head = _seconds[second] = datetime.fromtimestamp(second, _UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S")
+    return f"{head}.{int((ts - second) * 1_000_000):06d}+00:00"
 
 
 def _event_uuid(span: FinishedSpan) -> str:

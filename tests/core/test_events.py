@@ -40,7 +40,9 @@ def test_trace_root_event_has_exactly_the_trace_properties() -> None:
     assert uuid.UUID(event["uuid"]).version == 5
     again = span_to_event(root._replace(start_time=root.start_time + 60))
     assert again["uuid"] != event["uuid"]  # a reused trace id is not de-duplicated away
-    assert event["timestamp"] == "2023-11-14T22:13:20+00:00"
+    assert event["timestamp"] == "2023-11-14T22:13:20.000000+00:00"
+    later = span_to_event(root._replace(start_time=1_700_000_000.25))
+    assert later["timestamp"] == "2023-11-14T22:13:20.250000+00:00"
     assert event["properties"] == {
         "team": "geo",
         "$ai_trace_id": TRACE,
