@@ -543,6 +543,8 @@ def test_the_posthog_clients_before_send_hook_is_applied(capture_server: Capture
     assert b"HOOK-REMOVES-THIS-d41c" not in b"".join(decoded_bodies(capture_server))
     assert isinstance(exporter.sink, PosthogSink)
     assert exporter.sink.dropped_by_before_send == 2
+    stats = exporter.stats()
+    assert (stats.recorded, stats.sent, stats.dropped_by_hook, stats.in_flight) == (3, 1, 2, 0)
 
 
 def test_no_key_and_no_sink_warns_once_and_is_a_no_op(

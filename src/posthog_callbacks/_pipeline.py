@@ -47,6 +47,10 @@ class ExporterStats:
         open_runs: Runs still open in registered run tables.
         closed_orphans: Runs closed as errors because they never ended (TTL, trace end, shutdown).
         batches: Batches handed to the sink.
+        in_flight: Taken off the queue but not yet delivered or dropped (being translated or
+            on the wire).
+        dropped_by_hook: Discarded by a wrapped ``posthog.Posthog`` client's ``before_send``
+            hook (not counted in ``sent``).
     """
 
     recorded: int
@@ -60,13 +64,15 @@ class ExporterStats:
     open_runs: int
     closed_orphans: int
     batches: int
+    in_flight: int = 0
+    dropped_by_hook: int = 0
 
     @property
     def dropped(self) -> int:
-        """All events lost, whatever the reason."""
+        """All events lost, whatever the reason (a ``before_send`` drop is the user's choice
+        and not counted here)."""
         return (self.dropped_queue_full + self.dropped_sink_error + self.dropped_invalid
                 + self.dropped_shutdown)
-
 
 
 class Pipeline:

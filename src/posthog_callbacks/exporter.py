@@ -377,13 +377,19 @@ class PosthogExporter(Pipeline):
     def stats(self) -> ExporterStats:
         """Counters: what was recorded, sent, dropped (by reason), still queued or open."""
         c = self._counts
+        hooked = getattr(self.sink, "dropped_by_before_send", 0)
+        hooked = hooked if isinstance(hooked, int) else 0
+        with self._done:
+            processed = self._processed
+        queued = len(self._queue)
         return ExporterStats(
-            recorded=self._enqueued, sent=c["sent"],
+            recorded=self._enqueued, sent=c["sent"] - hooked,
             dropped_queue_full=c["dropped_queue_full"],
             dropped_sink_error=c["dropped_sink_error"], dropped_invalid=c["dropped_invalid"],
             dropped_shutdown=c["dropped_shutdown"], not_sampled=c["not_sampled"],
-            queued=len(self._queue), open_runs=sum(len(t) for t in list(self._tables)),
-            closed_orphans=c["closed_orphans"], batches=c["batches"])
+            queued=queued, open_runs=sum(len(t) for t in list(self._tables)),
+            closed_orphans=c["closed_orphans"], batches=c["batches"],
+            in_flight=max(0, self._enqueued - processed - queued), dropped_by_hook=hooked)
 
     def __enter__(self) -> PosthogExporter:
         return self

@@ -216,7 +216,9 @@ def test_queue_bound_drops_are_counted(caplog: pytest.LogCaptureFixture) -> None
     exporter.flush()
     final = exporter.stats()
     assert stats.dropped_queue_full > 0
+    assert stats.sent == 0 and stats.in_flight >= 1  # the batch held inside sink.send
     assert final.sent + final.dropped_queue_full == 50
+    assert (final.in_flight, final.queued) == (0, 0)
     assert len(sink.events) == final.sent
     assert sum("queue full" in r.message for r in caplog.records) == 1
 
