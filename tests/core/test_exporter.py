@@ -199,10 +199,11 @@ def test_env_configuration_builds_a_posthog_sink(monkeypatch: pytest.MonkeyPatch
 
 
 def test_queue_bound_drops_are_counted(caplog: pytest.LogCaptureFixture) -> None:
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
 
     class Blocking(MemorySink):
         def send(self, events: Any, deadline: float | None = None) -> None:
+            entered.set()
             release.wait(5)
             super().send(events, deadline)
 
@@ -211,6 +212,7 @@ def test_queue_bound_drops_are_counted(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
         for i in range(50):
             exporter.capture_metric(f"t{i}", "m", i)
+    assert entered.wait(5)
     stats = exporter.stats()
     release.set()
     exporter.flush()
