@@ -281,6 +281,20 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             return
         if event_type == CBEventType.LLM and self._open_llm.get() == event_id:
             self._open_llm.set(None)
+        try:
+            self._fill_end(span, event_type, payload)
+        except Exception:
+            self._warn(f"on_event_end({event_type})")  # still sent below, with what was read
+        if span.error is not None:
+            try:
+                self._propagate_error(span)
+            except Exception:
+                self._warn("error propagation")
+        self._submit(span)
+
+    def _fill_end(self, span: OpenSpan, event_type: CBEventType,
+                  payload: dict[str, Any]) -> None:
+        """Record an event's end payload on its span (its output, error or stream)."""
         exc = payload.get(EventPayload.EXCEPTION)
         if exc is not None:
             if isinstance(exc, GeneratorExit):
@@ -309,16 +323,17 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             response = payload.get(EventPayload.RESPONSE)
             if response is not None:
                 self._wrap_stream(span, response)
-        if span.error is not None:
-            parent_key = span.extra.get("parent_key")
-            if span.extra.get("feeds_root"):
-                parent_key = span.extra.get("root_key")
-            parent = self.runs.get(parent_key) if parent_key else None
-            if parent is not None:
-                parent.extra["child_error"] = span.error
-                if parent_key == span.extra.get("root_key") and parent.error is None:
-                    parent.error = span.error
-        self._submit(span)
+
+    def _propagate_error(self, span: OpenSpan) -> None:
+        """Tell the parent that this child failed (the root takes the first error)."""
+        parent_key = span.extra.get("parent_key")
+        if span.extra.get("feeds_root"):
+            parent_key = span.extra.get("root_key")
+        parent = self.runs.get(parent_key) if parent_key else None
+        if parent is not None:
+            parent.extra["child_error"] = span.error
+            if parent_key == span.extra.get("root_key") and parent.error is None:
+                parent.error = span.error
 
     def _feed_root(self, span: OpenSpan) -> None:
         """Give the trace root the output of its top-level event."""
@@ -345,8 +360,13 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
 
     def _stream_done(self, root: OpenSpan, err: BaseException | None, complete: bool,
                      text: str) -> None:
+        with self._lock:
+            root.extra["streams"] = root.extra.get("streams", 1) - 1
         try:
-            record_stream_end(root, self._lock, err, complete, text)
+            record_stream_end(root, err, complete, text)
+        except Exception:
+            self._warn("stream end")  # the root is still finished below
+        try:
             key = "root:" + root.span_id
             if root.extra.get("ended") and not root.extra["streams"] and (
                     self.runs.open_in_trace(root.trace_id) <= 1) and self.runs.pop(key) is root:

@@ -21,6 +21,7 @@ __all__ = [
     "chat_output",
     "compact",
     "completion_output",
+    "fill_embedding",
     "fill_generation",
     "message_to_dict",
     "messages_to_dicts",
@@ -319,6 +320,14 @@ def completion_output(response: Any) -> list[dict[str, Any]] | None:
 def normalized(provider: str | None) -> str | None:
     """Provider through the shared alias table."""
     return normalize_provider(provider) if provider else None
+
+
+def fill_embedding(span: OpenSpan, chunks: Any) -> None:
+    """Input and chunk count of a finished embedding call."""
+    if isinstance(chunks, list):
+        span.input = chunks[0] if len(chunks) == 1 else list(chunks)
+        span.model_parameters = {"chunks": len(chunks)}
+    span.usage_missing_reason = "LlamaIndex embedding models do not report token usage"
 
 
 def fill_generation(span: OpenSpan, response: Any, is_chat: bool) -> None:

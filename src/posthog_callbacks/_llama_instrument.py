@@ -231,10 +231,13 @@ class InstrumentCore(LeafEvents):
         span = self.runs.get(node.key)
         if span is None:
             return
-        if "output" not in span.extra:
-            span.output = span_output(node.kind, result)
-        if node.kind == TOOL and getattr(result, "is_error", False) is True:
-            span.error = str(getattr(result, "content", "") or "tool error")
+        try:
+            if "output" not in span.extra:
+                span.output = span_output(node.kind, result)
+            if node.kind == TOOL and getattr(result, "is_error", False) is True:
+                span.error = str(getattr(result, "content", "") or "tool error")
+        except Exception:
+            self.warn("span exit")  # still ended below, with what was read
         self._end(node, span, id_, result)
 
     def span_drop(self, id_: str, err: BaseException | None) -> None:
@@ -244,8 +247,11 @@ class InstrumentCore(LeafEvents):
         for key in (node.gen_key, "emb:" + id_):
             leaf = self.runs.pop(key) if key is not None else None
             if leaf is not None:  # a model call that raised: no end event follows
-                leaf.error = describe_error(err)
-                self._first_token_seen(leaf)
+                self._mark_error(leaf, err)
+                try:
+                    self._first_token_seen(leaf)
+                except Exception:
+                    self.warn("span drop")
                 self._submit(leaf)
         if node.key is None:
             return
@@ -253,8 +259,15 @@ class InstrumentCore(LeafEvents):
         if span is None:
             return
         if span.status != "cancelled":
-            span.error = describe_error(err)
+            self._mark_error(span, err)
         self._end(node, span, id_, None)
+
+    def _mark_error(self, span: OpenSpan, err: BaseException | None) -> None:
+        try:
+            span.error = describe_error(err)
+        except Exception:
+            span.error = type(err).__name__ if err is not None else "error"
+            self.warn("span drop")
 
     def _end(self, node: Node, span: OpenSpan, id_: str, result: Any) -> None:
         key = node.key
@@ -262,7 +275,10 @@ class InstrumentCore(LeafEvents):
         root_key = node.trace.root_key if node.trace is not None else None
         root = self.runs.get(root_key) if root_key is not None else None
         if root is not None and result is not None:
-            self._wrap_stream(result, root)  # a stream read after this call returns
+            try:
+                self._wrap_stream(result, root)  # a stream read after this call returns
+            except Exception:
+                self.warn("stream wrap")
         if key.startswith("root:") and (
                 span.extra.get("streams") or self.runs.open_in_trace(span.trace_id) > 1):
             now = time.time()
@@ -307,8 +323,13 @@ class InstrumentCore(LeafEvents):
 
     def _stream_done(self, root: OpenSpan, err: BaseException | None, complete: bool,
                      text: str) -> None:
+        with self._lock:
+            root.extra["streams"] = root.extra.get("streams", 1) - 1
         try:
-            record_stream_end(root, self._lock, err, complete, text)
+            record_stream_end(root, err, complete, text)
+        except Exception:
+            self.warn("stream end")  # the root is still finished below
+        try:
             if "ended" in root.extra:
                 self._maybe_finish_root("root:" + root.span_id, root.trace_id)
         except Exception:

@@ -15,6 +15,7 @@ from typing import Any
 from ._llama_common import HandlerOptions, TraceInfo, describe_error, new_id
 from ._llama_extract import (
     base_url_of,
+    fill_embedding,
     fill_generation,
     messages_to_dicts,
     model_and_provider,
@@ -44,6 +45,9 @@ class LeafEvents:
         raise NotImplementedError
 
     def _submit(self, span: OpenSpan, end_time: float | None = None) -> None:
+        raise NotImplementedError
+
+    def warn(self, where: str) -> None:
         raise NotImplementedError
 
     def _place_leaf(self, node: Node | None,
@@ -148,8 +152,11 @@ class LeafEvents:
             if outer is not None and outer.usage is None and response is not None:
                 outer.extra["inner_usage"] = response_fields(response, outer.provider)[0]
             return
-        self._first_token_seen(span)
-        fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
+        try:
+            self._first_token_seen(span)
+            fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
+        except Exception:
+            self.warn("LLM end")  # still sent below, with what was read
         self._submit(span)
 
     def _on_embed_start(self, event: Any) -> None:
@@ -172,11 +179,10 @@ class LeafEvents:
         span = self.runs.pop("emb:" + str(event.span_id))
         if span is None:
             return
-        chunks = getattr(event, "chunks", None)
-        if isinstance(chunks, list):
-            span.input = chunks[0] if len(chunks) == 1 else list(chunks)
-            span.model_parameters = {"chunks": len(chunks)}
-        span.usage_missing_reason = "LlamaIndex embedding models do not report token usage"
+        try:
+            fill_embedding(span, getattr(event, "chunks", None))
+        except Exception:
+            self.warn("embedding end")  # still sent below, with what was read
         self._submit(span)
 
     def _on_exception(self, event: Any) -> None:
@@ -186,10 +192,14 @@ class LeafEvents:
             span = self.runs.pop(key)
             if span is None:
                 continue
-            self._first_token_seen(span)
-            if isinstance(exc, GeneratorExit):
-                span.status = "abandoned"
-                span.usage_missing_reason = "the stream was closed before its end"
-            else:
-                span.error = describe_error(exc)
+            try:
+                self._first_token_seen(span)
+                if isinstance(exc, GeneratorExit):
+                    span.status = "abandoned"
+                    span.usage_missing_reason = "the stream was closed before its end"
+                else:
+                    span.error = describe_error(exc)
+            except Exception:
+                span.error = span.error or "error"
+                self.warn("exception event")
             self._submit(span)

@@ -9,7 +9,6 @@ in the query's trace, and tells it when the stream ended, failed or was abandone
 
 from __future__ import annotations
 
-import threading
 import types
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
@@ -40,11 +39,13 @@ def wrap_response_stream(result: Any, enter: Callable[[], Any],
     return True
 
 
-def record_stream_end(root: OpenSpan, lock: threading.Lock, err: BaseException | None,
-                      complete: bool, text: str) -> None:
-    """Note on a trace root that one of its streams ended: how, and with what text."""
-    with lock:
-        root.extra["streams"] -= 1
+def record_stream_end(root: OpenSpan, err: BaseException | None, complete: bool,
+                      text: str) -> None:
+    """Note on a trace root how one of its streams ended, and with what text.
+
+    The caller counts the stream as done first, so a failure here never keeps the
+    trace open.
+    """
     if text and root.output is None:
         root.output = text
     if err is not None:

@@ -40,7 +40,10 @@ def test_a_handler_failure_never_reaches_the_program(
     warnings = [r for r in caplog.records if r.name == "posthog_callbacks"]
     assert len(warnings) == 1  # logged once, not once per call
     assert "failed" in warnings[0].getMessage()
-    assert not [e for e in events() if e["event"] == "$ai_generation"]
+    # each generation is still sent, once, without what the broken extractor would add
+    gens = [e["properties"] for e in events() if e["event"] == "$ai_generation"]
+    assert len(gens) == 3
+    assert all("$ai_output_choices" not in g and "$ai_input_tokens" not in g for g in gens)
 
 
 def test_unsampled_traces_record_nothing_and_keep_nothing() -> None:
