@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from ._llama_common import (
@@ -79,7 +80,12 @@ class InstrumentCore(LeafEvents):
             "WorkflowStepOutputEvent": self._on_step_output,
             "WorkflowRunOutputEvent": self._on_step_output,
             "SpanCancelledEvent": self._on_cancelled,
+            "LLMStructuredPredictStartEvent": self._on_structured_start,
+            "LLMStructuredPredictInProgressEvent": self._on_structured_progress,
+            "LLMStructuredPredictEndEvent": self._on_structured_end,
         }
+        self._sp_pending = ContextVar(f"posthog_llama_sp_{id(self)}", default=None)
+        self._sp_open = ContextVar(f"posthog_llama_sp_open_{id(self)}", default=None)
         exporter.register_runs(self.runs)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -142,6 +148,9 @@ class InstrumentCore(LeafEvents):
             kind = self._kind_cache.get(type(instance), -1)
             if kind < 0:
                 kind = self._kind_of(instance)
+        if kind in MODEL_KINDS and self._sp_pending.get() is not None and (
+                self.claim_structured_stream(id_, kind, instance)):
+            return
         if parent is None:
             if kind in MODEL_KINDS:
                 # A direct model call: its generation (from the events) is the root.

@@ -2,7 +2,9 @@
 
 Generations come from ``LLMChat*`` / ``LLMCompletion*`` events and embeddings from
 ``Embedding*`` events, keyed by the dispatcher span that emitted them, so a stream's
-later progress and end events find them after that span has closed.
+later progress and end events find them after that span has closed. Structured
+prediction (``LLMStructuredPredict*`` events) is a ``structured_predict <OutputCls>`` span
+around the one model call it makes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from contextvars import ContextVar
 from typing import Any
 
 from ._llama_common import HandlerOptions, TraceInfo, describe_error, new_id
@@ -23,9 +26,9 @@ from ._llama_extract import (
     response_fields,
     tools_of,
 )
-from ._llama_nodes import Node
+from ._llama_nodes import LLM, Node, split_id
 from ._runs import RunTable
-from .spans import OpenSpan, SpanKind
+from .spans import OpenSpan, SpanKind, snapshot
 
 __all__ = ["LeafEvents"]
 
@@ -40,6 +43,10 @@ class LeafEvents:
     _lock: threading.Lock
     _skipped: OrderedDict[str, str]  # inner model call -> the outer one it is part of
     _awaiting_first: dict[int, str]  # LLM instance -> its newest generation
+    # A streaming structured prediction of this task or thread: (run key, trace, span id)
+    # until its model call claims it, and its run key until its end event.
+    _sp_pending: ContextVar[tuple[str, TraceInfo, str] | None]
+    _sp_open: ContextVar[str | None]
 
     def _add(self, key: str, span: OpenSpan) -> None:
         raise NotImplementedError
@@ -48,6 +55,10 @@ class LeafEvents:
         raise NotImplementedError
 
     def warn(self, where: str) -> None:
+        raise NotImplementedError
+
+    def _open_visible(self, node: Node, id_: str, trace: TraceInfo, name: str,
+                      payload: Any, parent: str | None, *, is_root: bool) -> None:
         raise NotImplementedError
 
     def _place_leaf(self, node: Node | None,
@@ -75,6 +86,8 @@ class LeafEvents:
             self._skip(li_id, node.enclosing_gen)  # chat() -> complete(): one generation
             return
         instance = node.instance if node is not None else None
+        if type(instance).__name__ == "StructuredLLM":
+            return  # as_structured_llm(): its structured_predict span holds the model call
         is_chat = type(event).__name__ == "LLMChatStartEvent"
         if is_chat:
             messages = messages_to_dicts(event.messages)
@@ -202,4 +215,92 @@ class LeafEvents:
             except Exception:
                 span.error = span.error or "error"
                 self.warn("exception event")
+            self._submit(span)
+
+    # -- structured prediction ------------------------------------------------------------
+
+    def _on_structured_start(self, event: Any) -> None:
+        """Open a ``structured_predict <OutputCls>`` span around the model call it makes."""
+        li_id = event.span_id
+        node = self.nodes.get(li_id) if li_id else None
+        streaming = node is None or node.kind != LLM or node.key is not None or split_id(
+            li_id)[1] not in ("structured_predict", "astructured_predict")
+        if streaming:
+            # (a)stream_structured_predict starts when first read, after its dispatcher
+            # span closed: the event carries the reader's span, or none.
+            node = Node(node.trace if node is not None else None, LLM,
+                        node.attach_to if node is not None else None, None, None)
+        assert node is not None
+        trace = node.trace
+        is_root = trace is None
+        if trace is None:
+            trace = self.options.new_trace(self.exporter, getattr(event, "tags", None))
+            node.trace = trace
+        if not trace.sampled:
+            return
+        output_cls = getattr(event, "output_cls", None)
+        cls_name = getattr(output_cls, "__name__", None) or type(output_cls).__name__
+        template = getattr(event, "template", None)
+        payload: dict[str, Any] = {"template_args": snapshot(getattr(event, "template_args", None))}
+        text = getattr(template, "template", None)
+        messages = getattr(template, "message_templates", None)
+        if isinstance(text, str):
+            payload["template"] = text
+        elif isinstance(messages, list):
+            payload["messages"] = messages_to_dicts(messages)
+        key_id = li_id if not streaming else "sp:" + new_id()
+        self._open_visible(node, key_id, trace, f"structured_predict {cls_name}", payload,
+                           None if is_root else node.parent_vis or trace.root_span_id,
+                           is_root=is_root)
+        assert node.key is not None and node.vis_id is not None
+        span = self.runs.get(node.key)
+        if span is not None:
+            span.extra["structured"] = True
+            span.extra["sp_key"] = node.key
+            span.extra["sp_stream"] = streaming
+        if streaming:
+            self._sp_pending.set((node.key, trace, node.vis_id))
+            self._sp_open.set(node.key)
+
+    def claim_structured_stream(self, id_: str, kind: int, instance: Any) -> bool:
+        """Put the model call of a streaming structured prediction under its span."""
+        pending = self._sp_pending.get()
+        if pending is None or kind != LLM or type(instance).__name__ == "StructuredLLM":
+            return False
+        self._sp_pending.set(None)
+        key, trace, span_id = pending
+        if self.runs.get(key) is None:
+            return False
+        self.nodes[id_] = Node(trace, LLM, span_id, None, instance)
+        return True
+
+    def _structured_span(self, event: Any) -> OpenSpan | None:
+        node = self.nodes.get(str(event.span_id)) if event.span_id else None
+        key = node.key if node is not None else None
+        span = self.runs.get(key) if key is not None else None
+        if span is not None and span.extra.get("structured"):
+            return span
+        key = self._sp_open.get()
+        return self.runs.get(key) if key is not None else None
+
+    def _on_structured_progress(self, event: Any) -> None:
+        span = self._structured_span(event)
+        if span is not None:
+            span.output = getattr(event, "output", None)  # the newest partial object
+
+    def _on_structured_end(self, event: Any) -> None:
+        span = self._structured_span(event)
+        if span is None:
+            return
+        try:
+            output = getattr(event, "output", None)
+            copy = getattr(output, "model_copy", None)
+            span.output = copy() if callable(copy) else output  # the caller may change it
+            span.extra["output"] = True
+        except Exception:
+            self.warn("structured predict end")  # still ended, with what was read
+        if not span.extra.get("sp_stream"):
+            return  # ends with its dispatcher span
+        self._sp_open.set(None)
+        if self.runs.pop(span.extra["sp_key"]) is span:
             self._submit(span)
