@@ -241,10 +241,10 @@ class InstrumentCore(LeafEvents):
         if span is None:
             return
         try:
-            if "output" not in span.extra:
-                span.output = span_output(node.kind, result)
             if node.kind == TOOL and getattr(result, "is_error", False) is True:
                 span.error = str(getattr(result, "content", "") or "tool error")
+            if "output" not in span.extra:
+                span.output = span_output(node.kind, result)
         except Exception:
             self.warn("span exit")  # still ended below, with what was read
         self._end(node, span, id_, result)
