@@ -7,6 +7,7 @@ never ended is still closed as an error after the TTL or at shutdown.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -112,8 +113,6 @@ class SpanHandle:
     def mark_first_token(self) -> None:
         """Record now as the time the first streamed token arrived."""
         if self._span.first_token_time is None:
-            import time
-
             self._span.first_token_time = time.time()
 
     def _child(self, kind: SpanKind, name: str, input: Any, metadata: Mapping[str, Any] | None,

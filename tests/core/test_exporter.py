@@ -329,3 +329,17 @@ def test_registered_table_is_swept_before_any_span_was_submitted() -> None:
     exporter.flush()
     assert [e["properties"]["$ai_span_name"] for e in sink.events] == ["stuck"]
     assert len(table) == 0
+
+
+def test_manual_generation_time_to_first_token() -> None:
+    exporter, sink = make()
+    with exporter.trace("t") as trace, trace.generation("stream", model="m") as gen:
+        threading.Event().wait(0.02)
+        gen.mark_first_token()
+        first = gen._span.first_token_time
+        gen.mark_first_token()  # only the first token counts
+        assert gen._span.first_token_time == first
+        threading.Event().wait(0.02)
+    exporter.flush()
+    props = by_name(sink.events)["stream"]["properties"]
+    assert 0.02 <= props["$ai_time_to_first_token"] < props["$ai_latency"]
