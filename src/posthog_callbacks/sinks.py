@@ -190,6 +190,7 @@ class PosthogSink:
         self.retries = 0
         self.dropped_by_before_send = 0
         self.max_concurrent_sends = 2
+        self._count_lock = threading.Lock()  # two senders update the counters at once
 
     @property
     def disabled(self) -> bool:
@@ -221,7 +222,8 @@ class PosthogSink:
             if isinstance(result, dict):
                 kept.append(result)
             else:
-                self.dropped_by_before_send += 1
+                with self._count_lock:
+                    self.dropped_by_before_send += 1
         return kept
 
     def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
@@ -238,7 +240,8 @@ class PosthogSink:
         attempt = 0
         while True:
             attempt += 1
-            self.requests += 1
+            with self._count_lock:
+                self.requests += 1
             timeout = self.timeout
             if deadline is not None:
                 timeout = max(0.1, min(timeout, deadline - time.monotonic()))
@@ -256,7 +259,8 @@ class PosthogSink:
                 if deadline is not None and time.monotonic() + delay >= deadline:
                     raise SinkError(f"batch of {len(batch)} events not delivered before the "
                                     f"deadline: {_describe(exc)}") from exc
-                self.retries += 1
+                with self._count_lock:
+                    self.retries += 1
                 log.debug("posthog_callbacks: retrying batch in %.2fs (%s)", delay,
                           _describe(exc))
                 time.sleep(delay)
