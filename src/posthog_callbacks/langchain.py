@@ -166,8 +166,6 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             if tools:
                 span.tools = lm.tools_to_openai(tools)
         span.base_url = lm.base_url_from_serialized(serialized)
-        if isinstance(serialized, dict):
-            span.extra["serialized_id"] = serialized.get("id")
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the time of the first streamed token."""
@@ -209,13 +207,12 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         served = lm.extract_served_model(response)
         if served:
             span.model = served
-        if span.provider is None or span.provider not in _KNOWN_PROVIDERS:
+        if span.provider not in _KNOWN_PROVIDERS:
             # ls_provider defaults to the lowercased class name for integrations that do
-            # not set it; the response's model_provider (or the class) says more.
+            # not set it; the response's model_provider says more.
             hint = normalize_provider(lm.extract_provider_hint(response))
-            if hint is not None or span.provider is None:
-                span.provider = hint or provider_for(
-                    None, {"id": span.extra.get("serialized_id")})
+            if hint is not None:
+                span.provider = hint
         usage = lm.extract_usage(response)
         streamed = span.first_token_time is not None
         params = span.model_parameters
