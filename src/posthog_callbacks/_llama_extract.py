@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .spans import OpenSpan, Usage, snapshot
-from .usage import normalize_provider, provider_from_class, usage_from_mapping
+from .usage import provider_from_class, usage_from_mapping
 
 __all__ = [
     "NO_USAGE_HINT",
@@ -315,11 +315,6 @@ def completion_output(response: Any) -> list[dict[str, Any]] | None:
     if text is None:
         return None
     return [{"role": "assistant", "content": text}]
-
-
-def normalized(provider: str | None) -> str | None:
-    """Provider through the shared alias table."""
-    return normalize_provider(provider) if provider else None
 
 
 def fill_embedding(span: OpenSpan, chunks: Any) -> None:

@@ -87,10 +87,6 @@ class Node:
     def attach_to(self) -> str | None:
         return self.vis_id or self.parent_vis
 
-    @property
-    def gen_scope(self) -> str | None:
-        return self.gen_key or self.enclosing_gen
-
 
 def run_input(tags: Any) -> Any:
     """A workflow run's start event summary (set as instrument tags, not passed)."""
