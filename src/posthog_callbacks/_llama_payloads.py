@@ -6,7 +6,7 @@ from typing import Any
 
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 
-from ._llama_extract import messages_to_dicts, nodes_summary, text_of
+from ._llama_extract import fill_embedding, messages_to_dicts, nodes_summary, text_of
 from .spans import OpenSpan, SpanKind
 
 __all__ = ["describe_end", "describe_start", "last_content"]
@@ -65,11 +65,7 @@ def describe_start(event_type: CBEventType, payload: dict[str, Any]
 def describe_end(span: OpenSpan, event_type: CBEventType, payload: dict[str, Any]) -> None:
     """Output of a span (or embedding) from an event end payload."""
     if event_type == CBEventType.EMBEDDING:
-        chunks = payload.get(EventPayload.CHUNKS)
-        if isinstance(chunks, list):
-            span.input = chunks[0] if len(chunks) == 1 else list(chunks)
-            span.model_parameters = {"chunks": len(chunks)}
-        span.usage_missing_reason = "LlamaIndex embedding models do not report token usage"
+        fill_embedding(span, payload.get(EventPayload.CHUNKS))
         return
     if event_type in (CBEventType.RETRIEVE, CBEventType.RERANKING):
         span.output = nodes_summary(payload.get(EventPayload.NODES))
