@@ -214,20 +214,20 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             if hint is not None:
                 span.provider = hint
         usage = lm.extract_usage(response)
-        streamed = span.first_token_time is not None
         params = span.model_parameters
-        if streamed and (params is None or params.get("stream") is not True):
+        if span.first_token_time is not None and (
+                params is None or params.get("stream") is not True):
             # .stream() on a model whose `streaming` field is False still streams
             span.model_parameters = {**(params or {}), "stream": True}
         if usage is None:
-            span.usage_missing_reason = self._usage_missing_reason(span, streamed)
+            span.usage_missing_reason = self._usage_missing_reason(span)
         else:
             span.usage = usage
         span.stop_reason = lm.extract_stop_reason(response)
 
     @staticmethod
-    def _usage_missing_reason(span: OpenSpan, streamed: bool) -> str:
-        streaming = streamed or bool((span.model_parameters or {}).get("stream"))
+    def _usage_missing_reason(span: OpenSpan) -> str:
+        streaming = bool((span.model_parameters or {}).get("stream"))
         if span.provider == "openai" and streaming:
             return ("OpenAI streams report usage only when asked: pass stream_usage=True to "
                     "ChatOpenAI (or model_kwargs={'stream_options': {'include_usage': True}})")
