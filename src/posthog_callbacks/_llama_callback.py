@@ -17,6 +17,7 @@ from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-d
 from ._llama_common import (
     HandlerOptions,
     TraceInfo,
+    check_exporter,
     describe_error,
     log,
     new_id,
@@ -95,9 +96,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         event_starts_to_ignore: Sequence[CBEventType] | None = None,
         event_ends_to_ignore: Sequence[CBEventType] | None = None,
     ) -> None:
-        for method in ("submit", "register_runs", "close_runs", "is_sampled"):
-            if not callable(getattr(exporter, method, None)):
-                raise TypeError(f"exporter must be a PosthogExporter, got {exporter!r}")
+        check_exporter(exporter)
         super().__init__(list(event_starts_to_ignore or []), list(event_ends_to_ignore or []))
         self.exporter = exporter
         self.options = HandlerOptions.build(distinct_id, session_id, trace_id, properties,

@@ -22,6 +22,7 @@ __all__ = [
     "HandlerOptions",
     "TraceInfo",
     "TraceOverrides",
+    "check_exporter",
     "current_overrides",
     "describe_error",
     "log",
@@ -238,6 +239,13 @@ class TraceInfo:
             span.tags = self.tags
             span.metadata = self.metadata
         return span
+
+
+def check_exporter(exporter: Any) -> None:
+    """Raise ``TypeError`` unless ``exporter`` has the methods the front doors call."""
+    for method in ("submit", "register_runs", "close_runs", "is_sampled"):
+        if not callable(getattr(exporter, method, None)):
+            raise TypeError(f"exporter must be a PosthogExporter, got {exporter!r}")
 
 
 def describe_error(err: BaseException | None) -> str:

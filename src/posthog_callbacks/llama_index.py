@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         'pip install "posthog-callbacks[llama-index]"') from exc
 
 from ._llama_callback import CallbackHandler
-from ._llama_common import HandlerOptions, log, trace_context
+from ._llama_common import HandlerOptions, check_exporter, log, trace_context
 from ._llama_instrument import InstrumentCore
 
 __all__ = ["CallbackHandler", "InstrumentHandle", "instrument", "trace_context"]
@@ -197,9 +197,7 @@ def instrument(
     Raises:
         TypeError: An option has the wrong type, or ``exporter`` is not an exporter.
     """
-    for method in ("submit", "register_runs", "close_runs", "is_sampled"):
-        if not callable(getattr(exporter, method, None)):
-            raise TypeError(f"exporter must be a PosthogExporter, got {exporter!r}")
+    check_exporter(exporter)
     options = HandlerOptions.build(distinct_id, session_id, trace_id, properties, groups,
                                    tags, metadata, privacy_mode)
     with _INSTALL_LOCK:
