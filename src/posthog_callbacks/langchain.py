@@ -103,20 +103,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
     def on_chain_end(self, outputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                      **kwargs: Any) -> None:
         """Close a chain span; streaming chains report their real inputs here."""
-        span = None
-        try:
-            span = self._runs.pop(run_id)
-            if span is None:
-                self._forget(run_id)
-                return
-            inputs = kwargs.get("inputs")
-            if inputs is not None:
-                span.input = cv.plain(inputs)
-            span.output = cv.plain(outputs)
-            self._submit(span)
-        except Exception as exc:
-            self._failed("on_chain_end", exc)
-            self._rescue(span)
+        self._end_ok("on_chain_end", run_id, outputs, kwargs.get("inputs"))
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID,
                        parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -334,13 +321,15 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
 
     # -- shared endings -----------------------------------------------------------------
 
-    def _end_ok(self, callback: str, run_id: UUID, output: Any) -> None:
+    def _end_ok(self, callback: str, run_id: UUID, output: Any, inputs: Any = None) -> None:
         span = None
         try:
             span = self._runs.pop(run_id)
             if span is None:
                 self._forget(run_id)
                 return
+            if inputs is not None:
+                span.input = cv.plain(inputs)
             span.output = cv.plain(output)
             self._submit(span)
         except Exception as exc:
