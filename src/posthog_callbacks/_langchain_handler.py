@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -94,6 +94,15 @@ def _make_exporter(target: Any) -> Any:
         return target  # an exporter-like object (tests, wrappers)
     raise TypeError("CallbackHandler needs a PosthogExporter or a posthog.Posthog client, "
                     f"not {type(target).__name__}")
+
+
+def _lineage(node: Any) -> Iterator[OpenSpan]:
+    """``node`` and its open ancestors, nearest first (at most 1000)."""
+    for _ in range(1000):
+        if not isinstance(node, OpenSpan):
+            return
+        yield node
+        node = node.extra.get("parent")
 
 
 class HandlerCore:
@@ -229,24 +238,16 @@ class HandlerCore:
         self._skipped[run_id] = trace_id
 
     def _set_user_upwards(self, span: OpenSpan, distinct_id: str) -> None:
-        depth = 0
-        node: Any = span
-        while isinstance(node, OpenSpan) and depth < 1000:
+        for node in _lineage(span):
             if node.distinct_id is None or node.distinct_id == self._distinct_id:
                 node.distinct_id = distinct_id
-            node = node.extra.get("parent")
-            depth += 1
 
     @staticmethod
     def _mark_ancestors(span: OpenSpan, status: str) -> None:
         """A LangGraph interrupt pauses the whole graph: its open ancestors share the status."""
-        parent = span.extra.get("parent")
-        depth = 0
-        while isinstance(parent, OpenSpan) and depth < 1000:
-            if parent.status is None:
-                parent.status = status
-            parent = parent.extra.get("parent")
-            depth += 1
+        for node in _lineage(span.extra.get("parent")):
+            if node.status is None:
+                node.status = status
 
     def _rescue(self, span: OpenSpan | None) -> None:
         """Still export a run whose end callback failed half-way (as recorded so far)."""
