@@ -27,37 +27,35 @@ __all__ = [
 ]
 
 
+def _function(spec: Mapping[str, Any], parameters: Any) -> dict[str, Any]:
+    return {"type": "function", "function": {
+        "name": spec.get("name"), "description": spec.get("description"),
+        "parameters": plain(parameters)}}
+
+
+def _tool_to_openai(tool: Any) -> Any:
+    if not isinstance(tool, dict):
+        return tool
+    if "function" in tool or tool.get("type") not in (None, "custom"):
+        return plain(dict(tool))
+    if "input_schema" in tool:  # Anthropic
+        return _function(tool, tool.get("input_schema"))
+    if "toolSpec" in tool:  # Bedrock Converse
+        spec = tool["toolSpec"]
+        if not isinstance(spec, dict):
+            spec = {}
+        schema = spec.get("inputSchema")
+        return _function(spec, schema.get("json") if isinstance(schema, dict) else schema)
+    if "name" in tool:
+        return _function(tool, tool.get("parameters"))
+    return plain(dict(tool))
+
+
 def tools_to_openai(tools: Any) -> list[Any] | None:
     """Tools bound to a model, in OpenAI's ``{"type": "function", "function": ...}`` shape."""
     if not isinstance(tools, (list, tuple)) or not tools:
         return None
-    out: list[Any] = []
-    for tool in tools:
-        if isinstance(tool, dict):
-            if "function" in tool or tool.get("type") not in (None, "custom"):
-                out.append(plain(dict(tool)))
-            elif "input_schema" in tool:  # Anthropic
-                out.append({"type": "function", "function": {
-                    "name": tool.get("name"), "description": tool.get("description"),
-                    "parameters": plain(tool.get("input_schema"))}})
-            elif "toolSpec" in tool:  # Bedrock Converse
-                spec = tool["toolSpec"]
-                schema = spec.get("inputSchema") if isinstance(spec, dict) else None
-                out.append({"type": "function", "function": {
-                    "name": spec.get("name") if isinstance(spec, dict) else None,
-                    "description": spec.get("description") if isinstance(spec, dict)
-                    else None,
-                    "parameters": plain(schema.get("json") if isinstance(schema, dict)
-                                        else schema)}})
-            elif "name" in tool:
-                out.append({"type": "function", "function": {
-                    "name": tool.get("name"), "description": tool.get("description"),
-                    "parameters": plain(tool.get("parameters"))}})
-            else:
-                out.append(plain(dict(tool)))
-        else:
-            out.append(tool)
-    return out
+    return [_tool_to_openai(tool) for tool in tools]
 
 
 _PARAM_KEYS = (

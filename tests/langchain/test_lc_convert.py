@@ -59,3 +59,32 @@ def test_plain_copies_containers() -> None:
     copied = plain(inputs)
     inputs["history"].append("b")
     assert copied == {"history": ["a"]}
+
+
+def test_tools_of_every_provider_shape_become_openai_functions() -> None:
+    from posthog_callbacks._langchain_model import tools_to_openai
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = [
+        {"type": "function", "function": {"name": "oa", "parameters": schema}},
+        {"name": "anth", "description": "a", "input_schema": schema},
+        {"toolSpec": {"name": "bed", "description": "b", "inputSchema": {"json": schema}}},
+        {"toolSpec": "not a spec"},
+        {"name": "plain", "description": "p", "parameters": schema},
+        {"other": 1},
+        "opaque",
+    ]
+    assert tools_to_openai(tools) == [
+        {"type": "function", "function": {"name": "oa", "parameters": schema}},
+        {"type": "function", "function": {"name": "anth", "description": "a",
+                                          "parameters": schema}},
+        {"type": "function", "function": {"name": "bed", "description": "b",
+                                          "parameters": schema}},
+        {"type": "function", "function": {"name": None, "description": None,
+                                          "parameters": None}},
+        {"type": "function", "function": {"name": "plain", "description": "p",
+                                          "parameters": schema}},
+        {"other": 1},
+        "opaque",
+    ]
+    assert tools_to_openai([]) is None
