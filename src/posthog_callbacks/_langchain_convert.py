@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "class_name",
     "generations",
     "message_to_dict",
     "messages_input",
@@ -157,6 +158,15 @@ def plain(value: Any, _depth: int = 0) -> Any:
         return value
     except Exception:
         return value
+
+
+def class_name(serialized: Any) -> str | None:
+    """The class name at the end of a serialized constructor's ``id`` path."""
+    if isinstance(serialized, dict):
+        ids = serialized.get("id")
+        if isinstance(ids, list) and ids and isinstance(ids[-1], str):
+            return ids[-1]
+    return None
 
 
 def generations(response: Any) -> list[Any]:

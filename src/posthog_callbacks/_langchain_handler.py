@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from ._langchain_convert import plain
+from ._langchain_convert import class_name, plain
 from ._runs import RunTable
 from .spans import OpenSpan, SpanKind
 from .usage import normalize_provider, provider_from_class
@@ -74,11 +74,7 @@ def provider_for(ls_provider: Any, serialized: Any) -> str | None:
     provider = normalize_provider(ls_provider)
     if provider is not None:
         return provider
-    if isinstance(serialized, dict):
-        ids = serialized.get("id")
-        if isinstance(ids, list) and ids:
-            return provider_from_class(ids[-1])
-    return None
+    return provider_from_class(class_name(serialized))
 
 
 def _make_exporter(target: Any) -> Any:
@@ -162,10 +158,8 @@ class HandlerCore:
             name = serialized.get("name")
             if isinstance(name, str) and name:
                 return name
-            ids = serialized.get("id")
-            if isinstance(ids, list) and ids and isinstance(ids[-1], str):
-                return ids[-1]
-        return default
+        cls = class_name(serialized)
+        return cls if cls is not None else default
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None, kind: SpanKind, name: str,
                input_: Any, tags: Sequence[str] | None,

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ._langchain_convert import generations, plain
+from ._langchain_convert import class_name, generations, plain
 from .spans import Usage
 from .usage import sum_usage, usage_from_mapping
 
@@ -122,9 +122,8 @@ def base_url_from_serialized(serialized: Any) -> str | None:
             value = kwargs.get(key)
             if isinstance(value, str) and value:
                 return value
-    ids = serialized.get("id")
-    cls = ids[-1] if isinstance(ids, list) and ids else None
-    default = _DEFAULT_BASE_URLS.get(cls) if isinstance(cls, str) else None
+    cls = class_name(serialized)
+    default = _DEFAULT_BASE_URLS.get(cls) if cls is not None else None
     if default is not None:
         url, env_vars = default
         for var in env_vars:
