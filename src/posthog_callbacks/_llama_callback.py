@@ -130,7 +130,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             root_key = None
             if trace.sampled:
                 span_id = trace.root_span_id
-                parent = None if span_id == trace.trace_id else trace.trace_id
+                parent = trace.root_parent_id
                 span = trace.span(span_id, parent,
                                   SpanKind.TRACE if parent is None else SpanKind.SPAN,
                                   trace_id or "llama_index", is_root=True)
@@ -255,9 +255,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         trace = self.options.new_trace(self.exporter)
         if not trace.sampled:
             return None, "", None, None, False
-        span_id = trace.root_span_id
-        return trace, span_id, None if span_id == trace.trace_id else trace.trace_id, None, \
-            False
+        return trace, trace.root_span_id, trace.root_parent_id, None, False
 
     def on_event_end(self, event_type: CBEventType, payload: dict[str, Any] | None = None,
                      event_id: str = "", **kwargs: Any) -> None:

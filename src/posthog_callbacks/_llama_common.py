@@ -225,6 +225,11 @@ class TraceInfo:
     sampled: bool
     root_key: str | None = None
 
+    @property
+    def root_parent_id(self) -> str | None:
+        """Parent of this call's root span: none, or the trace when it joins a fixed trace id."""
+        return None if self.root_span_id == self.trace_id else self.trace_id
+
     def span(self, span_id: str, parent_id: str | None, kind: SpanKind, name: str,
              start_time: float | None = None, is_root: bool = False) -> OpenSpan:
         """A new open span of this trace carrying the trace's identity."""

@@ -218,7 +218,7 @@ class InstrumentCore(LeafEvents):
                       payload: Any, parent: str | None, *, is_root: bool) -> None:
         if is_root:
             span_id = trace.root_span_id
-            parent = None if span_id == trace.trace_id else trace.trace_id
+            parent = trace.root_parent_id
             key = trace.root_key = "root:" + span_id
         else:
             span_id = new_id()

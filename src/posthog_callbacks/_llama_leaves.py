@@ -72,8 +72,7 @@ class LeafEvents:
                 node.trace = trace
             if not trace.sampled:
                 return None
-            span_id = trace.root_span_id
-            return trace, span_id, None if span_id == trace.trace_id else trace.trace_id
+            return trace, trace.root_span_id, trace.root_parent_id
         if not trace.sampled:
             return None
         return trace, new_id(), parent or trace.root_span_id
