@@ -177,10 +177,10 @@ def generations(response: Any) -> list[Any]:
     return [g for row in gens for g in row]
 
 
-def response_output(response: Any) -> list[dict[str, Any]]:
-    """The choices of a model call as role/content dicts."""
+def response_output(gens: Sequence[Any]) -> list[dict[str, Any]]:
+    """The choices of a model call (its :func:`generations`) as role/content dicts."""
     out: list[dict[str, Any]] = []
-    for gen in generations(response):
+    for gen in gens:
         message = getattr(gen, "message", None)
         if message is not None:
             out.append(message_to_dict(message))

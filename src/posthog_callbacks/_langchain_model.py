@@ -7,10 +7,10 @@ nothing here serialises LangChain objects.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._langchain_convert import class_name, generations, plain
+from ._langchain_convert import class_name, plain
 from .spans import Usage
 from .usage import sum_usage, usage_from_mapping
 
@@ -134,9 +134,9 @@ def base_url_from_serialized(serialized: Any) -> str | None:
     return None
 
 
-def extract_served_model(response: Any) -> str | None:
+def extract_served_model(gens: Sequence[Any], llm_output: Any) -> str | None:
     """The model the provider says it served (``response_metadata`` / ``llm_output``)."""
-    for gen in generations(response):
+    for gen in gens:
         message = getattr(gen, "message", None)
         meta = getattr(message, "response_metadata", None)
         if meta:
@@ -150,7 +150,6 @@ def extract_served_model(response: Any) -> str | None:
                 value = info.get(key)
                 if isinstance(value, str) and value:
                     return value
-    llm_output = getattr(response, "llm_output", None)
     if isinstance(llm_output, dict):
         for key in ("model_name", "model", "model_id"):
             value = llm_output.get(key)
@@ -159,9 +158,9 @@ def extract_served_model(response: Any) -> str | None:
     return None
 
 
-def extract_provider_hint(response: Any) -> str | None:
+def extract_provider_hint(gens: Sequence[Any]) -> str | None:
     """``response_metadata["model_provider"]`` of the first generation, if any."""
-    for gen in generations(response):
+    for gen in gens:
         meta = getattr(getattr(gen, "message", None), "response_metadata", None)
         if meta:
             value = meta.get("model_provider")
@@ -209,14 +208,13 @@ def usage_from_usage_metadata(um: Any) -> Usage | None:
     return Usage(it, ot, tt, cr, cc, c5, c1, rs)
 
 
-def extract_usage(response: Any) -> Usage | None:
+def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
     """Token usage of a model call, summed over all its generations.
 
     Order: ``usage_metadata`` of each generation's message, else ``llm_output``
     (``token_usage`` / ``usage``), else per-generation ``response_metadata`` /
     ``generation_info`` usage shapes.
     """
-    gens = generations(response)
     usages = []
     for gen in gens:
         um = getattr(getattr(gen, "message", None), "usage_metadata", None)
@@ -225,7 +223,6 @@ def extract_usage(response: Any) -> Usage | None:
     total = sum_usage(usages)
     if total is not None:
         return total
-    llm_output = getattr(response, "llm_output", None)
     if isinstance(llm_output, dict):
         for key in ("token_usage", "usage"):
             raw = llm_output.get(key)
@@ -257,9 +254,8 @@ def extract_usage(response: Any) -> Usage | None:
 _TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
 
 
-def extract_stop_reason(response: Any) -> str | None:
+def extract_stop_reason(gens: Sequence[Any]) -> str | None:
     """Why the (last) generation stopped: ``finish_reason`` / ``stop_reason`` / status."""
-    gens = generations(response)
     if not gens:
         return None
     gen = gens[-1]

@@ -190,17 +190,19 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             self._rescue(span)
 
     def _finish_generation(self, span: OpenSpan, response: Any) -> None:
-        span.output = cv.response_output(response)
-        served = lm.extract_served_model(response)
+        gens = cv.generations(response)
+        span.output = cv.response_output(gens)
+        llm_output = getattr(response, "llm_output", None)
+        served = lm.extract_served_model(gens, llm_output)
         if served:
             span.model = served
         if span.provider not in _KNOWN_PROVIDERS:
             # ls_provider defaults to the lowercased class name for integrations that do
             # not set it; the response's model_provider says more.
-            hint = normalize_provider(lm.extract_provider_hint(response))
+            hint = normalize_provider(lm.extract_provider_hint(gens))
             if hint is not None:
                 span.provider = hint
-        usage = lm.extract_usage(response)
+        usage = lm.extract_usage(gens, llm_output)
         params = span.model_parameters
         if span.first_token_time is not None and (
                 params is None or params.get("stream") is not True):
@@ -210,7 +212,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             span.usage_missing_reason = self._usage_missing_reason(span)
         else:
             span.usage = usage
-        span.stop_reason = lm.extract_stop_reason(response)
+        span.stop_reason = lm.extract_stop_reason(gens)
 
     @staticmethod
     def _usage_missing_reason(span: OpenSpan) -> str:
