@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -183,8 +184,11 @@ def test_shutdown_with_a_hung_server_returns_within_its_bound_and_counts_the_res
     # Batches that were on the wire before shutdown have no outcome yet: not counted as
     # lost (the server may still apply them), but reported.
     in_flight = stats.recorded - stats.sent - stats.dropped
-    assert in_flight > 0
-    assert f"{in_flight} events were still being sent" in caplog.text
+    assert in_flight == stats.in_flight > 0
+    # The log counts what was on the wire when shutdown() gave up; a sender that took a
+    # batch just before may still count it as too late to start afterwards.
+    logged = re.search(r"(\d+) events were still being sent", caplog.text)
+    assert logged is not None and int(logged.group(1)) >= in_flight
     # Released: requests that were on the wire complete; every event is in one bucket.
     capture_server.wait_for(lambda: exporter.stats().sent + exporter.stats().dropped == 200)
     stats = exporter.stats()
@@ -250,8 +254,10 @@ def test_process_exit_with_a_hung_server_is_bounded_and_counts_the_loss(
     # deadline: the batch is counted as lost, and said so once on stderr.
     stats = report["stats"]
     assert (stats["recorded"], stats["sent"], stats["queued"]) == (24, 0, 0)
-    assert stats["dropped_sink_error"] == 24
-    assert "24 events lost" in proc_stderr(proc)
+    # Normally the request timed out at the deadline (a sink error); on a loaded machine the
+    # sender may reach the batch only after the deadline and count it as a shutdown drop.
+    assert stats["dropped_sink_error"] + stats["dropped_shutdown"] == 24
+    assert re.search(r"24 events (lost|were still)", proc_stderr(proc)) is not None
 
 
 def test_serverless_short_processes_lose_nothing(capture_server: CaptureServer) -> None:
