@@ -98,17 +98,13 @@ class InstrumentCore(LeafEvents):
                         "(further failures there are not logged)", where, exc_info=True)
 
     def _kind_of(self, instance: Any) -> int:
-        if instance is None:
-            return ROOTABLE
-        cls = type(instance)
-        kind = self._kind_cache.get(cls)
-        if kind is None:
-            kind = ROOTABLE
-            for base, base_kind in self._classes:
-                if isinstance(instance, base):
-                    kind = base_kind
-                    break
-            self._kind_cache[cls] = kind
+        """Classify an instance whose class is not in the cache yet, and cache it."""
+        kind = ROOTABLE
+        for base, base_kind in self._classes:
+            if isinstance(instance, base):
+                kind = base_kind
+                break
+        self._kind_cache[type(instance)] = kind
         return kind
 
     def _add(self, key: str, span: OpenSpan) -> None:
