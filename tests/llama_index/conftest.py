@@ -12,7 +12,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MockEmbedding
 
 from posthog_callbacks import MemorySink, PosthogExporter
-from posthog_callbacks.llama_index import InstrumentHandle, instrument
+from posthog_callbacks.llama_index import CallbackHandler, InstrumentHandle, instrument
 
 
 @pytest.fixture
@@ -49,6 +49,13 @@ def instrumented(exporter: PosthogExporter) -> Iterator[InstrumentHandle]:
     handle = instrument(exporter)
     yield handle
     handle.uninstrument()
+
+
+@pytest.fixture
+def handler(exporter: PosthogExporter) -> Iterator[CallbackHandler]:
+    h = CallbackHandler(exporter)
+    Settings.callback_manager = CallbackManager([h])  # before the index takes its copy
+    yield h
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from li_helpers import Events, UsageLLM, check_trees, one, props, tree
@@ -25,13 +24,6 @@ QUERY_TREE = [
     "      $ai_span templating",
     "      $ai_generation llm.complete",
 ]
-
-
-@pytest.fixture
-def handler(exporter: PosthogExporter) -> Iterator[CallbackHandler]:
-    h = CallbackHandler(exporter)
-    Settings.callback_manager = CallbackManager([h])
-    yield h
 
 
 def test_query_engine(handler: CallbackHandler, index: VectorStoreIndex, events: Events,

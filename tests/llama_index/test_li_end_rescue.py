@@ -7,13 +7,11 @@ TTL), and that every event arrives exactly once with the fields read before the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from li_helpers import Events, UsageLLM, check_trees, one, props, tree
 from llama_index.core import Settings, VectorStoreIndex
-from llama_index.core.callbacks import CallbackManager
 
 from posthog_callbacks import (
     PosthogExporter,
@@ -135,13 +133,6 @@ def test_stream_end_failure_still_finishes_the_trace(
 
 
 # -- CallbackHandler -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def handler(exporter: PosthogExporter) -> Iterator[CallbackHandler]:
-    h = CallbackHandler(exporter)
-    Settings.callback_manager = CallbackManager([h])  # before the index takes its copy
-    yield h
 
 
 def _forget_index_construction(exporter: PosthogExporter) -> None:
