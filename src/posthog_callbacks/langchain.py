@@ -179,9 +179,8 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         """Close a generation span with output, served model, usage and stop reason."""
         span = None
         try:
-            span = self._runs.pop(run_id)
+            span = self._take(run_id)
             if span is None:
-                self._forget(run_id)
                 return
             self._finish_generation(span, response)
             self._submit(span)
@@ -323,15 +322,21 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
 
     # -- shared endings -----------------------------------------------------------------
 
+    def _take(self, run_id: UUID, inputs: Any = None) -> OpenSpan | None:
+        """Remove the ending run from the table; streaming runs report real inputs here."""
+        span = self._runs.pop(run_id)
+        if span is None:
+            self._forget(run_id)  # a run of a trace that was not sampled
+        elif inputs is not None:
+            span.input = cv.plain(inputs)
+        return span
+
     def _end_ok(self, callback: str, run_id: UUID, output: Any, inputs: Any = None) -> None:
         span = None
         try:
-            span = self._runs.pop(run_id)
+            span = self._take(run_id, inputs)
             if span is None:
-                self._forget(run_id)
                 return
-            if inputs is not None:
-                span.input = cv.plain(inputs)
             span.output = cv.plain(output)
             self._submit(span)
         except Exception as exc:
@@ -342,12 +347,9 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
                    inputs: Any) -> None:
         span = None
         try:
-            span = self._runs.pop(run_id)
+            span = self._take(run_id, inputs)
             if span is None:
-                self._forget(run_id)
                 return
-            if inputs is not None:
-                span.input = cv.plain(inputs)
             span.status, span.error = error_outcome(error)
             if span.status == "interrupted":
                 self._mark_ancestors(span, "interrupted")
