@@ -23,7 +23,6 @@ __all__ = [
     "extract_usage",
     "http_status",
     "tools_to_openai",
-    "usage_from_usage_metadata",
 ]
 
 
@@ -169,45 +168,6 @@ def extract_provider_hint(gens: Sequence[Any]) -> str | None:
     return None
 
 
-def _counts_ok(*values: Any) -> bool:
-    return all(v is None or (type(v) is int and v >= 0) for v in values)
-
-
-def usage_from_usage_metadata(um: Any) -> Usage | None:
-    """LangChain ``usage_metadata`` -> :class:`Usage`, without the generic parser's cost.
-
-    Same result as :func:`usage_from_mapping` (the generic parser handles anything that is
-    not a plain, well-typed ``UsageMetadata`` dict).
-    """
-    if type(um) is not dict:
-        return usage_from_mapping(um)
-    it, ot, tt = um.get("input_tokens"), um.get("output_tokens"), um.get("total_tokens")
-    if len(um) > 5 or not _counts_ok(it, ot, tt) or (it is None and ot is None):
-        return usage_from_mapping(um)
-    cr = cc = c5 = c1 = rs = None
-    details = um.get("input_token_details")
-    if details:
-        if type(details) is not dict:
-            return usage_from_mapping(um)
-        cr, cc = details.get("cache_read"), details.get("cache_creation")
-        c5 = details.get("ephemeral_5m_input_tokens")
-        c1 = details.get("ephemeral_1h_input_tokens")
-        if not _counts_ok(cr, cc, c5, c1):
-            return usage_from_mapping(um)
-        if c5 is not None or c1 is not None:
-            split = (c5 or 0) + (c1 or 0)
-            if cc is None or cc < split:
-                cc = split
-    out_details = um.get("output_token_details")
-    if out_details:
-        if type(out_details) is not dict:
-            return usage_from_mapping(um)
-        rs = out_details.get("reasoning")
-        if not _counts_ok(rs):
-            return usage_from_mapping(um)
-    return Usage(it, ot, tt, cr, cc, c5, c1, rs)
-
-
 def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
     """Token usage of a model call, summed over all its generations.
 
@@ -219,7 +179,7 @@ def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
     for gen in gens:
         um = getattr(getattr(gen, "message", None), "usage_metadata", None)
         if um:
-            usages.append(usage_from_usage_metadata(um))
+            usages.append(usage_from_mapping(um))
     total = sum_usage(usages)
     if total is not None:
         return total

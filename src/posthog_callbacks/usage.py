@@ -202,9 +202,55 @@ def usage_from_mapping(raw: Any) -> Usage | None:
         nothing usable was found.
     """
     try:
-        return _usage_from_mapping(raw)
+        fast = _usage_metadata(raw) if type(raw) is dict else None
+        return fast if fast is not None else _usage_from_mapping(raw)
     except Exception:
         return None
+
+
+# LangChain's UsageMetadata, the shape of nearly every model call: read directly, without
+# the generic parser's probing (a few µs instead of ~20 on the caller's thread).
+_LC_KEYS = frozenset({"input_tokens", "output_tokens", "total_tokens", "input_token_details",
+                      "output_token_details"})
+_LC_INPUT_DETAILS = frozenset({"cache_read", "cache_creation", "ephemeral_5m_input_tokens",
+                               "ephemeral_1h_input_tokens", "audio"})
+_LC_OUTPUT_DETAILS = frozenset({"reasoning", "audio"})
+
+
+def _counts_ok(*values: Any) -> bool:
+    return all(v is None or (type(v) is int and v >= 0) for v in values)
+
+
+def _usage_metadata(um: dict[str, Any]) -> Usage | None:
+    """A :class:`Usage` from a well-typed ``UsageMetadata`` dict; ``None``: use the generic
+    parser (any other shape, or values that need its checks)."""
+    if not um.keys() <= _LC_KEYS:
+        return None
+    it, ot, tt = um.get("input_tokens"), um.get("output_tokens"), um.get("total_tokens")
+    if not _counts_ok(it, ot, tt) or (it is None and ot is None):
+        return None
+    cr = cc = c5 = c1 = rs = None
+    details = um.get("input_token_details")
+    if details:
+        if type(details) is not dict or not details.keys() <= _LC_INPUT_DETAILS:
+            return None
+        cr, cc = details.get("cache_read"), details.get("cache_creation")
+        c5 = details.get("ephemeral_5m_input_tokens")
+        c1 = details.get("ephemeral_1h_input_tokens")
+        if not _counts_ok(cr, cc, c5, c1):
+            return None
+        if c5 is not None or c1 is not None:
+            split = (c5 or 0) + (c1 or 0)
+            if cc is None or cc < split:
+                cc = split
+    out_details = um.get("output_token_details")
+    if out_details:
+        if type(out_details) is not dict or not out_details.keys() <= _LC_OUTPUT_DETAILS:
+            return None
+        rs = out_details.get("reasoning")
+        if not _counts_ok(rs):
+            return None
+    return Usage(it, ot, tt, cr, cc, c5, c1, rs)
 
 
 def _usage_from_mapping(raw: Any) -> Usage | None:

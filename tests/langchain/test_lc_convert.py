@@ -12,8 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
 
 from posthog_callbacks._langchain_convert import plain
-from posthog_callbacks._langchain_model import usage_from_usage_metadata
-from posthog_callbacks.usage import usage_from_mapping
+from posthog_callbacks.usage import _usage_from_mapping, usage_from_mapping
 
 _count = st.one_of(st.none(), st.integers(min_value=-3, max_value=10_000), st.just("7"),
                    st.just(1.5))
@@ -29,7 +28,8 @@ def _usage_metadata(draw: Any) -> dict[str, Any]:
     if draw(st.booleans()):
         um["input_token_details"] = {
             k: draw(_count) for k in ("cache_read", "cache_creation",
-                                      "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+                                      "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens",
+                                      "audio", "cached_tokens")
             if draw(st.booleans())}
     if draw(st.booleans()):
         um["output_token_details"] = {"reasoning": draw(_count)}
@@ -38,7 +38,7 @@ def _usage_metadata(draw: Any) -> dict[str, Any]:
 
 @given(_usage_metadata())
 def test_fast_usage_path_matches_generic_parser(um: dict[str, Any]) -> None:
-    assert usage_from_usage_metadata(um) == usage_from_mapping(um)
+    assert usage_from_mapping(um) == _usage_from_mapping(um)
 
 
 @pytest.mark.parametrize(("value", "expected"), [
