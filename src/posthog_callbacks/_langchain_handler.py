@@ -15,7 +15,7 @@ from uuid import UUID
 
 from ._langchain_convert import class_name, plain
 from ._runs import RunTable
-from .spans import OpenSpan, SpanKind
+from .spans import OpenSpan, SpanKind, error_text
 from .usage import normalize_provider, provider_from_class
 
 log = logging.getLogger("posthog_callbacks")
@@ -51,11 +51,7 @@ def error_outcome(error: BaseException) -> tuple[str | None, str | None]:
         return "cancelled", None
     if isinstance(error, GeneratorExit):
         return "abandoned", None
-    try:
-        text = str(error)
-    except Exception:
-        text = "<unprintable error>"
-    return None, f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return None, error_text(error)
 
 
 def model_name_from_params(params: Mapping[str, Any] | None) -> str | None:

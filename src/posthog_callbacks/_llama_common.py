@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from .spans import OpenSpan, SpanKind
+from .spans import OpenSpan, SpanKind, error_text
 
 __all__ = [
     "FRAMEWORK",
@@ -255,7 +255,4 @@ def check_exporter(exporter: Any) -> None:
 
 def describe_error(err: BaseException | None) -> str:
     """``Type: message`` for an exception."""
-    if err is None:
-        return "error"
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return "error" if err is None else error_text(err)

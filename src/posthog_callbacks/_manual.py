@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .spans import OpenSpan, SpanKind, Usage, snapshot
+from .spans import OpenSpan, SpanKind, Usage, error_text, snapshot
 from .usage import normalize_provider, usage_from_mapping
 
 if TYPE_CHECKING:
@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["SpanHandle", "TraceHandle"]
 
 _UNSET: Any = object()
-
-
-def _error_text(exc: BaseException) -> str:
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class SpanHandle:
@@ -99,7 +94,7 @@ class SpanHandle:
         if metadata:
             s.metadata = {**(s.metadata or {}), **metadata}
         if error is not None:
-            s.error = _error_text(error) if isinstance(error, BaseException) else str(error)
+            s.error = error_text(error) if isinstance(error, BaseException) else str(error)
         if status:
             s.status = status
         if http_status is not None:

@@ -18,6 +18,7 @@ __all__ = [
     "OpenSpan",
     "SpanKind",
     "Usage",
+    "error_text",
     "snapshot",
 ]
 
@@ -172,6 +173,15 @@ class OpenSpan:
             self.http_status, self.base_url, self.stop_reason, self.error, self.status,
             self.metadata, self.properties, self.groups, self.distinct_id, self.session_id,
             self.tags, self.privacy_mode)
+
+
+def error_text(error: BaseException) -> str:
+    """``Type: message`` for an exception (the ``error`` of a span); never raises."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "<unprintable error>"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 _SNAPSHOT_MAX_DEPTH = 12

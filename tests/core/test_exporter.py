@@ -343,3 +343,17 @@ def test_manual_generation_time_to_first_token() -> None:
     exporter.flush()
     props = by_name(sink.events)["stream"]["properties"]
     assert 0.01 <= props["$ai_time_to_first_token"] < props["$ai_latency"]
+
+
+def test_an_unprintable_exception_still_marks_the_span() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    exporter, sink = make()
+    with pytest.raises(Unprintable):
+        with exporter.trace("t") as trace, trace.span("step"):
+            raise Unprintable()
+    exporter.flush()
+    assert by_name(sink.events)["step"]["properties"]["$ai_error"] == (
+        "Unprintable: <unprintable error>")
