@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Set up ``.venv`` and run the project's jobs. Needs only Python 3.10+.
 
-    python3 dev.py demo   # offline demo: trace LangChain + LlamaIndex apps into traces.jsonl
-    python3 dev.py test   # ruff, mypy --strict and the whole test suite
+python3 dev.py demo   # offline demo: trace LangChain + LlamaIndex apps into traces.jsonl
+python3 dev.py test   # ruff, mypy --strict and the whole test suite
 """
 
 from __future__ import annotations
@@ -25,17 +25,23 @@ def run(*cmd: str | Path) -> None:
     subprocess.run([str(c) for c in cmd], cwd=ROOT, check=True)
 
 
-def ensure_venv() -> None:
-    """Create .venv and install the package with its test extras when pyproject changed."""
-    stamp = VENV / ".installed"
+def ensure_venv(job: str) -> None:
+    """Create .venv and install what ``job`` needs, again whenever pyproject.toml changed.
+
+    The demo needs the package with its framework and notebook extras; the tests also need
+    the ``dev`` dependency group (linters, test tools, provider packages for the cassettes).
+    """
+    wanted = {"demo": ["-e", ".[all]"], "test": ["-e", ".[all]", "--group", "dev"]}[job]
+    stamp = VENV / f".installed-{job}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PY.exists():
         return
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    # dependency groups (--group) need pip >= 25.1
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip>=25.1")
+    run(PY, "-m", "pip", "install", "--quiet", *wanted)
     stamp.write_text(digest)
 
 
@@ -44,12 +50,13 @@ def main(argv: list[str]) -> int:
     if job not in ("demo", "test"):
         print(__doc__)
         return 2
-    ensure_venv()
+    ensure_venv(job)
     try:
         if job == "demo":
             run(BIN / "posthog-callbacks", "demo", "--out", "traces.jsonl", *argv[1:])
         else:
-            run(BIN / "ruff", "check", "src", "tests", "bench")
+            run(BIN / "ruff", "check", ".")
+            run(BIN / "ruff", "format", "--check", ".")
             run(PY, "-m", "mypy")
             run(PY, "-m", "pytest", "-q", *argv[1:])
     except subprocess.CalledProcessError as exc:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 import posthog  # noqa: E402
 
@@ -55,8 +55,10 @@ class Server:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "capture_server.py")],
-            stdout=subprocess.PIPE, text=True)
+            [sys.executable, str(ROOT / "tests" / "support" / "capture_server.py")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         assert line and line[0] == "URL", line
@@ -102,11 +104,20 @@ def new_ids(n: int) -> tuple[list[str], list[str]]:
 
 def record_span(exporter: PosthogExporter, trace_id: str, span_id: str) -> None:
     """What a handler does for one chat-model run."""
-    span = OpenSpan(trace_id=trace_id, span_id=span_id, parent_id=trace_id,
-                    kind=SpanKind.GENERATION, name="ChatOpenAI", model="gpt-4o-mini",
-                    provider="openai", model_parameters={"temperature": 0.2, "max_tokens": 256},
-                    input=[{"role": "system", "content": "You are terse."},
-                           {"role": "user", "content": "What is the capital of France?"}])
+    span = OpenSpan(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=trace_id,
+        kind=SpanKind.GENERATION,
+        name="ChatOpenAI",
+        model="gpt-4o-mini",
+        provider="openai",
+        model_parameters={"temperature": 0.2, "max_tokens": 256},
+        input=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+    )
     span.output = [{"role": "assistant", "content": "Paris."}]
     span.usage = Usage(input_tokens=21, output_tokens=2, total_tokens=23)
     span.stop_reason = "stop"
@@ -116,14 +127,24 @@ def record_span(exporter: PosthogExporter, trace_id: str, span_id: str) -> None:
 def sdk_properties(trace_id: str, span_id: str) -> dict[str, Any]:
     """The properties of the same event, as the SDK path would be handed them."""
     return {
-        "$ai_trace_id": trace_id, "$ai_span_id": span_id, "$ai_parent_id": trace_id,
-        "$ai_span_name": "ChatOpenAI", "$ai_model": "gpt-4o-mini", "$ai_provider": "openai",
-        "$ai_input": [{"role": "system", "content": "You are terse."},
-                      {"role": "user", "content": "What is the capital of France?"}],
+        "$ai_trace_id": trace_id,
+        "$ai_span_id": span_id,
+        "$ai_parent_id": trace_id,
+        "$ai_span_name": "ChatOpenAI",
+        "$ai_model": "gpt-4o-mini",
+        "$ai_provider": "openai",
+        "$ai_input": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
         "$ai_output_choices": [{"role": "assistant", "content": "Paris."}],
-        "$ai_input_tokens": 21, "$ai_output_tokens": 2, "$ai_latency": 0.5,
+        "$ai_input_tokens": 21,
+        "$ai_output_tokens": 2,
+        "$ai_latency": 0.5,
         "$ai_model_parameters": {"temperature": 0.2, "max_tokens": 256},
-        "$ai_http_status": 200, "$ai_lib": "bench", "$process_person_profile": False,
+        "$ai_http_status": 200,
+        "$ai_lib": "bench",
+        "$process_person_profile": False,
     }
 
 
@@ -148,8 +169,9 @@ def run_threads(work: Callable[[int], None]) -> tuple[float, float]:
     return sum(cpu), started
 
 
-def paced(n_per_thread: int, rate_per_thread: float, one: Callable[[int, int], None]
-          ) -> Callable[[int], None]:
+def paced(
+    n_per_thread: int, rate_per_thread: float, one: Callable[[int, int], None]
+) -> Callable[[int], None]:
     """A thread body offering ``rate_per_thread`` calls/s (sleeping between small bursts)."""
     chunk = 50
 
@@ -173,8 +195,9 @@ def flat_out(n_per_thread: int, one: Callable[[int, int], None]) -> Callable[[in
     return work
 
 
-def bench_exporter(server: Server, mode: str, total: int, rate: float | None,
-                   what_if: bool = False) -> Result:
+def bench_exporter(
+    server: Server, mode: str, total: int, rate: float | None, what_if: bool = False
+) -> Result:
     per_thread = total // THREADS
     ids = [new_ids(per_thread) for _ in range(THREADS)]
     kwargs: dict[str, Any] = {}
@@ -202,13 +225,27 @@ def bench_exporter(server: Server, mode: str, total: int, rate: float | None,
     exporter.shutdown()
     arrived = server.events() - before
     name = "what-if: own encode" if what_if else "posthog-callbacks"
-    return Result(name, mode, per_thread * THREADS, arrived,
-                  stats.dropped, arrived / (done - started), cpu / (per_thread * THREADS) * 1e6,
-                  process / max(1, arrived) * 1e6)
+    return Result(
+        name,
+        mode,
+        per_thread * THREADS,
+        arrived,
+        stats.dropped,
+        arrived / (done - started),
+        cpu / (per_thread * THREADS) * 1e6,
+        process / max(1, arrived) * 1e6,
+    )
 
 
-def direct_post(api_key: str, host: str | None = None, gzip: bool = True, timeout: float = 15,
-                path: str = "/batch/", batch: Any = None, **_: Any) -> Any:
+def direct_post(
+    api_key: str,
+    host: str | None = None,
+    gzip: bool = True,
+    timeout: float = 15,
+    path: str = "/batch/",
+    batch: Any = None,
+    **_: Any,
+) -> Any:
     """WHAT-IF, not the library's path: ``batch_post`` without the SDK's JSON walk and gzip 9.
 
     Same request (URL, headers, JSON body, gzip) through the SDK's pooled session and its
@@ -220,12 +257,20 @@ def direct_post(api_key: str, host: str | None = None, gzip: bool = True, timeou
 
     from posthog import request as sdk
 
-    body = json.dumps({"batch": batch, "sent_at": datetime.now(tz=timezone.utc).isoformat(),
-                       "api_key": api_key}, allow_nan=False).encode()
+    body = json.dumps(
+        {"batch": batch, "sent_at": datetime.now(tz=timezone.utc).isoformat(), "api_key": api_key},
+        allow_nan=False,
+    ).encode()
     res = sdk._get_session().post(
-        (host or "").rstrip("/") + path, data=gz.compress(body, compresslevel=6), timeout=timeout,
-        headers={"Content-Type": "application/json", "Content-Encoding": "gzip",
-                 "User-Agent": sdk.USER_AGENT})
+        (host or "").rstrip("/") + path,
+        data=gz.compress(body, compresslevel=6),
+        timeout=timeout,
+        headers={
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "User-Agent": sdk.USER_AGENT,
+        },
+    )
     return sdk._process_response(res, success_message="ok", return_json=False)
 
 
@@ -233,14 +278,16 @@ def bench_sdk(server: Server, mode: str, total: int, rate: float | None) -> Resu
     per_thread = total // THREADS
     ids = [new_ids(per_thread) for _ in range(THREADS)]
     # Burst: a queue that holds everything, as for the exporter; paced: the SDK's defaults.
-    client = posthog.Posthog(API_KEY, host=server.url,
-                             **({"max_queue_size": total + 1} if rate is None else {}))
+    client = posthog.Posthog(
+        API_KEY, host=server.url, **({"max_queue_size": total + 1} if rate is None else {})
+    )
     before = server.events()
 
     def one(t: int, i: int) -> None:
         trace_id, span_id = ids[t][0][i], ids[t][1][i]
-        client.capture_ai("$ai_generation", distinct_id=trace_id,
-                          properties=sdk_properties(trace_id, span_id))
+        client.capture_ai(
+            "$ai_generation", distinct_id=trace_id, properties=sdk_properties(trace_id, span_id)
+        )
 
     body = flat_out(per_thread, one) if rate is None else paced(per_thread, rate / THREADS, one)
     process = time.process_time()
@@ -251,36 +298,51 @@ def bench_sdk(server: Server, mode: str, total: int, rate: float | None) -> Resu
     done = server.wait_for(before + offered, timeout=3)
     client.shutdown()
     arrived = server.events() - before
-    return Result("posthog SDK capture_ai", mode, offered, arrived, offered - arrived,
-                  arrived / (done - started), cpu / offered * 1e6,
-                  process / max(1, arrived) * 1e6)
+    return Result(
+        "posthog SDK capture_ai",
+        mode,
+        offered,
+        arrived,
+        offered - arrived,
+        arrived / (done - started),
+        cpu / offered * 1e6,
+        process / max(1, arrived) * 1e6,
+    )
 
 
 def micro(n: int = 20_000) -> dict[str, float]:
     """Single-thread caller costs in us, no contention."""
     from posthog_callbacks import MemorySink
 
-    exporter = PosthogExporter(sink=MemorySink(), max_queue_size=10 * n, flush_at=10 * n,
-                               flush_interval=3600)
+    exporter = PosthogExporter(
+        sink=MemorySink(), max_queue_size=10 * n, flush_at=10 * n, flush_interval=3600
+    )
     trace_ids, span_ids = new_ids(n)
     out: dict[str, float] = {}
     start = time.thread_time()
     for trace_id, span_id in zip(trace_ids, span_ids, strict=True):
         record_span(exporter, trace_id, span_id)
     out["record a span (build + finish + submit)"] = (time.thread_time() - start) / n * 1e6
-    span = OpenSpan(trace_id="t", span_id="s", parent_id="t", kind=SpanKind.SPAN,
-                    name="x").finish()
+    span = OpenSpan(trace_id="t", span_id="s", parent_id="t", kind=SpanKind.SPAN, name="x").finish()
     start = time.thread_time()
     for _ in range(n):
         exporter.submit(span)
     out["exporter.submit(span) alone"] = (time.thread_time() - start) / n * 1e6
     start = time.thread_time()
     for _ in range(n // 2):
-        with exporter.trace("t") as trace, trace.generation(
-                "g", model="gpt-4o-mini", provider="openai",
-                input=[{"role": "user", "content": "hi"}]) as gen:
-            gen.update(output=[{"role": "assistant", "content": "yo"}],
-                       usage={"input_tokens": 1, "output_tokens": 1})
+        with (
+            exporter.trace("t") as trace,
+            trace.generation(
+                "g",
+                model="gpt-4o-mini",
+                provider="openai",
+                input=[{"role": "user", "content": "hi"}],
+            ) as gen,
+        ):
+            gen.update(
+                output=[{"role": "assistant", "content": "yo"}],
+                usage={"input_tokens": 1, "output_tokens": 1},
+            )
     out["manual API, per span (trace + generation)"] = (time.thread_time() - start) / n * 1e6
     start = time.thread_time()
     for _ in range(n):
@@ -310,23 +372,32 @@ def breakdown(server: Server, n: int = 10_000) -> dict[str, float]:
     from posthog_callbacks.events import _span_to_event_sized
     from posthog_callbacks.sinks import PosthogSink
 
-    exporter = PosthogExporter(sink=MemorySink(), max_queue_size=10 * n, flush_at=10 * n,
-                               flush_interval=3600)
+    exporter = PosthogExporter(
+        sink=MemorySink(), max_queue_size=10 * n, flush_at=10 * n, flush_interval=3600
+    )
     trace_ids, span_ids = new_ids(n)
     spans = []
     for trace_id, span_id in zip(trace_ids, span_ids, strict=True):
-        span = OpenSpan(trace_id=trace_id, span_id=span_id, parent_id=trace_id,
-                        kind=SpanKind.GENERATION, name="ChatOpenAI", model="gpt-4o-mini",
-                        provider="openai",
-                        model_parameters={"temperature": 0.2, "max_tokens": 256},
-                        input=[{"role": "system", "content": "You are terse."},
-                               {"role": "user", "content": "What is the capital of France?"}])
+        span = OpenSpan(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_id=trace_id,
+            kind=SpanKind.GENERATION,
+            name="ChatOpenAI",
+            model="gpt-4o-mini",
+            provider="openai",
+            model_parameters={"temperature": 0.2, "max_tokens": 256},
+            input=[
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+        )
         span.output = [{"role": "assistant", "content": "Paris."}]
         span.usage = Usage(input_tokens=21, output_tokens=2, total_tokens=23)
         span.stop_reason = "stop"
         spans.append(span.finish())
     cfg = exporter._config
-    batches = [spans[i:i + 1000] for i in range(0, n, 1000)]
+    batches = [spans[i : i + 1000] for i in range(0, n, 1000)]
 
     def best(fn: Callable[[], Any]) -> float:
         times = []
@@ -339,12 +410,15 @@ def breakdown(server: Server, n: int = 10_000) -> dict[str, float]:
     out: dict[str, float] = {}
     events = [[_span_to_event_sized(s, cfg)[0] for s in b] for b in batches]
     out["translate (worker)"] = best(
-        lambda: [[_span_to_event_sized(s, cfg)[0] for s in b] for b in batches])
+        lambda: [[_span_to_event_sized(s, cfg)[0] for s in b] for b in batches]
+    )
     body = {"api_key": API_KEY, "sent_at": "2024-01-01T00:00:00+00:00"}
     out["SDK JSON encode (DatetimeSerializer)"] = best(
-        lambda: [json.dumps({**body, "batch": b}, cls=DatetimeSerializer) for b in events])
+        lambda: [json.dumps({**body, "batch": b}, cls=DatetimeSerializer) for b in events]
+    )
     out["plain json.dumps (for comparison)"] = best(
-        lambda: [json.dumps({**body, "batch": b}) for b in events])
+        lambda: [json.dumps({**body, "batch": b}) for b in events]
+    )
     encoded = [json.dumps({**body, "batch": b}).encode() for b in events]
 
     def gz(level: int) -> None:
@@ -358,11 +432,11 @@ def breakdown(server: Server, n: int = 10_000) -> dict[str, float]:
     out["gzip level 1 (for comparison)"] = best(lambda: gz(1))
     sink = PosthogSink(api_key=API_KEY, host=server.url)
     before = server.stats()
-    out["PosthogSink.send, all included (sender)"] = best(
-        lambda: [sink.send(b) for b in events])
+    out["PosthogSink.send, all included (sender)"] = best(lambda: [sink.send(b) for b in events])
     after = server.stats()
-    out["capture server CPU (other process)"] = (
-        (after["busy_us"] - before["busy_us"]) / (after["events"] - before["events"]))
+    out["capture server CPU (other process)"] = (after["busy_us"] - before["busy_us"]) / (
+        after["events"] - before["events"]
+    )
     quiet = logging.getLogger("posthog_callbacks")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -373,24 +447,32 @@ def breakdown(server: Server, n: int = 10_000) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rates", default="5000,10000,15000",
-                        help="offered events/s (all threads together) for the paced runs")
+    parser.add_argument(
+        "--rates",
+        default="5000,10000,15000",
+        help="offered events/s (all threads together) for the paced runs",
+    )
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per paced run")
     parser.add_argument("--events", type=int, default=40_000, help="events in the burst run")
     parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
     parser.add_argument("--skip-sdk", action="store_true", help="do not measure the SDK path")
-    parser.add_argument("--what-if", action="store_true",
-                        help="also run the exporter with direct_post (own JSON encoding, "
-                             "gzip 6) instead of the SDK's batch_post, to price the SDK path")
+    parser.add_argument(
+        "--what-if",
+        action="store_true",
+        help="also run the exporter with direct_post (own JSON encoding, "
+        "gzip 6) instead of the SDK's batch_post, to price the SDK path",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     if args.quick:
         args.rates, args.duration, args.events = "10000", 1.0, 8000
     rates = [float(r) for r in args.rates.split(",") if r]
 
-    print(f"# {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, posthog {posthog.VERSION}, load average before: "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, posthog {posthog.VERSION}, load average before: "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     results: list[Result] = []
     server = Server()
     try:
@@ -398,8 +480,9 @@ def main() -> None:
             total = int(rate * args.duration) // THREADS * THREADS
             results.append(bench_exporter(server, f"paced {rate:,.0f}/s", total, rate))
             if args.what_if:
-                results.append(bench_exporter(server, f"paced {rate:,.0f}/s", total, rate,
-                                              what_if=True))
+                results.append(
+                    bench_exporter(server, f"paced {rate:,.0f}/s", total, rate, what_if=True)
+                )
             if not args.skip_sdk:
                 results.append(bench_sdk(server, f"paced {rate:,.0f}/s", total, rate))
         results.append(bench_exporter(server, "burst", args.events, None))
@@ -412,11 +495,15 @@ def main() -> None:
     finally:
         server.close()
 
-    print(f"\n{'path':<24} {'run':<16} {'offered':>8} {'arrived':>8} {'dropped':>8} "
-          f"{'events/s':>9} {'caller us/span':>15} {'process us/event':>17}")
+    print(
+        f"\n{'path':<24} {'run':<16} {'offered':>8} {'arrived':>8} {'dropped':>8} "
+        f"{'events/s':>9} {'caller us/span':>15} {'process us/event':>17}"
+    )
     for r in results:
-        print(f"{r.name:<24} {r.mode:<16} {r.offered:>8} {r.arrived:>8} {r.dropped:>8} "
-              f"{r.rate:>9,.0f} {r.caller_us:>15.1f} {r.process_us:>17.1f}")
+        print(
+            f"{r.name:<24} {r.mode:<16} {r.offered:>8} {r.arrived:>8} {r.dropped:>8} "
+            f"{r.rate:>9,.0f} {r.caller_us:>15.1f} {r.process_us:>17.1f}"
+        )
     print(f"\nserver: {server_stats}; load average after: {os.getloadavg()[0]:.2f}")
     costs = micro()
     print("\nsingle-thread caller costs (us):")
@@ -426,8 +513,12 @@ def main() -> None:
     for name, value in stages.items():
         print(f"  {name:<45} {value:6.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"results": [r.__dict__ for r in results],
-                                         "micro": costs, "stages": stages}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"results": [r.__dict__ for r in results], "micro": costs, "stages": stages},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import posthog  # noqa: E402
@@ -52,15 +52,23 @@ class NoopHandler(BaseCallbackHandler):
 
 def make_chain() -> Any:
     prompt = ChatPromptTemplate.from_messages(
-        [("system", "You are terse."), ("human", "{question}")])
-    model = FakeMessagesListChatModel(responses=[AIMessage(
-        "Paris.", usage_metadata={"input_tokens": 21, "output_tokens": 2, "total_tokens": 23},
-        response_metadata={"model_name": "fake-1", "finish_reason": "stop"})])
+        [("system", "You are terse."), ("human", "{question}")]
+    )
+    model = FakeMessagesListChatModel(
+        responses=[
+            AIMessage(
+                "Paris.",
+                usage_metadata={"input_tokens": 21, "output_tokens": 2, "total_tokens": 23},
+                response_metadata={"model_name": "fake-1", "finish_reason": "stop"},
+            )
+        ]
+    )
     return prompt | model | StrOutputParser()
 
 
-def run_round(chain: Any, callbacks: list[Any], n: int,
-              flush: Callable[[], None]) -> tuple[float, float, float]:
+def run_round(
+    chain: Any, callbacks: list[Any], n: int, flush: Callable[[], None]
+) -> tuple[float, float, float]:
     """µs per invoke: wall and CPU on the caller's thread, process CPU incl. the flush."""
     config: dict[str, Any] = {"callbacks": callbacks}
     cpu0 = time.process_time()
@@ -121,28 +129,35 @@ def main() -> None:
     caller = {k: statistics.median(v) for k, v in callers.items()}
     cpu = {k: statistics.median(v) for k, v in cpus.items()}
     base_w, base_t, base_c = wall["no handler"], caller["no handler"], cpu["no handler"]
-    print(f"prompt | fake chat model | parser, {n} invokes x {rounds} rounds (median), "
-          f"4 events per invoke; {sent} events reached the local capture server\n")
-    print("| variant | wall µs | overhead | caller CPU µs | overhead | process CPU µs "
-          "| overhead |")
+    print(
+        f"prompt | fake chat model | parser, {n} invokes x {rounds} rounds (median), "
+        f"4 events per invoke; {sent} events reached the local capture server\n"
+    )
+    print("| variant | wall µs | overhead | caller CPU µs | overhead | process CPU µs | overhead |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in variants:
-        print(f"| {name} | {wall[name]:.0f} | {wall[name] - base_w:+.0f} "
-              f"| {caller[name]:.0f} | {caller[name] - base_t:+.0f} "
-              f"| {cpu[name]:.0f} | {cpu[name] - base_c:+.0f} |")
+        print(
+            f"| {name} | {wall[name]:.0f} | {wall[name] - base_w:+.0f} "
+            f"| {caller[name]:.0f} | {caller[name] - base_t:+.0f} "
+            f"| {cpu[name]:.0f} | {cpu[name] - base_c:+.0f} |"
+        )
 
     def ratio(a: str, b: str, table: dict[str, float], base: float) -> str:
         num, den = table[a] - base, table[b] - base
         return f"{num / den:.2f}" if den > 0 else "n/a (denominator within noise)"
 
     print()
-    for label, table, base in (("wall", wall, base_w), ("caller CPU", caller, base_t),
-                               ("process CPU", cpu, base_c)):
-        print(f"{label:>11}: ours / posthog.ai.langchain = "
-              f"{ratio('posthog_callbacks', 'posthog.ai.langchain', table, base)} "
-              f"(target <= 0.1); ours / no-op = "
-              f"{ratio('posthog_callbacks', 'no-op handler', table, base)} (target <= 3)")
-
+    for label, table, base in (
+        ("wall", wall, base_w),
+        ("caller CPU", caller, base_t),
+        ("process CPU", cpu, base_c),
+    ):
+        print(
+            f"{label:>11}: ours / posthog.ai.langchain = "
+            f"{ratio('posthog_callbacks', 'posthog.ai.langchain', table, base)} "
+            f"(target <= 0.1); ours / no-op = "
+            f"{ratio('posthog_callbacks', 'no-op handler', table, base)} (target <= 3)"
+        )
 
 
 if __name__ == "__main__":

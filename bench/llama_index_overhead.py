@@ -37,8 +37,10 @@ class BenchLLM(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text="forty two", raw={
-            "model": "bench-gpt", "usage": {"prompt_tokens": 100, "completion_tokens": 3}})
+        return CompletionResponse(
+            text="forty two",
+            raw={"model": "bench-gpt", "usage": {"prompt_tokens": 100, "completion_tokens": 3}},
+        )
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
@@ -60,8 +62,9 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 40
     Settings.llm = BenchLLM()
     Settings.embed_model = MockEmbedding(embed_dim=64)
-    docs = [Document(text=f"Document {i}: " + "lorem ipsum dolor sit amet " * 20)
-            for i in range(20)]
+    docs = [
+        Document(text=f"Document {i}: " + "lorem ipsum dolor sit amet " * 20) for i in range(20)
+    ]
     engine = VectorStoreIndex.from_documents(docs).as_query_engine(similarity_top_k=2)
     sink = MemorySink()
     exporters = {
@@ -92,16 +95,20 @@ def main() -> None:
         events += len(sink.events)
         sink.clear()
 
-    print(f"{rounds} rounds of {batch}-query batches per variant; "
-          f"events per query: {events / (rounds * batch):.1f}")
+    print(
+        f"{rounds} rounds of {batch}-query batches per variant; "
+        f"events per query: {events / (rounds * batch):.1f}"
+    )
     # min: the least-disturbed batch (robust on a shared machine); median: typical.
     for label, pick in (("min", min), ("median", statistics.median)):
         base_wall, base_cpu = pick(wall["none"]), pick(cpu["none"])
         for variant in VARIANTS:
             w, c = pick(wall[variant]), pick(cpu[variant])
-            print(f"[{label:6}] {variant:14} wall/query {w * 1e6:7.0f} us "
-                  f"({(w / base_wall - 1) * 100:+5.1f} %)   CPU/query incl. worker "
-                  f"{c * 1e6:7.0f} us ({(c / base_cpu - 1) * 100:+5.1f} %)")
+            print(
+                f"[{label:6}] {variant:14} wall/query {w * 1e6:7.0f} us "
+                f"({(w / base_wall - 1) * 100:+5.1f} %)   CPU/query incl. worker "
+                f"{c * 1e6:7.0f} us ({(c / base_cpu - 1) * 100:+5.1f} %)"
+            )
     ratio = min(cpu["instrument()"]) / min(cpu["none"])
     print(f"ratio instrument() / none (min CPU per query): {ratio:.3f}")
     for exporter in exporters.values():

@@ -60,11 +60,21 @@ def run(name: str, argv: list[str], timeout: float) -> Run:
     result = Run(name, argv)
     print(f"== {result.command}", flush=True)
     started = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
     try:
-        proc = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, text=True,
-                              capture_output=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
         result.stdout, result.stderr = proc.stdout, proc.stderr
         result.ok = proc.returncode == 0
     except subprocess.TimeoutExpired as exc:
@@ -89,8 +99,11 @@ def parse_langchain(r: Run) -> None:
     for ln in r.data["table"][2:]:
         cells = [c.strip() for c in ln.strip("|").split("|")]
         if len(cells) == 7:
-            rows[cells[0]] = {"wall": float(cells[1]), "caller": float(cells[3]),
-                              "process": float(cells[5])}
+            rows[cells[0]] = {
+                "wall": float(cells[1]),
+                "caller": float(cells[3]),
+                "process": float(cells[5]),
+            }
     r.data["rows"] = rows
 
 
@@ -102,16 +115,25 @@ def parse_throughput(r: Run, path: Path) -> None:
         r.stderr += "\n(no JSON results written)"
 
 
-_LLAMA = re.compile(r"\[(\w+)\s*\]\s+(.+?)\s+wall/query\s+(\d+) us \(\s*([+-][\d.]+) %\)"
-                    r"\s+CPU/query incl\. worker\s+(\d+) us \(\s*([+-][\d.]+) %\)")
+_LLAMA = re.compile(
+    r"\[(\w+)\s*\]\s+(.+?)\s+wall/query\s+(\d+) us \(\s*([+-][\d.]+) %\)"
+    r"\s+CPU/query incl\. worker\s+(\d+) us \(\s*([+-][\d.]+) %\)"
+)
 
 
 def parse_llama(r: Run) -> None:
     rows = []
     for m in _LLAMA.finditer(r.stdout):
-        rows.append({"stat": m.group(1), "variant": m.group(2).strip(),
-                     "wall": int(m.group(3)), "wall_pct": float(m.group(4)),
-                     "cpu": int(m.group(5)), "cpu_pct": float(m.group(6))})
+        rows.append(
+            {
+                "stat": m.group(1),
+                "variant": m.group(2).strip(),
+                "wall": int(m.group(3)),
+                "wall_pct": float(m.group(4)),
+                "cpu": int(m.group(5)),
+                "cpu_pct": float(m.group(6)),
+            }
+        )
     r.data["rows"] = rows
     header = r.stdout.splitlines()[0] if r.stdout else ""
     r.data["header"] = header
@@ -133,18 +155,23 @@ def parse_soak(r: Run) -> None:
 
 
 def failed(r: Run) -> list[str]:
-    return ["", f"**This run failed** (`{r.command}`):", "", "```text",
-            (r.stderr or r.stdout)[-2000:].strip(), "```", ""]
+    return [
+        "",
+        f"**This run failed** (`{r.command}`):",
+        "",
+        "```text",
+        (r.stderr or r.stdout)[-2000:].strip(),
+        "```",
+        "",
+    ]
 
 
 def langchain_section(r: Run) -> list[str]:
     out = [
         "## LangChain handler overhead",
         "",
-        "`bench/langchain_overhead.py` invokes the same `prompt | fake chat model | parser`"
-        " chain",
-        "(4 runs, so 4 events per invoke) with no handler, with a handler that does nothing,"
-        " with",
+        "`bench/langchain_overhead.py` invokes the same `prompt | fake chat model | parser` chain",
+        "(4 runs, so 4 events per invoke) with no handler, with a handler that does nothing, with",
         "`posthog_callbacks.langchain.CallbackHandler` and with"
         " `posthog.ai.langchain.CallbackHandler`,",
         "all in one run, rounds interleaved, median reported. Both recording handlers deliver"
@@ -167,24 +194,39 @@ def langchain_section(r: Run) -> list[str]:
     out += [r.data["header"], "", *r.data["table"], ""]
     rows = r.data["rows"]
     if {"no handler", "no-op handler", "posthog_callbacks", "posthog.ai.langchain"} <= set(rows):
-        for label, key in (("Caller CPU", "caller"), ("Process CPU (worker included)",
-                                                      "process"), ("Wall", "wall")):
+        for label, key in (
+            ("Caller CPU", "caller"),
+            ("Process CPU (worker included)", "process"),
+            ("Wall", "wall"),
+        ):
             base = rows["no handler"][key]
             ours = rows["posthog_callbacks"][key] - base
             theirs = rows["posthog.ai.langchain"][key] - base
             noop = rows["no-op handler"][key] - base
-            vs_sdk = f"**{ours / theirs:.2f}x** PostHog's handler" if theirs > 0 else (
-                "n/a against PostHog's handler (within noise)")
+            vs_sdk = (
+                f"**{ours / theirs:.2f}x** PostHog's handler"
+                if theirs > 0
+                else ("n/a against PostHog's handler (within noise)")
+            )
             vs_noop = f"{ours / noop:.1f}x" if noop > 0 else "n/a (within noise)"
-            out.append(f"- {label}: our overhead is {vs_sdk} and {vs_noop} LangChain's own "
-                       "dispatch to a no-op handler.")
-        out.append("- Targets: caller CPU <= 0.1x PostHog's handler and <= 3x the no-op "
-                   "handler. The no-op row is often within noise on a busy machine.")
-    out += ["", "Reproduce:", "", "```bash",
-            ".venv/bin/python bench/langchain_overhead.py              # 1000 invokes x 7"
-            " rounds",
-            ".venv/bin/python bench/langchain_overhead.py --quick      # smoke run",
-            "```", ""]
+            out.append(
+                f"- {label}: our overhead is {vs_sdk} and {vs_noop} LangChain's own "
+                "dispatch to a no-op handler."
+            )
+        out.append(
+            "- Targets: caller CPU <= 0.1x PostHog's handler and <= 3x the no-op "
+            "handler. The no-op row is often within noise on a busy machine."
+        )
+    out += [
+        "",
+        "Reproduce:",
+        "",
+        "```bash",
+        ".venv/bin/python bench/langchain_overhead.py              # 1000 invokes x 7 rounds",
+        ".venv/bin/python bench/langchain_overhead.py --quick      # smoke run",
+        "```",
+        "",
+    ]
     return out
 
 
@@ -196,29 +238,43 @@ def throughput_section(r: Run) -> list[str]:
         " `PosthogExporter` and,",
         "in the same run, sends the same events through the posthog SDK's own `capture_ai`"
         " path, both",
-        "into the local capture server (its own process). Paced runs offer a fixed rate;"
-        " the burst",
+        "into the local capture server (its own process). Paced runs offer a fixed rate; the burst",
         "records as fast as the threads can. *arrived* is counted by the server.",
         "",
     ]
     if not r.ok or not r.data.get("results"):
         return out + failed(r)
-    out += ["| path | run | offered | arrived | dropped | delivered events/s "
-            "| caller µs/span | process µs/event |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    out += [
+        "| path | run | offered | arrived | dropped | delivered events/s "
+        "| caller µs/span | process µs/event |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in r.data["results"]:
-        out.append(f"| {row['name']} | {row['mode']} | {row['offered']} | {row['arrived']} "
-                   f"| {row['dropped']} | {row['rate']:,.0f} | {row['caller_us']:.1f} "
-                   f"| {row.get('process_us', float('nan')):.1f} |")
+        out.append(
+            f"| {row['name']} | {row['mode']} | {row['offered']} | {row['arrived']} "
+            f"| {row['dropped']} | {row['rate']:,.0f} | {row['caller_us']:.1f} "
+            f"| {row.get('process_us', float('nan')):.1f} |"
+        )
     stages = r.data.get("stages") or {}
     if stages:
-        out += ["", "CPU per event by stage (one thread, no contention, µs):", "",
-                "| stage | µs/event |", "|---|---:|"]
+        out += [
+            "",
+            "CPU per event by stage (one thread, no contention, µs):",
+            "",
+            "| stage | µs/event |",
+            "|---|---:|",
+        ]
         out += [f"| {name} | {value:.1f} |" for name, value in stages.items()]
-    out += ["", "Reproduce:", "", "```bash",
-            ".venv/bin/python bench/exporter_throughput.py            # ~1 min",
-            ".venv/bin/python bench/exporter_throughput.py --quick",
-            "```", ""]
+    out += [
+        "",
+        "Reproduce:",
+        "",
+        "```bash",
+        ".venv/bin/python bench/exporter_throughput.py            # ~1 min",
+        ".venv/bin/python bench/exporter_throughput.py --quick",
+        "```",
+        "",
+    ]
     return out
 
 
@@ -226,27 +282,36 @@ def llama_section(r: Run) -> list[str]:
     out = [
         "## LlamaIndex instrumentation overhead",
         "",
-        "`bench/llama_index_overhead.py` runs the same queries against a `VectorStoreIndex`"
-        " (mock",
-        "embedding and LLM, no network) with no instrumentation, with `instrument()`'s"
-        " handlers",
-        "recording into a disabled exporter (the caller-side cost only), and with"
-        " `instrument()`",
+        "`bench/llama_index_overhead.py` runs the same queries against a `VectorStoreIndex` (mock",
+        "embedding and LLM, no network) with no instrumentation, with `instrument()`'s handlers",
+        "recording into a disabled exporter (the caller-side cost only), and with `instrument()`",
         "exporting into memory (everything, the worker's translation included).",
         "",
     ]
     if not r.ok or not r.data.get("rows"):
         return out + failed(r)
-    out += [r.data["header"], "", "| statistic | variant | wall µs/query | vs none "
-            "| CPU µs/query (worker incl.) | vs none |", "|---|---|---:|---:|---:|---:|"]
+    out += [
+        r.data["header"],
+        "",
+        "| statistic | variant | wall µs/query | vs none | CPU µs/query (worker incl.) | vs none |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for row in r.data["rows"]:
-        out.append(f"| {row['stat']} | {row['variant']} | {row['wall']} "
-                   f"| {row['wall_pct']:+.1f} % | {row['cpu']} | {row['cpu_pct']:+.1f} % |")
+        out.append(
+            f"| {row['stat']} | {row['variant']} | {row['wall']} "
+            f"| {row['wall_pct']:+.1f} % | {row['cpu']} | {row['cpu_pct']:+.1f} % |"
+        )
     if r.data.get("ratio"):
         out += ["", f"CPU per query, instrumented / none (min): **{r.data['ratio']:.3f}**."]
-    out += ["", "Reproduce:", "", "```bash",
-            ".venv/bin/python bench/llama_index_overhead.py [batch_size] [rounds]",
-            "```", ""]
+    out += [
+        "",
+        "Reproduce:",
+        "",
+        "```bash",
+        ".venv/bin/python bench/llama_index_overhead.py [batch_size] [rounds]",
+        "```",
+        "",
+    ]
     return out
 
 
@@ -254,21 +319,27 @@ def soak_section(r: Run) -> list[str]:
     out = [
         "## Soak: memory and open runs",
         "",
-        "`bench/soak.py` records LangChain runs, manual spans and runs that never end"
-        " (closed by",
-        "the exporter's TTL sweep) through one exporter into the capture server, and"
-        " reports the",
-        "peak RSS growth over a baseline taken after warm-up (target < 50 MB) and the"
-        " open-run",
+        "`bench/soak.py` records LangChain runs, manual spans and runs that never end (closed by",
+        "the exporter's TTL sweep) through one exporter into the capture server, and reports the",
+        "peak RSS growth over a baseline taken after warm-up (target < 50 MB) and the open-run",
         "table size at the end (target 0). See also [Reliability](reliability.md).",
         "",
     ]
     if not r.ok or not r.data.get("lines"):
         return out + failed(r)
-    out += ["```text", *r.data["lines"], "```", "", "Reproduce:", "", "```bash",
-            ".venv/bin/python bench/soak.py                 # 1,000,000 spans",
-            ".venv/bin/python bench/soak.py --spans 20000   # smoke run",
-            "```", ""]
+    out += [
+        "```text",
+        *r.data["lines"],
+        "```",
+        "",
+        "Reproduce:",
+        "",
+        "```bash",
+        ".venv/bin/python bench/soak.py                 # 1,000,000 spans",
+        ".venv/bin/python bench/soak.py --spans 20000   # smoke run",
+        "```",
+        "",
+    ]
     return out
 
 
@@ -287,8 +358,10 @@ def plot(runs: dict[str, Run], path: Path) -> bool:
     results = tp.data.get("results") or []
     if tp.ok and results:
         labels = [f"{r['name']}\n{r['mode']}" for r in results]
-        colors = ["tab:blue" if "callbacks" in r["name"] or "xporter" in r["name"]
-                  else "tab:gray" for r in results]
+        colors = [
+            "tab:blue" if "callbacks" in r["name"] or "xporter" in r["name"] else "tab:gray"
+            for r in results
+        ]
         ax.barh(labels, [r["rate"] for r in results], color=colors)
         ax.set_xlabel("delivered events/s (higher is better)")
         ax.invert_yaxis()
@@ -298,17 +371,23 @@ def plot(runs: dict[str, Run], path: Path) -> bool:
     rows = lc.data.get("rows") or {}
     if lc.ok and "no handler" in rows:
         base = rows["no handler"]["process"]
-        bars += [(f"LangChain: {name}", rows[name]["process"] - base)
-                 for name in ("no-op handler", "posthog_callbacks", "posthog.ai.langchain")
-                 if name in rows]
+        bars += [
+            (f"LangChain: {name}", rows[name]["process"] - base)
+            for name in ("no-op handler", "posthog_callbacks", "posthog.ai.langchain")
+            if name in rows
+        ]
     mins = {row["variant"]: row for row in li.data.get("rows") or [] if row["stat"] == "min"}
     if li.ok and "none" in mins and "instrument()" in mins:
-        bars.append(("LlamaIndex: instrument()",
-                     mins["instrument()"]["cpu"] - mins["none"]["cpu"]))
+        bars.append(("LlamaIndex: instrument()", mins["instrument()"]["cpu"] - mins["none"]["cpu"]))
     if bars:
-        ax.barh([b[0] for b in bars], [b[1] for b in bars],
-                color=["tab:blue" if "posthog_callbacks" in b[0] or "instrument" in b[0]
-                       else "tab:gray" for b in bars])
+        ax.barh(
+            [b[0] for b in bars],
+            [b[1] for b in bars],
+            color=[
+                "tab:blue" if "posthog_callbacks" in b[0] or "instrument" in b[0] else "tab:gray"
+                for b in bars
+            ],
+        )
         ax.set_xlabel("added process CPU, µs per invoke or query (lower is better)")
         ax.invert_yaxis()
     ax.set_title("Overhead per invocation (worker included)")
@@ -329,8 +408,7 @@ def write_page(runs: dict[str, Run], quick: bool, has_plot: bool) -> str:
         f"{time.strftime('%Y-%m-%d', time.gmtime())}: {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs, load average {load:.1f} at "
         "the end.",
-        "Absolute numbers depend on the machine and what else runs on it (this one is a"
-        " shared",
+        "Absolute numbers depend on the machine and what else runs on it (this one is a shared",
         "2-core sandbox); the ratios, measured within one run, are what to read.",
         "",
     ]
@@ -340,17 +418,27 @@ def write_page(runs: dict[str, Run], quick: bool, has_plot: bool) -> str:
     lines += throughput_section(runs["throughput"])
     lines += llama_section(runs["llama"])
     lines += soak_section(runs["soak"])
-    lines += ["## All at once", "", "```bash",
-              ".venv/bin/python bench/run_all.py            # every benchmark, this page",
-              ".venv/bin/python bench/run_all.py --quick    # small runs", "```", ""]
+    lines += [
+        "## All at once",
+        "",
+        "```bash",
+        ".venv/bin/python bench/run_all.py            # every benchmark, this page",
+        ".venv/bin/python bench/run_all.py --quick    # small runs",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small runs of everything")
-    parser.add_argument("--soak-spans", type=int, default=None,
-                        help="spans for bench/soak.py (1,000,000; 20,000 with --quick)")
+    parser.add_argument(
+        "--soak-spans",
+        type=int,
+        default=None,
+        help="spans for bench/soak.py (1,000,000; 20,000 with --quick)",
+    )
     parser.add_argument("--out", type=Path, default=DOCS / "performance.md")
     args = parser.parse_args(argv)
     quick = ["--quick"] if args.quick else []
@@ -359,10 +447,14 @@ def main(argv: list[str] | None = None) -> int:
         results = Path(tmp) / "throughput.json"
         runs = {
             "langchain": run("langchain", ["bench/langchain_overhead.py", *quick], 1800),
-            "throughput": run("throughput", ["bench/exporter_throughput.py", *quick,
-                                             "--json", str(results)], 1800),
-            "llama": run("llama", ["bench/llama_index_overhead.py",
-                                   *(["5", "6"] if args.quick else [])], 1800),
+            "throughput": run(
+                "throughput", ["bench/exporter_throughput.py", *quick, "--json", str(results)], 1800
+            ),
+            "llama": run(
+                "llama",
+                ["bench/llama_index_overhead.py", *(["5", "6"] if args.quick else [])],
+                1800,
+            ),
             "soak": run("soak", ["bench/soak.py", "--spans", str(spans)], 3600),
         }
         parse_langchain(runs["langchain"])

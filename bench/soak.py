@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from langchain_core.language_models import FakeMessagesListChatModel  # noqa: E402
@@ -46,11 +46,11 @@ from langchain_core.messages import AIMessage  # noqa: E402
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 
-from capture_server import TEST_API_KEY  # noqa: E402
 from posthog_callbacks import PosthogExporter, PosthogSink  # noqa: E402
 from posthog_callbacks.langchain import CallbackHandler  # noqa: E402
+from support.capture_server import TEST_API_KEY  # noqa: E402
 
-SERVER = ROOT / "tests" / "capture_server.py"
+SERVER = ROOT / "tests" / "support" / "capture_server.py"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -64,8 +64,9 @@ class Server:
     """``tests/capture_server.py`` in its own process (it only counts: keep is off)."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(SERVER)], stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         assert line and line[0] == "URL", line
@@ -82,10 +83,17 @@ class Server:
 
 def make_chain() -> Any:
     prompt = ChatPromptTemplate.from_messages(
-        [("system", "You are terse."), ("human", "{question}")])
-    model = FakeMessagesListChatModel(responses=[AIMessage(
-        "Paris.", usage_metadata={"input_tokens": 21, "output_tokens": 2, "total_tokens": 23},
-        response_metadata={"model_name": "fake-1", "finish_reason": "stop"})])
+        [("system", "You are terse."), ("human", "{question}")]
+    )
+    model = FakeMessagesListChatModel(
+        responses=[
+            AIMessage(
+                "Paris.",
+                usage_metadata={"input_tokens": 21, "output_tokens": 2, "total_tokens": 23},
+                response_metadata={"model_name": "fake-1", "finish_reason": "stop"},
+            )
+        ]
+    )
     return prompt | model | StrOutputParser()
 
 
@@ -94,24 +102,32 @@ class Soak:
 
     def __init__(self, url: str, ttl: float) -> None:
         sink = PosthogSink(api_key=TEST_API_KEY, host=url, timeout=10)
-        self.exporter = PosthogExporter(sink=sink, open_run_ttl=ttl, flush_at=500,
-                                        flush_interval=1.0)
+        self.exporter = PosthogExporter(
+            sink=sink, open_run_ttl=ttl, flush_at=500, flush_interval=1.0
+        )
         self.handler = CallbackHandler(self.exporter)
         self.chain = make_chain()
         self.counts = {"langchain": 0, "manual": 0, "never_ended": 0}
 
     def round(self, i: int) -> None:
-        self.chain.invoke({"question": f"What is the capital of France? #{i}"},
-                          config={"callbacks": [self.handler],
-                                  "metadata": {"user_id": f"user-{i % 1000}"}})
+        self.chain.invoke(
+            {"question": f"What is the capital of France? #{i}"},
+            config={"callbacks": [self.handler], "metadata": {"user_id": f"user-{i % 1000}"}},
+        )
         self.counts["langchain"] += 4
         with self.exporter.trace("manual", input={"i": i}, distinct_id="soak") as trace:
             with trace.span("retrieve", input=i) as span:
                 span.update(output=["doc"])
-            with trace.generation("chat", model="gpt-4o-mini", provider="openai",
-                                  input=[{"role": "user", "content": f"q{i}"}]) as gen:
-                gen.update(output=[{"role": "assistant", "content": "a"}],
-                           usage={"input_tokens": 3, "output_tokens": 1})
+            with trace.generation(
+                "chat",
+                model="gpt-4o-mini",
+                provider="openai",
+                input=[{"role": "user", "content": f"q{i}"}],
+            ) as gen:
+                gen.update(
+                    output=[{"role": "assistant", "content": "a"}],
+                    usage={"input_tokens": 3, "output_tokens": 1},
+                )
             trace.span("forgotten", input=i)  # closed as an error when the trace ends
         self.counts["manual"] += 3
         self.counts["never_ended"] += 1
@@ -127,8 +143,12 @@ class Soak:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--spans", type=int, default=1_000_000, help="spans to record")
-    parser.add_argument("--ttl", type=float, default=2.0,
-                        help="open_run_ttl: seconds before a never-ended run is closed")
+    parser.add_argument(
+        "--ttl",
+        type=float,
+        default=2.0,
+        help="open_run_ttl: seconds before a never-ended run is closed",
+    )
     args = parser.parse_args(argv)
 
     server = Server()
@@ -172,18 +192,26 @@ def main(argv: list[str] | None = None) -> int:
         final = exporter.stats()
 
         c = soak.counts
-        print(f"spans recorded: {soak.total()} (langchain {c['langchain']}, manual {c['manual']}"
-              f", never ended {c['never_ended']}) in {i} rounds")
-        print(f"events: recorded {final.recorded}, sent {final.sent}, arrived {arrived}, "
-              f"dropped {final.dropped} (queue full {final.dropped_queue_full}, sink error "
-              f"{final.dropped_sink_error}, shutdown {final.dropped_shutdown}), "
-              f"closed orphans {final.closed_orphans}")
-        print(f"rss: baseline {baseline:.1f} MB, peak {peak:.1f} MB, "
-              f"peak RSS growth {peak - baseline:.1f} MB (target < 50 MB)")
+        print(
+            f"spans recorded: {soak.total()} (langchain {c['langchain']}, manual {c['manual']}"
+            f", never ended {c['never_ended']}) in {i} rounds"
+        )
+        print(
+            f"events: recorded {final.recorded}, sent {final.sent}, arrived {arrived}, "
+            f"dropped {final.dropped} (queue full {final.dropped_queue_full}, sink error "
+            f"{final.dropped_sink_error}, shutdown {final.dropped_shutdown}), "
+            f"closed orphans {final.closed_orphans}"
+        )
+        print(
+            f"rss: baseline {baseline:.1f} MB, peak {peak:.1f} MB, "
+            f"peak RSS growth {peak - baseline:.1f} MB (target < 50 MB)"
+        )
         print(f"open runs: max during the run {max_open}")
         print(f"open-run table size at end: {open_runs} (target 0)")
-        print(f"elapsed: {elapsed:.1f} s ({soak.total() / (recorded_at - started):.0f} spans/s "
-              "recorded)")
+        print(
+            f"elapsed: {elapsed:.1f} s ({soak.total() / (recorded_at - started):.0f} spans/s "
+            "recorded)"
+        )
         return 0
     finally:
         server.close()

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from capture_server import TEST_API_KEY, CaptureServer, ExporterFactory
 from posthog_callbacks import PosthogExporter, PosthogSink
+from support.capture_server import TEST_API_KEY, CaptureServer, ExporterFactory
 
 
 @pytest.fixture
@@ -37,7 +37,8 @@ def make_exporter(capture_server: CaptureServer) -> Iterator[ExporterFactory]:
                 host=kwargs.pop("host", capture_server.url),
                 timeout=kwargs.pop("timeout", 5.0),
                 max_retries=kwargs.pop("max_retries", 6),
-                backoff_base=kwargs.pop("backoff_base", 0.01))
+                backoff_base=kwargs.pop("backoff_base", 0.01),
+            )
         exporter = PosthogExporter(sink=sink, **kwargs)
         made.append(exporter)
         return exporter

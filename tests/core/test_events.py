@@ -22,18 +22,34 @@ GEN = "33333333-3333-4333-8333-333333333333"
 
 
 def span(**kw: object) -> FinishedSpan:
-    base: dict[str, object] = dict(trace_id=TRACE, span_id=GEN, parent_id=CHILD,
-                                   kind=SpanKind.GENERATION, name="ChatOpenAI",
-                                   start_time=1_700_000_000.0, end_time=1_700_000_001.5,
-                                   framework="langchain")
+    base: dict[str, object] = dict(
+        trace_id=TRACE,
+        span_id=GEN,
+        parent_id=CHILD,
+        kind=SpanKind.GENERATION,
+        name="ChatOpenAI",
+        start_time=1_700_000_000.0,
+        end_time=1_700_000_001.5,
+        framework="langchain",
+    )
     base.update(kw)
     return FinishedSpan(**base)  # type: ignore[arg-type]
 
 
 def test_trace_root_event_has_exactly_the_trace_properties() -> None:
-    root = span(span_id=TRACE, parent_id=None, kind=SpanKind.TRACE, name="answer",
-                input={"q": "hi"}, output={"a": "yo"}, session_id="s1", distinct_id="u1",
-                tags=("beta",), metadata={"team": "geo"}, framework="manual")
+    root = span(
+        span_id=TRACE,
+        parent_id=None,
+        kind=SpanKind.TRACE,
+        name="answer",
+        input={"q": "hi"},
+        output={"a": "yo"},
+        session_id="s1",
+        distinct_id="u1",
+        tags=("beta",),
+        metadata={"team": "geo"},
+        framework="manual",
+    )
     event = span_to_event(root)
     assert event["event"] == "$ai_trace"
     assert event["distinct_id"] == "u1"
@@ -62,8 +78,16 @@ def test_trace_root_event_has_exactly_the_trace_properties() -> None:
 
 
 def test_child_span_points_at_its_parent_and_carries_error() -> None:
-    event = span_to_event(span(span_id=CHILD, parent_id=TRACE, kind=SpanKind.SPAN,
-                               name="retrieve", input="hi", error="ValueError: boom"))
+    event = span_to_event(
+        span(
+            span_id=CHILD,
+            parent_id=TRACE,
+            kind=SpanKind.SPAN,
+            name="retrieve",
+            input="hi",
+            error="ValueError: boom",
+        )
+    )
     props = event["properties"]
     assert event["event"] == "$ai_span"
     assert props["$ai_span_id"] == CHILD
@@ -76,51 +100,109 @@ def test_child_span_points_at_its_parent_and_carries_error() -> None:
 
 
 def test_generation_properties() -> None:
-    event = span_to_event(span(
-        model="gpt-4o-mini-2024-07-18", provider="openai",
-        input=[{"role": "user", "content": "hi"}],
-        output=[{"role": "assistant", "content": "yo"}],
-        usage=Usage(input_tokens=100, output_tokens=20, total_tokens=120, cache_read_tokens=40,
-                    reasoning_tokens=5),
-        model_parameters={"temperature": 0.2, "max_completion_tokens": 64, "stream": True,
-                          "top_p": 1},
-        tools=[{"type": "function", "function": {"name": "add"}}],
-        time_to_first_token=0.25, base_url="https://api.openai.com/v1", stop_reason="stop"))
+    event = span_to_event(
+        span(
+            model="gpt-4o-mini-2024-07-18",
+            provider="openai",
+            input=[{"role": "user", "content": "hi"}],
+            output=[{"role": "assistant", "content": "yo"}],
+            usage=Usage(
+                input_tokens=100,
+                output_tokens=20,
+                total_tokens=120,
+                cache_read_tokens=40,
+                reasoning_tokens=5,
+            ),
+            model_parameters={
+                "temperature": 0.2,
+                "max_completion_tokens": 64,
+                "stream": True,
+                "top_p": 1,
+            },
+            tools=[{"type": "function", "function": {"name": "add"}}],
+            time_to_first_token=0.25,
+            base_url="https://api.openai.com/v1",
+            stop_reason="stop",
+        )
+    )
     props = event["properties"]
     assert event["event"] == "$ai_generation"
-    assert {k: props[k] for k in (
-        "$ai_span_id", "$ai_parent_id", "$ai_model", "$ai_provider", "$ai_input",
-        "$ai_output_choices", "$ai_input_tokens", "$ai_output_tokens", "$ai_total_tokens",
-        "$ai_cache_read_input_tokens", "$ai_reasoning_tokens", "$ai_temperature",
-        "$ai_max_tokens", "$ai_stream", "$ai_tools", "$ai_time_to_first_token",
-        "$ai_http_status", "$ai_base_url", "$ai_stop_reason", "$ai_latency")} == {
-        "$ai_span_id": GEN, "$ai_parent_id": CHILD, "$ai_model": "gpt-4o-mini-2024-07-18",
-        "$ai_provider": "openai", "$ai_input": [{"role": "user", "content": "hi"}],
+    assert {
+        k: props[k]
+        for k in (
+            "$ai_span_id",
+            "$ai_parent_id",
+            "$ai_model",
+            "$ai_provider",
+            "$ai_input",
+            "$ai_output_choices",
+            "$ai_input_tokens",
+            "$ai_output_tokens",
+            "$ai_total_tokens",
+            "$ai_cache_read_input_tokens",
+            "$ai_reasoning_tokens",
+            "$ai_temperature",
+            "$ai_max_tokens",
+            "$ai_stream",
+            "$ai_tools",
+            "$ai_time_to_first_token",
+            "$ai_http_status",
+            "$ai_base_url",
+            "$ai_stop_reason",
+            "$ai_latency",
+        )
+    } == {
+        "$ai_span_id": GEN,
+        "$ai_parent_id": CHILD,
+        "$ai_model": "gpt-4o-mini-2024-07-18",
+        "$ai_provider": "openai",
+        "$ai_input": [{"role": "user", "content": "hi"}],
         "$ai_output_choices": [{"role": "assistant", "content": "yo"}],
-        "$ai_input_tokens": 100, "$ai_output_tokens": 20, "$ai_total_tokens": 120,
-        "$ai_cache_read_input_tokens": 40, "$ai_reasoning_tokens": 5, "$ai_temperature": 0.2,
-        "$ai_max_tokens": 64, "$ai_stream": True,
+        "$ai_input_tokens": 100,
+        "$ai_output_tokens": 20,
+        "$ai_total_tokens": 120,
+        "$ai_cache_read_input_tokens": 40,
+        "$ai_reasoning_tokens": 5,
+        "$ai_temperature": 0.2,
+        "$ai_max_tokens": 64,
+        "$ai_stream": True,
         "$ai_tools": [{"type": "function", "function": {"name": "add"}}],
-        "$ai_time_to_first_token": 0.25, "$ai_http_status": 200,
-        "$ai_base_url": "https://api.openai.com/v1", "$ai_stop_reason": "stop",
-        "$ai_latency": 1.5}
-    assert props["$ai_model_parameters"] == {"temperature": 0.2, "max_completion_tokens": 64,
-                                             "stream": True, "top_p": 1}
+        "$ai_time_to_first_token": 0.25,
+        "$ai_http_status": 200,
+        "$ai_base_url": "https://api.openai.com/v1",
+        "$ai_stop_reason": "stop",
+        "$ai_latency": 1.5,
+    }
+    assert props["$ai_model_parameters"] == {
+        "temperature": 0.2,
+        "max_completion_tokens": 64,
+        "stream": True,
+        "top_p": 1,
+    }
     assert "$ai_cache_creation_input_tokens" not in props
     assert "$ai_usage_missing_reason" not in props
 
 
-@pytest.mark.parametrize(("provider", "model", "expected_input"), [
-    ("anthropic", "claude-3-5-sonnet-20241022", 100),   # uncached only
-    ("bedrock", "anthropic.claude-3-haiku", 100),        # Claude on another provider
-    ("vertex_ai", "claude-sonnet-4@20250514", 100),
-    ("openai", "gpt-4o", 175),                           # inclusive
-])
-def test_anthropic_input_tokens_exclude_cache(provider: str, model: str,
-                                              expected_input: int) -> None:
-    usage = Usage(input_tokens=175, output_tokens=3, cache_read_tokens=50,
-                  cache_creation_tokens=25, cache_creation_5m_tokens=20,
-                  cache_creation_1h_tokens=5)
+@pytest.mark.parametrize(
+    ("provider", "model", "expected_input"),
+    [
+        ("anthropic", "claude-3-5-sonnet-20241022", 100),  # uncached only
+        ("bedrock", "anthropic.claude-3-haiku", 100),  # Claude on another provider
+        ("vertex_ai", "claude-sonnet-4@20250514", 100),
+        ("openai", "gpt-4o", 175),  # inclusive
+    ],
+)
+def test_anthropic_input_tokens_exclude_cache(
+    provider: str, model: str, expected_input: int
+) -> None:
+    usage = Usage(
+        input_tokens=175,
+        output_tokens=3,
+        cache_read_tokens=50,
+        cache_creation_tokens=25,
+        cache_creation_5m_tokens=20,
+        cache_creation_1h_tokens=5,
+    )
     props = span_to_event(span(provider=provider, model=model, usage=usage))["properties"]
     assert props["$ai_input_tokens"] == expected_input
     assert props["$ai_cache_read_input_tokens"] == 50
@@ -131,7 +213,8 @@ def test_anthropic_input_tokens_exclude_cache(provider: str, model: str,
 
 def test_missing_usage_sends_no_token_counts_and_a_reason() -> None:
     props = span_to_event(span(usage=None, usage_missing_reason="pass stream_usage=True"))[
-        "properties"]
+        "properties"
+    ]
     assert not [k for k in props if k.endswith("_tokens")]
     assert props["$ai_usage_missing_reason"] == "pass stream_usage=True"
     props = span_to_event(span(usage=Usage()))["properties"]
@@ -154,10 +237,17 @@ def test_root_generation_is_a_generation_without_parent() -> None:
 
 
 def test_embedding_event() -> None:
-    event = span_to_event(span(kind=SpanKind.EMBEDDING, name="OpenAIEmbeddings",
-                               model="text-embedding-3-small", provider="openai",
-                               input=["a", "b"], output=[[0.1, 0.2]],
-                               usage=Usage(input_tokens=8)))
+    event = span_to_event(
+        span(
+            kind=SpanKind.EMBEDDING,
+            name="OpenAIEmbeddings",
+            model="text-embedding-3-small",
+            provider="openai",
+            input=["a", "b"],
+            output=[[0.1, 0.2]],
+            usage=Usage(input_tokens=8),
+        )
+    )
     props = event["properties"]
     assert event["event"] == "$ai_embedding"
     assert props["$ai_input"] == ["a", "b"]
@@ -177,10 +267,14 @@ def test_distinct_id_precedence_and_personless() -> None:
 
 
 def test_exporter_properties_groups_and_service_name() -> None:
-    cfg = EventConfig(properties={"env": "prod", "$ai_trace_id": "spoof"},
-                      groups={"company": "acme"}, service_name="checkout")
+    cfg = EventConfig(
+        properties={"env": "prod", "$ai_trace_id": "spoof"},
+        groups={"company": "acme"},
+        service_name="checkout",
+    )
     props = span_to_event(span(properties={"feature": "x"}, groups={"team": "t1"}), cfg)[
-        "properties"]
+        "properties"
+    ]
     assert props["env"] == "prod"
     assert props["feature"] == "x"
     assert props["$ai_trace_id"] == TRACE
@@ -191,10 +285,13 @@ def test_exporter_properties_groups_and_service_name() -> None:
 @pytest.mark.parametrize("kind", list(SpanKind))
 def test_privacy_mode_drops_all_content(kind: SpanKind) -> None:
     secret_text = "my private diagnosis"
-    s = span(kind=kind, input=[{"role": "user", "content": secret_text}],
-             output={"text": secret_text})
-    for event in (span_to_event(s, EventConfig(privacy_mode=True)),
-                  span_to_event(s._replace(privacy_mode=True))):
+    s = span(
+        kind=kind, input=[{"role": "user", "content": secret_text}], output={"text": secret_text}
+    )
+    for event in (
+        span_to_event(s, EventConfig(privacy_mode=True)),
+        span_to_event(s._replace(privacy_mode=True)),
+    ):
         encoded = json.dumps(event)
         assert secret_text not in encoded
         for key in ("$ai_input", "$ai_output_choices", "$ai_input_state", "$ai_output_state"):
@@ -210,22 +307,33 @@ def test_mask_applies_to_every_content_field_and_failure_never_leaks() -> None:
     def broken(value: object) -> object:
         raise RuntimeError("bad mask")
 
-    event = span_to_event(span(kind=SpanKind.SPAN, input="secret-input", output="out"),
-                          EventConfig(mask=broken))
+    event = span_to_event(
+        span(kind=SpanKind.SPAN, input="secret-input", output="out"), EventConfig(mask=broken)
+    )
     assert event["properties"]["$ai_input_state"] == "[masked: mask function failed]"
     assert "secret-input" not in json.dumps(event)
 
 
 def test_secrets_are_redacted_but_token_counts_are_not() -> None:
     cfg = EventConfig(secrets=("phc_projectkey1234567890abcdef",))
-    event = span_to_event(span(
-        kind=SpanKind.SPAN,
-        input={"api_key": "abc", "Authorization": "Bearer xyz", "password": "hunter2",
-               "openai_api_key": {"lc": 1, "type": "secret", "id": ["OPENAI_API_KEY"]},
-               "max_tokens": 10, "input_tokens": 3, "token_usage": {"total_tokens": 9},
-               "note": "use sk-abcdefghijklmnopqrstuvwx please",
-               "echo": "key phc_projectkey1234567890abcdef"},
-        metadata={"client_secret": "s3cr3t"}), cfg)
+    event = span_to_event(
+        span(
+            kind=SpanKind.SPAN,
+            input={
+                "api_key": "abc",
+                "Authorization": "Bearer xyz",
+                "password": "hunter2",
+                "openai_api_key": {"lc": 1, "type": "secret", "id": ["OPENAI_API_KEY"]},
+                "max_tokens": 10,
+                "input_tokens": 3,
+                "token_usage": {"total_tokens": 9},
+                "note": "use sk-abcdefghijklmnopqrstuvwx please",
+                "echo": "key phc_projectkey1234567890abcdef",
+            },
+            metadata={"client_secret": "s3cr3t"},
+        ),
+        cfg,
+    )
     props = event["properties"]
     state = props["$ai_input_state"]
     assert state["api_key"] == "[REDACTED]"
@@ -245,9 +353,15 @@ def test_secrets_are_redacted_but_token_counts_are_not() -> None:
 
 def test_base64_media_is_replaced_by_a_sized_placeholder() -> None:
     payload = "A" * 4000
-    msg = [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{payload}"}},
-        {"type": "text", "text": "what is this?"}]}]
+    msg = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{payload}"}},
+                {"type": "text", "text": "what is this?"},
+            ],
+        }
+    ]
     props = span_to_event(span(input=msg, output=[payload]))["properties"]
     url = props["$ai_input"][0]["content"][0]["image_url"]["url"]
     assert url == "[base64 image/png, 3000 bytes]"
@@ -257,8 +371,10 @@ def test_base64_media_is_replaced_by_a_sized_placeholder() -> None:
 
 def test_oversized_event_is_truncated_with_a_marker() -> None:
     limit = 50_000
-    event = span_to_event(span(input=[{"role": "user", "content": "x " * 100_000}],
-                               output=["y"]), EventConfig(max_event_bytes=limit))
+    event = span_to_event(
+        span(input=[{"role": "user", "content": "x " * 100_000}], output=["y"]),
+        EventConfig(max_event_bytes=limit),
+    )
     encoded = json.dumps(event, ensure_ascii=False).encode()
     assert len(encoded) <= limit
     assert "[truncated" in event["properties"]["$ai_input"]
@@ -291,14 +407,23 @@ def test_any_value_becomes_valid_json() -> None:
 
     g = gen()
     value = {
-        "model": Model(name="a", score=0.5), "point": Point(1, 2), "bytes": b"\x00\x01",
-        "set": {3}, "when": dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc),
-        "nan": math.nan, "inf": math.inf, "np": numpy.float32(1.5),
-        "arr": numpy.arange(3), "dec": Decimal("1.10"), "uid": uuid.UUID(int=1),
-        "cycle": cyclic, 7: "int key", "bad": BadRepr(), "gen": g,
+        "model": Model(name="a", score=0.5),
+        "point": Point(1, 2),
+        "bytes": b"\x00\x01",
+        "set": {3},
+        "when": dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc),
+        "nan": math.nan,
+        "inf": math.inf,
+        "np": numpy.float32(1.5),
+        "arr": numpy.arange(3),
+        "dec": Decimal("1.10"),
+        "uid": uuid.UUID(int=1),
+        "cycle": cyclic,
+        7: "int key",
+        "bad": BadRepr(),
+        "gen": g,
     }
-    state = span_to_event(span(kind=SpanKind.SPAN, input=value))["properties"][
-        "$ai_input_state"]
+    state = span_to_event(span(kind=SpanKind.SPAN, input=value))["properties"]["$ai_input_state"]
     json.dumps(state, allow_nan=False)
     assert state["model"] == {"name": "a", "score": 0.5}
     assert state["point"] == {"x": 1, "y": 2}
@@ -318,16 +443,29 @@ def test_any_value_becomes_valid_json() -> None:
 
 
 def test_feedback_and_metric_events() -> None:
-    fb = feedback_event(TRACE, text="great", score=1, distinct_id="u1", properties=None,
-                        cfg=EventConfig(), timestamp=1_700_000_000.0)
+    fb = feedback_event(
+        TRACE,
+        text="great",
+        score=1,
+        distinct_id="u1",
+        properties=None,
+        cfg=EventConfig(),
+        timestamp=1_700_000_000.0,
+    )
     assert fb["event"] == "$ai_feedback"
     assert fb["distinct_id"] == "u1"
     assert fb["properties"]["$ai_trace_id"] == TRACE
     assert fb["properties"]["$ai_feedback_text"] == "great"
     assert fb["properties"]["$ai_feedback_score"] == 1
-    metric = metric_event(TRACE, name="accuracy", value=0.9, distinct_id=None,
-                          properties={"judge": "gpt"}, cfg=EventConfig(),
-                          timestamp=1_700_000_000.0)
+    metric = metric_event(
+        TRACE,
+        name="accuracy",
+        value=0.9,
+        distinct_id=None,
+        properties={"judge": "gpt"},
+        cfg=EventConfig(),
+        timestamp=1_700_000_000.0,
+    )
     assert metric["event"] == "$ai_metric"
     assert metric["properties"]["$ai_metric_name"] == "accuracy"
     assert metric["properties"]["$ai_metric_value"] == 0.9

@@ -26,22 +26,39 @@ def by_name(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_manual_trace_produces_a_parent_linked_tree() -> None:
     exporter, sink = make()
-    with exporter.trace("answer", input={"q": "hi"}, distinct_id="u1", session_id="s1",
-                        metadata={"team": "geo"}, tags=["beta"]) as trace:
+    with exporter.trace(
+        "answer",
+        input={"q": "hi"},
+        distinct_id="u1",
+        session_id="s1",
+        metadata={"team": "geo"},
+        tags=["beta"],
+    ) as trace:
         with trace.span("retrieve", input="hi") as span:
             span.update(output=["doc"])
-            with span.embedding("embed", model="text-embedding-3-small", provider="openai",
-                                input=["hi"]) as emb:
+            with span.embedding(
+                "embed", model="text-embedding-3-small", provider="openai", input=["hi"]
+            ) as emb:
                 emb.update(usage={"prompt_tokens": 2})
-        with trace.generation("chat", model="gpt-4o-mini", provider="openai",
-                              input=[{"role": "user", "content": "hi"}]) as gen:
-            gen.update(output=[{"role": "assistant", "content": "yo"}],
-                       usage={"input_tokens": 10, "output_tokens": 2})
+        with trace.generation(
+            "chat",
+            model="gpt-4o-mini",
+            provider="openai",
+            input=[{"role": "user", "content": "hi"}],
+        ) as gen:
+            gen.update(
+                output=[{"role": "assistant", "content": "yo"}],
+                usage={"input_tokens": 10, "output_tokens": 2},
+            )
         trace.update(output={"answer": "yo"})
     assert exporter.flush()
     events = by_name(sink.events)
     assert [e["event"] for e in sink.events] == [
-        "$ai_embedding", "$ai_span", "$ai_generation", "$ai_trace"]
+        "$ai_embedding",
+        "$ai_span",
+        "$ai_generation",
+        "$ai_trace",
+    ]
     tid = trace.trace_id
     assert {e["properties"]["$ai_trace_id"] for e in sink.events} == {tid}
     assert {e["distinct_id"] for e in sink.events} == {"u1"}
@@ -91,7 +108,8 @@ def test_child_left_open_is_closed_as_error_when_trace_ends() -> None:
     exporter.flush()
     events = by_name(sink.events)
     assert events["forgotten"]["properties"]["$ai_error"] == (
-        "span never ended (its trace ended first)")
+        "span never ended (its trace ended first)"
+    )
     assert exporter.stats().open_runs == 0
     assert exporter.stats().closed_orphans == 1
 
@@ -149,7 +167,9 @@ def test_feedback_and_metric() -> None:
     exporter.capture_metric("trace-1", "relevance", 0.75)
     exporter.flush()
     assert [(e["event"], e["distinct_id"]) for e in sink.events] == [
-        ("$ai_feedback", "anon"), ("$ai_metric", "anon")]
+        ("$ai_feedback", "anon"),
+        ("$ai_metric", "anon"),
+    ]
     assert sink.events[1]["properties"]["$ai_metric_value"] == 0.75
 
 
@@ -160,22 +180,27 @@ def test_serverless_preset_and_defaults() -> None:
     assert make(serverless=True, flush_at=3)[0].flush_at == 3
 
 
-@pytest.mark.parametrize(("kw", "error", "message"), [
-    ({"flush_at": 0}, ValueError, "flush_at must be a positive number"),
-    ({"flush_interval": -1}, ValueError, "flush_interval"),
-    ({"sample_rate": 1.5}, ValueError, "sample_rate must be between 0 and 1"),
-    ({"mask": "nope"}, TypeError, "mask must be a callable"),
-    ({"sink": 42}, TypeError, "sink must be MemorySink"),
-])
-def test_configuration_errors_say_how_to_fix(kw: dict[str, Any], error: type[Exception],
-                                             message: str) -> None:
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        ({"flush_at": 0}, ValueError, "flush_at must be a positive number"),
+        ({"flush_interval": -1}, ValueError, "flush_interval"),
+        ({"sample_rate": 1.5}, ValueError, "sample_rate must be between 0 and 1"),
+        ({"mask": "nope"}, TypeError, "mask must be a callable"),
+        ({"sink": 42}, TypeError, "sink must be MemorySink"),
+    ],
+)
+def test_configuration_errors_say_how_to_fix(
+    kw: dict[str, Any], error: type[Exception], message: str
+) -> None:
     kw.setdefault("sink", MemorySink())
     with pytest.raises(error, match=message):
         PosthogExporter(**kw)
 
 
-def test_no_key_no_sink_warns_once_and_is_a_no_op(monkeypatch: pytest.MonkeyPatch,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_no_key_no_sink_warns_once_and_is_a_no_op(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
     with caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
         exporter = PosthogExporter()
@@ -260,8 +285,14 @@ def test_shutdown_closes_open_runs_and_later_spans_are_counted() -> None:
 
 def test_ttl_sweep_closes_stale_runs() -> None:
     exporter, sink = make(open_run_ttl=0.2, flush_interval=0.05)
-    stale = OpenSpan(trace_id="t1", span_id="t1", parent_id=None, kind=SpanKind.TRACE,
-                     name="stale", start_time=0.0)
+    stale = OpenSpan(
+        trace_id="t1",
+        span_id="t1",
+        parent_id=None,
+        kind=SpanKind.TRACE,
+        name="stale",
+        start_time=0.0,
+    )
     exporter.manual_runs.add("t1", stale)
     exporter.capture_metric("t0", "wake", 1)  # starts the worker
     for _ in range(100):
@@ -269,8 +300,12 @@ def test_ttl_sweep_closes_stale_runs() -> None:
         if len(sink.events) >= 2:
             break
         threading.Event().wait(0.05)
-    assert by_name([e for e in sink.events if e["event"] != "$ai_metric"])["stale"][
-        "properties"]["$ai_error"] == "run never ended (closed after 0.2s)"
+    assert (
+        by_name([e for e in sink.events if e["event"] != "$ai_metric"])["stale"]["properties"][
+            "$ai_error"
+        ]
+        == "run never ended (closed after 0.2s)"
+    )
     assert len(exporter.manual_runs) == 0
 
 
@@ -315,12 +350,21 @@ def test_fork_child_does_not_inherit_the_queue() -> None:
 
 
 def test_registered_table_is_swept_before_any_span_was_submitted() -> None:
-    from posthog_callbacks._runs import RunTable
+    from posthog_callbacks.tracing import RunTable
 
     exporter, sink = make(open_run_ttl=0.2, flush_interval=0.05)
     table: RunTable[str] = RunTable()
-    table.add("r1", OpenSpan(trace_id="t1", span_id="t1", parent_id=None, kind=SpanKind.TRACE,
-                             name="stuck", start_time=0.0))
+    table.add(
+        "r1",
+        OpenSpan(
+            trace_id="t1",
+            span_id="t1",
+            parent_id=None,
+            kind=SpanKind.TRACE,
+            name="stuck",
+            start_time=0.0,
+        ),
+    )
     exporter.register_runs(table)
     for _ in range(100):
         if sink.events:
@@ -356,4 +400,5 @@ def test_an_unprintable_exception_still_marks_the_span() -> None:
             raise Unprintable()
     exporter.flush()
     assert by_name(sink.events)["step"]["properties"]["$ai_error"] == (
-        "Unprintable: <unprintable error>")
+        "Unprintable: <unprintable error>"
+    )

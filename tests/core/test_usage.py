@@ -15,50 +15,92 @@ from posthog_callbacks.usage import (
 
 
 def test_langchain_usage_metadata() -> None:
-    usage = usage_from_mapping({
-        "input_tokens": 350, "output_tokens": 240, "total_tokens": 590,
-        "input_token_details": {"cache_read": 100, "cache_creation": 200,
-                                "ephemeral_5m_input_tokens": 150,
-                                "ephemeral_1h_input_tokens": 50},
-        "output_token_details": {"reasoning": 200}})
-    assert usage == Usage(input_tokens=350, output_tokens=240, total_tokens=590,
-                          cache_read_tokens=100, cache_creation_tokens=200,
-                          cache_creation_5m_tokens=150, cache_creation_1h_tokens=50,
-                          reasoning_tokens=200)
+    usage = usage_from_mapping(
+        {
+            "input_tokens": 350,
+            "output_tokens": 240,
+            "total_tokens": 590,
+            "input_token_details": {
+                "cache_read": 100,
+                "cache_creation": 200,
+                "ephemeral_5m_input_tokens": 150,
+                "ephemeral_1h_input_tokens": 50,
+            },
+            "output_token_details": {"reasoning": 200},
+        }
+    )
+    assert usage == Usage(
+        input_tokens=350,
+        output_tokens=240,
+        total_tokens=590,
+        cache_read_tokens=100,
+        cache_creation_tokens=200,
+        cache_creation_5m_tokens=150,
+        cache_creation_1h_tokens=50,
+        reasoning_tokens=200,
+    )
 
 
 def test_openai_raw_usage() -> None:
-    usage = usage_from_mapping({
-        "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
-        "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 128}})
-    assert usage == Usage(input_tokens=1200, output_tokens=300, total_tokens=1500,
-                          cache_read_tokens=1024, reasoning_tokens=128)
+    usage = usage_from_mapping(
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "total_tokens": 1500,
+            "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 128},
+        }
+    )
+    assert usage == Usage(
+        input_tokens=1200,
+        output_tokens=300,
+        total_tokens=1500,
+        cache_read_tokens=1024,
+        reasoning_tokens=128,
+    )
 
 
 def test_anthropic_raw_usage_is_made_inclusive() -> None:
-    usage = usage_from_mapping({
-        "input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 100,
-        "cache_creation_input_tokens": 30,
-        "cache_creation": {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 0}})
-    assert usage == Usage(input_tokens=140, output_tokens=5, cache_read_tokens=100,
-                          cache_creation_tokens=30, cache_creation_5m_tokens=30,
-                          cache_creation_1h_tokens=0)
+    usage = usage_from_mapping(
+        {
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cache_read_input_tokens": 100,
+            "cache_creation_input_tokens": 30,
+            "cache_creation": {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 0},
+        }
+    )
+    assert usage == Usage(
+        input_tokens=140,
+        output_tokens=5,
+        cache_read_tokens=100,
+        cache_creation_tokens=30,
+        cache_creation_5m_tokens=30,
+        cache_creation_1h_tokens=0,
+    )
 
 
 def test_other_providers() -> None:
-    assert usage_from_mapping({"inputTokens": 5, "outputTokens": 7, "totalTokens": 12,
-                               "cacheReadInputTokens": 3}) == Usage(
-        input_tokens=8, output_tokens=7, total_tokens=12, cache_read_tokens=3)
-    assert usage_from_mapping({"prompt_token_count": 9, "candidates_token_count": 4,
-                               "thoughts_token_count": 2, "cached_content_token_count": 1,
-                               "total_token_count": 15}) == Usage(
-        input_tokens=9, output_tokens=6, total_tokens=15, cache_read_tokens=1,
-        reasoning_tokens=2)
+    assert usage_from_mapping(
+        {"inputTokens": 5, "outputTokens": 7, "totalTokens": 12, "cacheReadInputTokens": 3}
+    ) == Usage(input_tokens=8, output_tokens=7, total_tokens=12, cache_read_tokens=3)
+    assert usage_from_mapping(
+        {
+            "prompt_token_count": 9,
+            "candidates_token_count": 4,
+            "thoughts_token_count": 2,
+            "cached_content_token_count": 1,
+            "total_token_count": 15,
+        }
+    ) == Usage(
+        input_tokens=9, output_tokens=6, total_tokens=15, cache_read_tokens=1, reasoning_tokens=2
+    )
     assert usage_from_mapping({"prompt_eval_count": 11, "eval_count": 22}) == Usage(
-        input_tokens=11, output_tokens=22)
+        input_tokens=11, output_tokens=22
+    )
     assert usage_from_mapping({"billed_units": {"input_tokens": 4, "output_tokens": 6}}) == Usage(
-        input_tokens=4, output_tokens=6)
+        input_tokens=4, output_tokens=6
+    )
 
 
 class UsageObject:
@@ -67,43 +109,81 @@ class UsageObject:
         self.completion_tokens = 4
 
 
-@pytest.mark.parametrize("raw", [None, "12", 12, [], {}, {"input_tokens": None},
-                                 {"input_tokens": -4}, {"input_tokens": "abc"},
-                                 {"input_tokens": float("nan")}, {"input_tokens": True}])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        "12",
+        12,
+        [],
+        {},
+        {"input_tokens": None},
+        {"input_tokens": -4},
+        {"input_tokens": "abc"},
+        {"input_tokens": float("nan")},
+        {"input_tokens": True},
+    ],
+)
 def test_malformed_usage_gives_none(raw: object) -> None:
     assert usage_from_mapping(raw) is None
 
 
 def test_numeric_strings_and_objects() -> None:
     assert usage_from_mapping({"input_tokens": "7", "output_tokens": 2.0}) == Usage(
-        input_tokens=7, output_tokens=2)
+        input_tokens=7, output_tokens=2
+    )
     assert usage_from_mapping(UsageObject()) == Usage(input_tokens=3, output_tokens=4)
 
 
 def test_sum_usage_keeps_unknown_as_none() -> None:
-    total = sum_usage([Usage(input_tokens=1, output_tokens=2), None,
-                       Usage(input_tokens=3, cache_read_tokens=1)])
+    total = sum_usage(
+        [Usage(input_tokens=1, output_tokens=2), None, Usage(input_tokens=3, cache_read_tokens=1)]
+    )
     assert total == Usage(input_tokens=4, output_tokens=2, cache_read_tokens=1)
     assert sum_usage([None, None]) is None
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("openai", "openai"), ("azure_openai", "azure"), ("AzureChatOpenAI", "azure"),
-    ("anthropic", "anthropic"), ("amazon_bedrock", "bedrock"), ("bedrock_converse", "bedrock"),
-    ("google_vertexai", "vertex_ai"), ("google_genai", "gemini"), ("ollama", "ollama"),
-    ("mistralai", "mistral"), ("groq", "groq"), ("Some-New-Provider", "some-new-provider"),
-    ("", None), (None, None), (3, None),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("openai", "openai"),
+        ("azure_openai", "azure"),
+        ("AzureChatOpenAI", "azure"),
+        ("anthropic", "anthropic"),
+        ("amazon_bedrock", "bedrock"),
+        ("bedrock_converse", "bedrock"),
+        ("google_vertexai", "vertex_ai"),
+        ("google_genai", "gemini"),
+        ("ollama", "ollama"),
+        ("mistralai", "mistral"),
+        ("groq", "groq"),
+        ("Some-New-Provider", "some-new-provider"),
+        ("", None),
+        (None, None),
+        (3, None),
+    ],
+)
 def test_normalize_provider(raw: object, expected: str | None) -> None:
     assert normalize_provider(raw) == expected
 
 
-@pytest.mark.parametrize(("cls", "expected"), [
-    ("ChatOpenAI", "openai"), ("AzureChatOpenAI", "azure"), ("ChatAnthropic", "anthropic"),
-    ("OpenAI", "openai"), ("Anthropic", "anthropic"), ("ChatBedrockConverse", "bedrock"),
-    ("GoogleGenAI", "gemini"), ("Ollama", "ollama"), ("MistralAI", "mistral"),
-    ("OpenAIEmbedding", "openai"), ("MockLLM", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("cls", "expected"),
+    [
+        ("ChatOpenAI", "openai"),
+        ("AzureChatOpenAI", "azure"),
+        ("ChatAnthropic", "anthropic"),
+        ("OpenAI", "openai"),
+        ("Anthropic", "anthropic"),
+        ("ChatBedrockConverse", "bedrock"),
+        ("GoogleGenAI", "gemini"),
+        ("Ollama", "ollama"),
+        ("MistralAI", "mistral"),
+        ("OpenAIEmbedding", "openai"),
+        ("MockLLM", None),
+        ("", None),
+    ],
+)
 def test_provider_from_class(cls: str, expected: str | None) -> None:
     assert provider_from_class(cls) == expected
 

@@ -17,9 +17,19 @@ from posthog_callbacks import PosthogExporter
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"
 MARKER = re.compile(r"<!-- runnable -->\s*\n```python\n(.*?)\n```", re.DOTALL)
-PAGES_WITH_SNIPPETS = ["getting-started", "langchain", "langgraph", "llama-index",
-                       "configuration", "events", "privacy", "serverless", "exploring",
-                       "migrating", "troubleshooting"]
+PAGES_WITH_SNIPPETS = [
+    "getting-started",
+    "langchain",
+    "langgraph",
+    "llama-index",
+    "configuration",
+    "events",
+    "privacy",
+    "serverless",
+    "exploring",
+    "migrating",
+    "troubleshooting",
+]
 
 
 def runnable_blocks(page: Path) -> list[str]:
@@ -31,8 +41,14 @@ def runnable_blocks(page: Path) -> list[str]:
 def test_page_snippets_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = runnable_blocks(DOCS / f"{name}.md")
     assert blocks, f"{name}.md has no runnable snippet"
-    for var in ("POSTHOG_API_KEY", "POSTHOG_HOST", "POSTHOG_PERSONAL_API_KEY",
-                "POSTHOG_PROJECT_ID", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+    for var in (
+        "POSTHOG_API_KEY",
+        "POSTHOG_HOST",
+        "POSTHOG_PERSONAL_API_KEY",
+        "POSTHOG_PROJECT_ID",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)
@@ -68,10 +84,24 @@ def test_mkdocs_builds_strictly(tmp_path: Path) -> None:
     performance = tmp_path / "docs" / "performance.md"
     if not performance.exists():  # written by another engineer; stub it until it lands
         performance.write_text("# Performance\n\nBenchmark tables: coming soon.\n")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
-                           "-f", str(tmp_path / "mkdocs.yml"), "-d", str(tmp_path / "site")],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NO_COLOR": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-q",
+            "-f",
+            str(tmp_path / "mkdocs.yml"),
+            "-d",
+            str(tmp_path / "site"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pages = sorted(p.stem for p in DOCS.glob("*.md"))
     for page in pages:

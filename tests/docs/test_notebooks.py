@@ -32,28 +32,44 @@ def test_committed_without_outputs(name: str) -> None:
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """All notebooks, executed concurrently (each in its own kernel and folder)."""
-    saved = {v: os.environ.pop(v) for v in ("POSTHOG_API_KEY", "POSTHOG_PERSONAL_API_KEY",
-                                            "POSTHOG_PROJECT_ID", "POSTHOG_HOST",
-                                            "OPENAI_API_KEY", "MPLBACKEND") if v in os.environ}
+    saved = {
+        v: os.environ.pop(v)
+        for v in (
+            "POSTHOG_API_KEY",
+            "POSTHOG_PERSONAL_API_KEY",
+            "POSTHOG_PROJECT_ID",
+            "POSTHOG_HOST",
+            "OPENAI_API_KEY",
+            "MPLBACKEND",
+        )
+        if v in os.environ
+    }
     notebooks: dict[str, Any] = {}
     clients = []
     for name in NAMES:
         folder = tmp_path_factory.mktemp(name)
         shutil.copy(NOTEBOOKS / f"{name}.ipynb", folder)
         notebooks[name] = nbformat.read(folder / f"{name}.ipynb", as_version=4)
-        clients.append(NotebookClient(notebooks[name], timeout=120, kernel_name="python3",
-                                      resources={"metadata": {"path": str(folder)}}))
+        clients.append(
+            NotebookClient(
+                notebooks[name],
+                timeout=120,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(folder)}},
+            )
+        )
 
     async def run_all() -> list[Any]:
-        return await asyncio.gather(*(c.async_execute() for c in clients),
-                                    return_exceptions=True)
+        return await asyncio.gather(*(c.async_execute() for c in clients), return_exceptions=True)
 
     try:
         results = asyncio.run(run_all())
     finally:
         os.environ.update(saved)
-    return {name: (nb if not isinstance(res, BaseException) else res)
-            for (name, nb), res in zip(notebooks.items(), results, strict=True)}
+    return {
+        name: (nb if not isinstance(res, BaseException) else res)
+        for (name, nb), res in zip(notebooks.items(), results, strict=True)
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -63,8 +79,9 @@ def test_notebook_runs(name: str, executed: dict[str, Any]) -> None:
         raise nb
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for o in outputs)
+    text = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
+    )
     html = "\n".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
     if name == "langchain_quickstart":
         assert "gpt-4o-mini-2024-07-18 42 11" in text

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import matplotlib
 import pytest
-from ex_ids import FIXTURE
+
+from support.explore_ids import FIXTURE
 
 matplotlib.use("Agg")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lc_helpers import Recorder
+
+from support.langchain_helpers import Recorder
 
 
 @pytest.fixture

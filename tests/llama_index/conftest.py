@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from li_helpers import Events, UsageLLM
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MockEmbedding
 
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.llama_index import CallbackHandler, InstrumentHandle, instrument
+from support.llama_helpers import Events, UsageLLM
 
 
 @pytest.fixture
@@ -60,6 +60,8 @@ def handler(exporter: PosthogExporter) -> Iterator[CallbackHandler]:
 
 @pytest.fixture
 def index() -> VectorStoreIndex:
-    docs = [Document(text="The answer to everything is forty two.", id_="doc-42"),
-            Document(text="Paris is the capital of France.", id_="doc-paris")]
+    docs = [
+        Document(text="The answer to everything is forty two.", id_="doc-42"),
+        Document(text="Paris is the capital of France.", id_="doc-paris"),
+    ]
     return VectorStoreIndex.from_documents(docs)

@@ -18,6 +18,7 @@ import atexit
 import json
 import sys
 import time
+from pathlib import Path
 
 from posthog_callbacks import PosthogExporter, PosthogSink
 
@@ -29,24 +30,30 @@ def _report() -> None:
     # Registered before the exporter exists, so it runs after the exporter's exit hook.
     if _exporter is not None:
         stats = _exporter.stats()
-        print(json.dumps({"stats": stats.__dict__,
-                          "exit_seconds": time.monotonic() - _ended_main}), flush=True)
+        print(
+            json.dumps({"stats": stats.__dict__, "exit_seconds": time.monotonic() - _ended_main}),
+            flush=True,
+        )
 
 
 def main() -> None:
     global _ended_main, _exporter
     url, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     atexit.register(_report)
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from rel_helpers import Ledger
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from support.reliability_helpers import Ledger
 
     serverless = mode == "serverless"
-    sink = PosthogSink(api_key="phc_testProjectKey0123456789abcdefXYZ", host=url, timeout=5,
-                       backoff_base=0.01)
-    exporter = PosthogExporter(sink=sink, serverless=serverless,
-                               flush_at=None if serverless else 1000,
-                               flush_interval=None if serverless else 60,
-                               shutdown_timeout=float(sys.argv[4]) if len(sys.argv) > 4 else 5)
+    sink = PosthogSink(
+        api_key="phc_testProjectKey0123456789abcdefXYZ", host=url, timeout=5, backoff_base=0.01
+    )
+    exporter = PosthogExporter(
+        sink=sink,
+        serverless=serverless,
+        flush_at=None if serverless else 1000,
+        flush_interval=None if serverless else 60,
+        shutdown_timeout=float(sys.argv[4]) if len(sys.argv) > 4 else 5,
+    )
     _exporter = exporter
     ledger = Ledger()
     ledger.spans(exporter, n)

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
-from rel_fakes import EchoChat, MockLLM
 
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.events import EventConfig, span_to_event
@@ -19,6 +18,7 @@ from posthog_callbacks.langchain import CallbackHandler as LCHandler
 from posthog_callbacks.llama_index import instrument as li_instrument
 from posthog_callbacks.spans import FinishedSpan, SpanKind, Usage
 from posthog_callbacks.usage import normalize_provider, provider_from_class, usage_from_mapping
+from support.reliability_fakes import EchoChat, MockLLM
 
 SECRET = "sk-live-abcdefghijklmnop0123456789"
 
@@ -54,17 +54,34 @@ class Slots:
 
 
 leaves = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=50), st.binary(max_size=20), st.just(SECRET),
-    st.just(f"Bearer {SECRET}"), st.just(float("nan")), st.builds(Hostile),
-    st.builds(Slots), st.just(object()), st.just(iter([1, 2])), st.just(Usage(1, 2)),
-    st.just("x" * 5000), st.just("data:image/png;base64," + "A" * 3000),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+    st.binary(max_size=20),
+    st.just(SECRET),
+    st.just(f"Bearer {SECRET}"),
+    st.just(float("nan")),
+    st.builds(Hostile),
+    st.builds(Slots),
+    st.just(object()),
+    st.just(iter([1, 2])),
+    st.just(Usage(1, 2)),
+    st.just("x" * 5000),
+    st.just("data:image/png;base64," + "A" * 3000),
 )
 
 
 def containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    keys = st.one_of(st.text(max_size=12), st.integers(), st.just("api_key"),
-                     st.just("Authorization"), st.just("max_tokens"), st.just(("a", 1)))
+    keys = st.one_of(
+        st.text(max_size=12),
+        st.integers(),
+        st.just("api_key"),
+        st.just("Authorization"),
+        st.just("max_tokens"),
+        st.just(("a", 1)),
+    )
     return st.one_of(
         st.lists(children, max_size=5),
         st.tuples(children, children),
@@ -83,19 +100,35 @@ def cyclic(value: Any) -> Any:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(kind=st.sampled_from(list(SpanKind)), inp=values, out=values, meta=values,
-       make_cycle=st.booleans(), privacy=st.booleans(), limit=st.sampled_from([4000, 1 << 20]))
-def test_any_span_becomes_a_valid_bounded_event(kind: SpanKind, inp: Any, out: Any, meta: Any,
-                                                make_cycle: bool, privacy: bool,
-                                                limit: int) -> None:
+@given(
+    kind=st.sampled_from(list(SpanKind)),
+    inp=values,
+    out=values,
+    meta=values,
+    make_cycle=st.booleans(),
+    privacy=st.booleans(),
+    limit=st.sampled_from([4000, 1 << 20]),
+)
+def test_any_span_becomes_a_valid_bounded_event(
+    kind: SpanKind, inp: Any, out: Any, meta: Any, make_cycle: bool, privacy: bool, limit: int
+) -> None:
     if make_cycle:
         inp = cyclic(inp)
     span = FinishedSpan(
-        trace_id="t", span_id="s", parent_id="p", kind=kind, name="n", start_time=1.0,
-        end_time=2.0, input=inp, output=out,
+        trace_id="t",
+        span_id="s",
+        parent_id="p",
+        kind=kind,
+        name="n",
+        start_time=1.0,
+        end_time=2.0,
+        input=inp,
+        output=out,
         metadata=meta if isinstance(meta, dict) else {"m": meta},
-        model_parameters={"temperature": math.nan, "api_key": SECRET}, tools=[inp],
-        usage=Usage(input_tokens=3))
+        model_parameters={"temperature": math.nan, "api_key": SECRET},
+        tools=[inp],
+        usage=Usage(input_tokens=3),
+    )
     cfg = EventConfig(privacy_mode=privacy, max_event_bytes=limit)
     event = span_to_event(span, cfg)
     encoded = json.dumps(event, allow_nan=False, ensure_ascii=False)
@@ -107,26 +140,48 @@ def test_any_span_becomes_a_valid_bounded_event(kind: SpanKind, inp: Any, out: A
             assert key not in event["properties"]
 
 
-malformed_numbers = st.one_of(st.none(), st.text(max_size=5), st.integers(-10, 10**12),
-                              st.floats(allow_nan=True), st.booleans(), st.lists(st.integers()))
+malformed_numbers = st.one_of(
+    st.none(),
+    st.text(max_size=5),
+    st.integers(-10, 10**12),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.lists(st.integers()),
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(
-    st.sampled_from(["input_tokens", "output_tokens", "prompt_tokens", "completion_tokens",
-                     "total_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-                     "input_token_details", "prompt_tokens_details", "cache_creation",
-                     "inputTokens", "billed_units", "eval_count"]),
-    st.one_of(malformed_numbers, st.dictionaries(st.text(max_size=10), malformed_numbers)),
-    max_size=8))
-def test_malformed_provider_usage_never_raises_and_never_goes_negative(raw: dict[str, Any]
-                                                                       ) -> None:
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "input_tokens",
+                "output_tokens",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "input_token_details",
+                "prompt_tokens_details",
+                "cache_creation",
+                "inputTokens",
+                "billed_units",
+                "eval_count",
+            ]
+        ),
+        st.one_of(malformed_numbers, st.dictionaries(st.text(max_size=10), malformed_numbers)),
+        max_size=8,
+    )
+)
+def test_malformed_provider_usage_never_raises_and_never_goes_negative(raw: dict[str, Any]) -> None:
     usage = usage_from_mapping(raw)
     if usage is not None:
         for count in usage:
             assert count is None or (isinstance(count, int) and count >= 0)
-        span = FinishedSpan("t", "s", None, SpanKind.GENERATION, "g", 1.0, 2.0,
-                            provider="anthropic", usage=usage)
+        span = FinishedSpan(
+            "t", "s", None, SpanKind.GENERATION, "g", 1.0, 2.0, provider="anthropic", usage=usage
+        )
         props = span_to_event(span)["properties"]
         assert props.get("$ai_input_tokens", 0) >= 0
 
@@ -177,9 +232,9 @@ metadata = st.dictionaries(str_keys, values, max_size=5)
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inp=values, out=values, meta=metadata, make_cycle=st.booleans())
-def test_langchain_chain_with_any_input_output_and_metadata(inp: Any, out: Any,
-                                                            meta: dict[str, Any],
-                                                            make_cycle: bool) -> None:
+def test_langchain_chain_with_any_input_output_and_metadata(
+    inp: Any, out: Any, meta: dict[str, Any], make_cycle: bool
+) -> None:
     if make_cycle:
         out = cyclic(out)
     step = RunnableLambda(lambda _: out, name="step")
@@ -190,38 +245,85 @@ def test_langchain_chain_with_any_input_output_and_metadata(inp: Any, out: Any,
     assert _lc_handler.callback_errors == before
     events = drain_events()
     assert sorted(e["properties"]["$ai_span_name"] for e in events) == [
-        "RunnableSequence", "first", "step"]
+        "RunnableSequence",
+        "first",
+        "step",
+    ]
     assert _lc_handler.open_runs() == 0
 
 
 junk = st.one_of(values, malformed_numbers)
 usage_shapes = st.one_of(
     junk,
-    st.dictionaries(st.sampled_from(["input_tokens", "output_tokens", "total_tokens",
-                                     "input_token_details", "output_token_details"]),
-                    st.one_of(malformed_numbers, st.dictionaries(
-                        st.sampled_from(["cache_read", "cache_creation", "reasoning"]),
-                        malformed_numbers, max_size=3)), max_size=5))
-response_shapes = st.one_of(st.dictionaries(str_keys, junk, max_size=3), st.dictionaries(
-    st.sampled_from(["model_name", "model", "finish_reason", "stop_reason", "token_usage",
-                     "usage", "model_provider", "system_fingerprint"]),
-    st.one_of(junk, usage_shapes), max_size=5))
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "input_tokens",
+                "output_tokens",
+                "total_tokens",
+                "input_token_details",
+                "output_token_details",
+            ]
+        ),
+        st.one_of(
+            malformed_numbers,
+            st.dictionaries(
+                st.sampled_from(["cache_read", "cache_creation", "reasoning"]),
+                malformed_numbers,
+                max_size=3,
+            ),
+        ),
+        max_size=5,
+    ),
+)
+response_shapes = st.one_of(
+    st.dictionaries(str_keys, junk, max_size=3),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "model_name",
+                "model",
+                "finish_reason",
+                "stop_reason",
+                "token_usage",
+                "usage",
+                "model_provider",
+                "system_fingerprint",
+            ]
+        ),
+        st.one_of(junk, usage_shapes),
+        max_size=5,
+    ),
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(usage=usage_shapes, response=response_shapes, llm_output=st.one_of(st.none(),
-       response_shapes), provider=st.one_of(st.none(), st.text(max_size=20),
-                                            st.sampled_from(["openai", "anthropic",
-                                                             "Bedrock", "mystery-ai"])))
+@given(
+    usage=usage_shapes,
+    response=response_shapes,
+    llm_output=st.one_of(st.none(), response_shapes),
+    provider=st.one_of(
+        st.none(),
+        st.text(max_size=20),
+        st.sampled_from(["openai", "anthropic", "Bedrock", "mystery-ai"]),
+    ),
+)
 @example(usage=None, response={"finish_reason": Unprintable()}, llm_output=None, provider=None)
 @example(usage=None, response={"model_name": SECRET}, llm_output=None, provider=None)
 @example(usage=None, response={"finish_reason": "x" * 20_000}, llm_output=None, provider=SECRET)
 def test_langchain_model_with_malformed_usage_and_unknown_provider(
-        usage: Any, response: Any, llm_output: Any, provider: Any) -> None:
+    usage: Any, response: Any, llm_output: Any, provider: Any
+) -> None:
     # What a buggy provider integration might produce: built without validation.
-    reply = AIMessage.model_construct(content="hi", usage_metadata=usage,
-                                      response_metadata=response, tool_calls=[],
-                                      invalid_tool_calls=[], additional_kwargs={}, type="ai")
+    reply = AIMessage.model_construct(
+        content="hi",
+        usage_metadata=usage,
+        response_metadata=response,
+        tool_calls=[],
+        invalid_tool_calls=[],
+        additional_kwargs={},
+        type="ai",
+    )
     model = EchoChat(reply=reply, provider=provider, llm_output=llm_output)
     try:
         expected = model.invoke("question")
@@ -233,23 +335,34 @@ def test_langchain_model_with_malformed_usage_and_unknown_provider(
     (event,) = drain_events()
     props = event["properties"]
     assert event["event"] == "$ai_generation"
-    for key in ("$ai_input_tokens", "$ai_output_tokens", "$ai_cache_read_input_tokens",
-                "$ai_reasoning_tokens"):
+    for key in (
+        "$ai_input_tokens",
+        "$ai_output_tokens",
+        "$ai_cache_read_input_tokens",
+        "$ai_reasoning_tokens",
+    ):
         assert key not in props or (type(props[key]) is int and props[key] >= 0)
     # usage is either reported (some count) or its absence is explained; never a silent 0
     assert "$ai_usage_missing_reason" in props or any(
-        k.endswith("_tokens") for k in props if k.startswith("$ai_"))
+        k.endswith("_tokens") for k in props if k.startswith("$ai_")
+    )
     provider_prop = props.get("$ai_provider")
     assert provider_prop is None or (isinstance(provider_prop, str) and provider_prop)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=st.one_of(junk, st.fixed_dictionaries({"usage": usage_shapes}, optional={
-    "model": junk, "choices": junk})), prompt=st.text(max_size=200),
-    kwargs=st.dictionaries(st.text(max_size=8).map(lambda k: f"kw_{k}"), values, max_size=3))
+@given(
+    raw=st.one_of(
+        junk,
+        st.fixed_dictionaries({"usage": usage_shapes}, optional={"model": junk, "choices": junk}),
+    ),
+    prompt=st.text(max_size=200),
+    kwargs=st.dictionaries(st.text(max_size=8).map(lambda k: f"kw_{k}"), values, max_size=3),
+)
 @example(raw=Unprintable(), prompt="p", kwargs={})  # attribute access raises
-def test_llama_index_model_with_any_raw_response_and_prompt(raw: Any, prompt: str,
-                                                            kwargs: dict[str, Any]) -> None:
+def test_llama_index_model_with_any_raw_response_and_prompt(
+    raw: Any, prompt: str, kwargs: dict[str, Any]
+) -> None:
     llm = MockLLM(raw=raw)
     handle = li_instrument(_exporter)
     try:

@@ -21,13 +21,13 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MockEmbedding
-from rel_fakes import EchoChat, MockLLM
-from rel_helpers import check_tree, group_by_trace, span_key
 
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.langchain import CallbackHandler
 from posthog_callbacks.llama_index import CallbackHandler as LlamaCallbackHandler
 from posthog_callbacks.llama_index import instrument, trace_context
+from support.reliability_fakes import EchoChat, MockLLM
+from support.reliability_helpers import check_tree, group_by_trace, span_key
 
 # span name -> (event, parent span name) of one invocation of the LangChain chain below
 LC_TREE = {
@@ -78,7 +78,8 @@ def check_lc_traces(events: list[dict[str, Any]], expected_questions: set[str]) 
         for name, (event, parent) in LC_TREE.items():
             assert spans[name]["event"] == event
             assert spans[name]["properties"].get("$ai_parent_id") == (
-                ids[parent] if parent else None)
+                ids[parent] if parent else None
+            )
         q = spans["root"]["properties"]["$ai_input_state"]["q"]
         seen.add(q)
         user = q.split()[0]
@@ -101,9 +102,14 @@ def test_8_threads_x_200_sync_invokes_on_one_handler(exporter: PosthogExporter) 
         try:
             for i in range(200):
                 q = f"user{t}-{i} " + "w " * (i % 5)
-                out = chain.invoke({"q": q}, config={
-                    "callbacks": [handler], "run_name": "root",
-                    "metadata": {"user_id": f"user{t}-{i}"}})
+                out = chain.invoke(
+                    {"q": q},
+                    config={
+                        "callbacks": [handler],
+                        "run_name": "root",
+                        "metadata": {"user_id": f"user{t}-{i}"},
+                    },
+                )
                 assert out == {"answer": f"echo:{q}", "echo": q}
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -116,8 +122,9 @@ def test_8_threads_x_200_sync_invokes_on_one_handler(exporter: PosthogExporter) 
     assert errors == []
     events = events_of(exporter)
     assert len(events) == 8 * 200 * len(LC_TREE)
-    check_lc_traces(events, {f"user{t}-{i} " + "w " * (i % 5)
-                             for t in range(8) for i in range(200)})
+    check_lc_traces(
+        events, {f"user{t}-{i} " + "w " * (i % 5) for t in range(8) for i in range(200)}
+    )
     assert handler.open_runs() == 0
     assert exporter.stats().open_runs == 0
 
@@ -126,10 +133,19 @@ async def test_500_concurrent_ainvokes_on_one_handler(exporter: PosthogExporter)
     handler = CallbackHandler(exporter)
     chain = lc_chain()
     questions = [f"user{i} " + "w " * (i % 7) for i in range(500)]
-    outs = await asyncio.gather(*(
-        chain.ainvoke({"q": q}, config={"callbacks": [handler], "run_name": "root",
-                                        "metadata": {"user_id": q.split()[0]}})
-        for q in questions))
+    outs = await asyncio.gather(
+        *(
+            chain.ainvoke(
+                {"q": q},
+                config={
+                    "callbacks": [handler],
+                    "run_name": "root",
+                    "metadata": {"user_id": q.split()[0]},
+                },
+            )
+            for q in questions
+        )
+    )
     assert outs == [{"answer": f"echo:{q}", "echo": q} for q in questions]
     events = events_of(exporter)
     assert len(events) == 500 * len(LC_TREE)
@@ -152,16 +168,24 @@ def llama_settings() -> Iterator[None]:
 
 
 def make_index() -> VectorStoreIndex:
-    docs = [Document(text="The answer to everything is forty two.", id_="doc-42"),
-            Document(text="Paris is the capital of France.", id_="doc-paris")]
+    docs = [
+        Document(text="The answer to everything is forty two.", id_="doc-42"),
+        Document(text="Paris is the capital of France.", id_="doc-paris"),
+    ]
     return VectorStoreIndex.from_documents(docs)
 
 
 def tree_shape(group: list[dict[str, Any]]) -> Counter[tuple[str, str, str | None]]:
     """(event, span name, parent's span name) for every event of one trace."""
     names = {span_key(e): e["properties"]["$ai_span_name"] for e in group}
-    return Counter((e["event"], e["properties"]["$ai_span_name"],
-                    names.get(e["properties"].get("$ai_parent_id", ""))) for e in group)
+    return Counter(
+        (
+            e["event"],
+            e["properties"]["$ai_span_name"],
+            names.get(e["properties"].get("$ai_parent_id", "")),
+        )
+        for e in group
+    )
 
 
 async def ask_100(engine: Any) -> None:
@@ -189,24 +213,30 @@ def check_llama_traces(events: list[dict[str, Any]], shape: dict[Any, int]) -> N
         assert {e["distinct_id"] for e in group} == {f"user-{i}"}
         (gen,) = [e for e in group if e["event"] == "$ai_generation"]
         assert f"question {i}" in gen["properties"]["$ai_input"][0]["content"]
-        assert (gen["properties"]["$ai_input_tokens"], gen["properties"]["$ai_output_tokens"]
-                ) == (11, 3)
+        assert (gen["properties"]["$ai_input_tokens"], gen["properties"]["$ai_output_tokens"]) == (
+            11,
+            3,
+        )
     assert users == set(range(100))
 
 
 async def test_100_concurrent_llama_index_aqueries_instrument(
-        exporter: PosthogExporter, llama_settings: None) -> None:
+    exporter: PosthogExporter, llama_settings: None
+) -> None:
     engine = make_index().as_query_engine()
     handle = instrument(exporter)
     try:
         await ask_100(engine)
-        check_llama_traces(events_of(exporter), {
-            ("$ai_trace", "RetrieverQueryEngine.aquery", None): 1,
-            ("$ai_span", "VectorIndexRetriever.aretrieve", "RetrieverQueryEngine.aquery"): 1,
-            ("$ai_embedding", "embedding.embed", "VectorIndexRetriever.aretrieve"): 1,
-            ("$ai_span", "CompactAndRefine.asynthesize", "RetrieverQueryEngine.aquery"): 1,
-            ("$ai_generation", "mock-gpt.complete", "CompactAndRefine.asynthesize"): 1,
-        })
+        check_llama_traces(
+            events_of(exporter),
+            {
+                ("$ai_trace", "RetrieverQueryEngine.aquery", None): 1,
+                ("$ai_span", "VectorIndexRetriever.aretrieve", "RetrieverQueryEngine.aquery"): 1,
+                ("$ai_embedding", "embedding.embed", "VectorIndexRetriever.aretrieve"): 1,
+                ("$ai_span", "CompactAndRefine.asynthesize", "RetrieverQueryEngine.aquery"): 1,
+                ("$ai_generation", "mock-gpt.complete", "CompactAndRefine.asynthesize"): 1,
+            },
+        )
         assert handle.open_runs() == 0
     finally:
         handle.uninstrument()
@@ -214,22 +244,26 @@ async def test_100_concurrent_llama_index_aqueries_instrument(
 
 
 async def test_100_concurrent_llama_index_aqueries_callback_handler(
-        exporter: PosthogExporter, llama_settings: None) -> None:
+    exporter: PosthogExporter, llama_settings: None
+) -> None:
     handler = LlamaCallbackHandler(exporter)
     Settings.callback_manager = CallbackManager([handler])
     engine = make_index().as_query_engine()  # built after the manager: retrieval is seen
     exporter.flush()
     exporter.sink.clear()  # type: ignore[union-attr]  # index building's embeddings
     await ask_100(engine)
-    check_llama_traces(events_of(exporter), {
-        ("$ai_trace", "query", None): 1,
-        ("$ai_span", "query", "query"): 1,
-        ("$ai_span", "retrieve", "query"): 1,
-        ("$ai_embedding", "embedding.embed", "retrieve"): 1,
-        ("$ai_span", "synthesize", "query"): 1,
-        ("$ai_span", "chunking", "synthesize"): 2,
-        ("$ai_span", "templating", "synthesize"): 1,
-        ("$ai_generation", "llm.complete", "synthesize"): 1,
-    })
+    check_llama_traces(
+        events_of(exporter),
+        {
+            ("$ai_trace", "query", None): 1,
+            ("$ai_span", "query", "query"): 1,
+            ("$ai_span", "retrieve", "query"): 1,
+            ("$ai_embedding", "embedding.embed", "retrieve"): 1,
+            ("$ai_span", "synthesize", "query"): 1,
+            ("$ai_span", "chunking", "synthesize"): 2,
+            ("$ai_span", "templating", "synthesize"): 1,
+            ("$ai_generation", "llm.complete", "synthesize"): 1,
+        },
+    )
     assert len(handler.runs) == 0
     assert exporter.stats().open_runs == 0

@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rel_helpers import Ledger, arrived_uuids, assert_exactly_once
 
-from capture_server import TEST_API_KEY, CaptureServer, ExporterFactory, closed_port_url
 from posthog_callbacks import PosthogExporter, PosthogSink
+from support.capture_server import TEST_API_KEY, CaptureServer, ExporterFactory, closed_port_url
+from support.reliability_helpers import Ledger, arrived_uuids, assert_exactly_once
 
 CHILD = Path(__file__).with_name("exit_child.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def record_from_thread(exporter: PosthogExporter, ledger: Ledger, spans: int,
-                       traces: int) -> None:
+def record_from_thread(exporter: PosthogExporter, ledger: Ledger, spans: int, traces: int) -> None:
     """Record on a separate thread and fail the test if the caller raised or stalled.
 
     The worker may be stuck on the network; recording must still return promptly (the
@@ -57,7 +56,8 @@ def record_from_thread(exporter: PosthogExporter, ledger: Ledger, spans: int,
 
 
 def test_503_burst_is_retried_without_loss_or_duplicates(
-        capture_server: CaptureServer, make_exporter: ExporterFactory) -> None:
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
     exporter = make_exporter(flush_at=20, flush_interval=60, max_batch_size=20)
     capture_server.fail_next(8, status=503)  # several batches each fail more than once
     ledger = Ledger()
@@ -73,9 +73,9 @@ def test_503_burst_is_retried_without_loss_or_duplicates(
 
 
 def test_429_burst_honours_retry_after_without_loss_or_duplicates(
-        capture_server: CaptureServer, make_exporter: ExporterFactory) -> None:
-    exporter = make_exporter(flush_at=10, flush_interval=60, max_batch_size=10,
-                             backoff_base=0.001)
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=10, flush_interval=60, max_batch_size=10, backoff_base=0.001)
     capture_server.fail_next(3, status=429, retry_after=0.3)
     ledger = Ledger()
     record_from_thread(exporter, ledger, spans=40, traces=0)
@@ -87,14 +87,18 @@ def test_429_burst_honours_retry_after_without_loss_or_duplicates(
     for r in rejected:
         # the retry of that batch (same first uuid) came no sooner than Retry-After asked
         first = r.payload["batch"][0]["uuid"]
-        retry = next(q for q in capture_server.requests
-                     if q.arrived > r.arrived and q.payload["batch"][0]["uuid"] == first)
+        retry = next(
+            q
+            for q in capture_server.requests
+            if q.arrived > r.arrived and q.payload["batch"][0]["uuid"] == first
+        )
         assert retry.arrived - r.arrived >= 0.29  # backoff alone would be ~1 ms
     assert exporter.stats().dropped == 0
 
 
 def test_a_hung_server_blocks_no_caller_and_loses_nothing_once_released(
-        capture_server: CaptureServer, make_exporter: ExporterFactory) -> None:
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
     exporter = make_exporter(flush_at=10, flush_interval=60, timeout=30)
     ledger = Ledger()
     with capture_server.held():
@@ -109,12 +113,14 @@ def test_a_hung_server_blocks_no_caller_and_loses_nothing_once_released(
 
 
 def test_requests_that_time_out_are_resent_with_the_same_uuids(
-        capture_server: CaptureServer, make_exporter: ExporterFactory) -> None:
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
     # The server holds requests past the client's timeout, then processes them all: the
     # client retried in the meantime, so the server saw some batches more than once.
     # Delivery is at-least-once; each copy carries the same uuids (PostHog de-duplicates).
-    exporter = make_exporter(flush_at=10, flush_interval=60, timeout=0.3, max_retries=8,
-                             backoff_base=0.05)
+    exporter = make_exporter(
+        flush_at=10, flush_interval=60, timeout=0.3, max_retries=8, backoff_base=0.05
+    )
     ledger = Ledger()
     with capture_server.held():
         record_from_thread(exporter, ledger, spans=20, traces=0)
@@ -135,8 +141,9 @@ def test_requests_that_time_out_are_resent_with_the_same_uuids(
 
 
 def test_a_down_server_costs_the_caller_nothing_and_every_loss_is_counted() -> None:
-    sink = PosthogSink(api_key=TEST_API_KEY, host=closed_port_url(), timeout=1,
-                       max_retries=2, backoff_base=0.01)
+    sink = PosthogSink(
+        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=2, backoff_base=0.01
+    )
     exporter = PosthogExporter(sink=sink, flush_at=10, shutdown_timeout=2)
     try:
         ledger = Ledger()
@@ -153,9 +160,9 @@ def test_a_down_server_costs_the_caller_nothing_and_every_loss_is_counted() -> N
 
 
 def test_a_server_that_comes_back_receives_everything(
-        capture_server: CaptureServer, make_exporter: ExporterFactory) -> None:
-    exporter = make_exporter(flush_at=10, flush_interval=60, max_retries=10,
-                             backoff_base=0.05)
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=10, flush_interval=60, max_retries=10, backoff_base=0.05)
     ledger = Ledger()
     capture_server.refuse()
     record_from_thread(exporter, ledger, spans=60, traces=5)
@@ -168,8 +175,8 @@ def test_a_server_that_comes_back_receives_everything(
 
 
 def test_shutdown_with_a_hung_server_returns_within_its_bound_and_counts_the_rest(
-        capture_server: CaptureServer, make_exporter: ExporterFactory,
-        caplog: pytest.LogCaptureFixture) -> None:
+    capture_server: CaptureServer, make_exporter: ExporterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="posthog_callbacks")
     exporter = make_exporter(flush_at=10, timeout=60, shutdown_timeout=1.0)
     ledger = Ledger()
@@ -200,12 +207,17 @@ def test_shutdown_with_a_hung_server_returns_within_its_bound_and_counts_the_res
 # -- process exit -------------------------------------------------------------------------
 
 
-def run_child(url: str, mode: str, n: int, shutdown_timeout: float = 5
-              ) -> tuple[subprocess.Popen[str], float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, str(CHILD), url, mode, str(n),
-                             str(shutdown_timeout)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+def run_child(
+    url: str, mode: str, n: int, shutdown_timeout: float = 5
+) -> tuple[subprocess.Popen[str], float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), url, mode, str(n), str(shutdown_timeout)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     return proc, time.monotonic()
 
 
@@ -226,13 +238,13 @@ def child_result(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], dict[str,
 
 
 @pytest.mark.parametrize("mode", ["atexit", "shutdown"])
-def test_process_exit_delivers_everything_queued(capture_server: CaptureServer,
-                                                 mode: str) -> None:
+def test_process_exit_delivers_everything_queued(capture_server: CaptureServer, mode: str) -> None:
     proc, _ = run_child(capture_server.url, mode, 50)
     sent, report = child_result(proc)
     # flush_at=1000 and a 60 s interval: nothing was sent before the program ended
-    never_ended = [e for e in capture_server.events
-                   if e["properties"]["$ai_trace_id"] == sent["open"]]
+    never_ended = [
+        e for e in capture_server.events if e["properties"]["$ai_trace_id"] == sent["open"]
+    ]
     assert len(never_ended) == 1
     assert never_ended[0]["properties"]["$ai_is_error"] is True
     assert "still open at shutdown" in never_ended[0]["properties"]["$ai_error"]
@@ -244,7 +256,8 @@ def test_process_exit_delivers_everything_queued(capture_server: CaptureServer,
 
 
 def test_process_exit_with_a_hung_server_is_bounded_and_counts_the_loss(
-        capture_server: CaptureServer) -> None:
+    capture_server: CaptureServer,
+) -> None:
     with capture_server.held():
         proc, _ = run_child(capture_server.url, "atexit", 20, shutdown_timeout=1)
         _, report = child_result(proc)
@@ -273,8 +286,9 @@ def test_serverless_short_processes_lose_nothing(capture_server: CaptureServer) 
     arrived = [e["uuid"] for e in events if e["properties"]["$ai_trace_id"] not in opened]
     assert_exactly_once(sent, arrived)
     # each process also closed its never-ended trace as an error: one event each
-    assert sorted(e["properties"]["$ai_trace_id"] for e in events
-                  if e["properties"]["$ai_trace_id"] in opened) == sorted(opened)
+    assert sorted(
+        e["properties"]["$ai_trace_id"] for e in events if e["properties"]["$ai_trace_id"] in opened
+    ) == sorted(opened)
 
 
 # -- fork ---------------------------------------------------------------------------------
@@ -282,7 +296,8 @@ def test_serverless_short_processes_lose_nothing(capture_server: CaptureServer) 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 def test_fork_child_works_and_does_not_resend_the_parents_queue_or_open_runs(
-        capture_server: CaptureServer, make_exporter: ExporterFactory) -> None:
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
     exporter = make_exporter(flush_at=1000, flush_interval=60)
     parent = Ledger()
     before = parent.spans(exporter, 5)
@@ -302,8 +317,12 @@ def test_fork_child_works_and_does_not_resend_the_parents_queue_or_open_runs(
             child.trace(exporter, "child-trace")
             ok = exporter.flush(timeout=10)
             exporter.shutdown(timeout=5)  # what the exit hook does
-            os.write(w, json.dumps({"sent": child.uuids, "ok": ok,
-                                    "stats": exporter.stats().__dict__}).encode())
+            os.write(
+                w,
+                json.dumps(
+                    {"sent": child.uuids, "ok": ok, "stats": exporter.stats().__dict__}
+                ).encode(),
+            )
             code = 0
         finally:
             os._exit(code)
@@ -313,23 +332,28 @@ def test_fork_child_works_and_does_not_resend_the_parents_queue_or_open_runs(
         child = json.loads(fh.read())
     assert status == 0 and child["ok"] is True
     # the child's own counters: its 8 events, nothing of the parent's
-    assert (child["stats"]["recorded"], child["stats"]["sent"],
-            child["stats"]["closed_orphans"]) == (8, 8, 0)
+    assert (
+        child["stats"]["recorded"],
+        child["stats"]["sent"],
+        child["stats"]["closed_orphans"],
+    ) == (8, 8, 0)
     child_requests = capture_server.requests[requests_before:]
     # sent by the child 8, arrived from it 8: not the parent's 10 queued, not its open trace
-    assert_exactly_once(child["sent"], arrived_uuids(
-        e for q in child_requests for e in q.events))
+    assert_exactly_once(child["sent"], arrived_uuids(e for q in child_requests for e in q.events))
 
     open_trace.end(output="done")
     assert exporter.flush(timeout=10)
-    root = [e for e in capture_server.events
-            if e["properties"]["$ai_trace_id"] == open_trace.trace_id]
+    root = [
+        e for e in capture_server.events if e["properties"]["$ai_trace_id"] == open_trace.trace_id
+    ]
     assert len(root) == 1 and root[0]["properties"]["$ai_is_error"] is False
     # everything, once: the parent's 15 and its trace from the parent, the child's 8
-    assert_exactly_once(parent.uuids + child["sent"] + [root[0]["uuid"]],
-                        arrived_uuids(capture_server.events))
-    assert set(before) <= {e["uuid"] for q in capture_server.requests[:requests_before]
-                           for e in q.events}
+    assert_exactly_once(
+        parent.uuids + child["sent"] + [root[0]["uuid"]], arrived_uuids(capture_server.events)
+    )
+    assert set(before) <= {
+        e["uuid"] for q in capture_server.requests[:requests_before] for e in q.events
+    }
     # the child opened its own connection instead of writing on the parent's pooled one
     parent_peers = {q.peer for q in capture_server.requests if q not in child_requests}
     assert child_requests and not {q.peer for q in child_requests} & parent_peers

@@ -22,24 +22,27 @@ from langchain_openai import ChatOpenAI
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MockEmbedding
-from rel_fakes import EchoChat, MockLLM
 
-from capture_server import (
+from posthog_callbacks import FinishedSpan, JsonlSink, PosthogExporter, SpanKind
+from posthog_callbacks.events import PRIVATE_ERROR, EventConfig, span_to_event
+from posthog_callbacks.langchain import CallbackHandler
+from posthog_callbacks.llama_index import instrument
+from support.capture_server import (
     TEST_API_KEY,
     CaptureServer,
     ExporterFactory,
     all_bytes,
     decoded_bodies,
 )
-from posthog_callbacks import FinishedSpan, JsonlSink, PosthogExporter, SpanKind
-from posthog_callbacks.events import PRIVATE_ERROR, EventConfig, span_to_event
-from posthog_callbacks.langchain import CallbackHandler
-from posthog_callbacks.llama_index import instrument
+from support.reliability_fakes import EchoChat, MockLLM
 
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes" / "langchain"
-VCR = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="none",
-              match_on=["method", "scheme", "host", "port", "path"],
-              filter_headers=["authorization", "x-api-key", "api-key"])
+VCR = vcr.VCR(
+    cassette_library_dir=str(CASSETTES),
+    record_mode="none",
+    match_on=["method", "scheme", "host", "port", "path"],
+    filter_headers=["authorization", "x-api-key", "api-key"],
+)
 
 # Content markers: privacy mode and the mask must keep every one of them off the wire.
 Q = "PRIVATE-QUESTION-q7Zx"
@@ -59,8 +62,16 @@ BODY_PASSWORD = "hunter2-correct-horse-battery"
 TOOL_KEY = "sk-ant-api03-ToolArgumentKey1234567890"
 META_TOKEN = "ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
-SECRETS = (OPENAI_KEY, BEARER_TOKEN, HEADER_KEY, URL_PASSWORD, BODY_PASSWORD, TOOL_KEY,
-           META_TOKEN, AWS_KEY)
+SECRETS = (
+    OPENAI_KEY,
+    BEARER_TOKEN,
+    HEADER_KEY,
+    URL_PASSWORD,
+    BODY_PASSWORD,
+    TOOL_KEY,
+    META_TOKEN,
+    AWS_KEY,
+)
 
 
 @tool
@@ -88,21 +99,33 @@ def langchain_run(handler: CallbackHandler, *, with_openai: bool) -> None:
             pass
         if with_openai:
             model = ChatOpenAI(
-                model="o4-mini", api_key=OPENAI_KEY, max_retries=0,
+                model="o4-mini",
+                api_key=OPENAI_KEY,
+                max_retries=0,
                 base_url=f"https://svc:{URL_PASSWORD}@api.openai.com/v1",
-                default_headers={"Authorization": f"Bearer {BEARER_TOKEN}",
-                                 "X-Api-Key": HEADER_KEY},
+                default_headers={
+                    "Authorization": f"Bearer {BEARER_TOKEN}",
+                    "X-Api-Key": HEADER_KEY,
+                },
                 model_kwargs={"user": f"aws {AWS_KEY}"},
             ).bind(extra_body={"password": BODY_PASSWORD})
             with VCR.use_cassette("openai_chat_cached_reasoning.yaml"):
                 model.invoke(f"{Q} (model key {OPENAI_KEY})", config=config)
         return f"{answer.content} / {found}"
 
-    RunnableLambda(agent, name="agent").invoke(Q, config={
-        "callbacks": [handler],
-        "metadata": {"user_id": "u1", "openai_api_key": OPENAI_KEY,
-                     "db_password": BODY_PASSWORD, "note": f"deploy with {META_TOKEN}",
-                     "headers": {"Authorization": f"Bearer {BEARER_TOKEN}"}}})
+    RunnableLambda(agent, name="agent").invoke(
+        Q,
+        config={
+            "callbacks": [handler],
+            "metadata": {
+                "user_id": "u1",
+                "openai_api_key": OPENAI_KEY,
+                "db_password": BODY_PASSWORD,
+                "note": f"deploy with {META_TOKEN}",
+                "headers": {"Authorization": f"Bearer {BEARER_TOKEN}"},
+            },
+        },
+    )
 
 
 def llama_run(exporter: PosthogExporter, **options: Any) -> None:
@@ -121,10 +144,13 @@ def llama_run(exporter: PosthogExporter, **options: Any) -> None:
 
 def manual_run(exporter: PosthogExporter) -> None:
     with exporter.trace("manual", input={"q": Q}) as trace:
-        with trace.generation("g", model="gpt-4o", provider="openai",
-                              input=[{"role": "user", "content": Q}]) as gen:
-            gen.update(output=[{"role": "assistant", "content": TOOL_OUT}],
-                       usage={"input_tokens": 1, "output_tokens": 1})
+        with trace.generation(
+            "g", model="gpt-4o", provider="openai", input=[{"role": "user", "content": Q}]
+        ) as gen:
+            gen.update(
+                output=[{"role": "assistant", "content": TOOL_OUT}],
+                usage={"input_tokens": 1, "output_tokens": 1},
+            )
 
 
 def wire_bytes(server: CaptureServer) -> bytes:
@@ -143,9 +169,12 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], str]]:
     def text() -> str:
         handler = logging.Handler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-        return "\n".join(handler.format(r) for r in caplog.records
-                         if r.levelno >= logging.INFO
-                         and r.name.split(".")[0] in ("posthog_callbacks", "posthog"))
+        return "\n".join(
+            handler.format(r)
+            for r in caplog.records
+            if r.levelno >= logging.INFO
+            and r.name.split(".")[0] in ("posthog_callbacks", "posthog")
+        )
 
     yield text
 
@@ -161,8 +190,11 @@ def assert_absent(data: bytes | str, needles: tuple[str, ...]) -> None:
 
 @pytest.mark.parametrize("where", ["exporter", "handler"])
 def test_privacy_mode_sends_no_input_or_output_in_any_byte(
-        where: str, capture_server: CaptureServer, make_exporter: ExporterFactory,
-        logs: Callable[[], str]) -> None:
+    where: str,
+    capture_server: CaptureServer,
+    make_exporter: ExporterFactory,
+    logs: Callable[[], str],
+) -> None:
     on_exporter = where == "exporter"
     exporter = make_exporter(privacy_mode=on_exporter)
     langchain_run(CallbackHandler(exporter, privacy_mode=not on_exporter), with_openai=False)
@@ -181,14 +213,13 @@ def test_privacy_mode_sends_no_input_or_output_in_any_byte(
     assert failed["properties"]["$ai_is_error"] is True
     assert failed["properties"]["$ai_error"] == "ValueError"
     gen = next(e for e in events if e["properties"]["$ai_span_name"] == "EchoChat")
-    assert (gen["properties"]["$ai_input_tokens"], gen["properties"]["$ai_model"]) == (
-        1, "echo-1")
+    assert (gen["properties"]["$ai_input_tokens"], gen["properties"]["$ai_model"]) == (1, "echo-1")
     assert_absent(logs(), CONTENT)
 
 
 def test_a_mask_keeps_every_input_and_output_off_the_wire(
-        capture_server: CaptureServer, make_exporter: ExporterFactory,
-        logs: Callable[[], str]) -> None:
+    capture_server: CaptureServer, make_exporter: ExporterFactory, logs: Callable[[], str]
+) -> None:
     masked: list[Any] = []
 
     def mask(value: Any) -> Any:
@@ -209,8 +240,9 @@ def test_a_mask_keeps_every_input_and_output_off_the_wire(
 
     sent = wire_bytes(capture_server)
     assert_absent(sent, tuple(c for c in CONTENT if c != ERR))
-    gen = next(e for e in capture_server.events
-               if e["properties"]["$ai_span_name"] == "EchoChat")["properties"]
+    gen = next(e for e in capture_server.events if e["properties"]["$ai_span_name"] == "EchoChat")[
+        "properties"
+    ]
     assert gen["$ai_input"] == [{"role": "<masked>", "content": "<masked>"}]
     assert gen["$ai_input_tokens"] == 1
     assert masked  # the mask saw the content
@@ -218,8 +250,8 @@ def test_a_mask_keeps_every_input_and_output_off_the_wire(
 
 
 def test_a_failing_mask_sends_a_placeholder_and_logs_no_content(
-        capture_server: CaptureServer, make_exporter: ExporterFactory,
-        logs: Callable[[], str]) -> None:
+    capture_server: CaptureServer, make_exporter: ExporterFactory, logs: Callable[[], str]
+) -> None:
     def mask(value: Any) -> Any:
         raise RuntimeError(f"mask broke on {value!r}")  # the message carries content
 
@@ -237,8 +269,12 @@ def test_a_failing_mask_sends_a_placeholder_and_logs_no_content(
 
 
 def test_secrets_in_model_kwargs_headers_params_tools_and_metadata_never_leave(
-        capture_server: CaptureServer, make_exporter: ExporterFactory, tmp_path: Path,
-        logs: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    capture_server: CaptureServer,
+    make_exporter: ExporterFactory,
+    tmp_path: Path,
+    logs: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for var in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
         monkeypatch.delenv(var, raising=False)
     capture_server.fail_next(1, status=503)  # a retry: the resent bytes are checked too
@@ -255,8 +291,9 @@ def test_secrets_in_model_kwargs_headers_params_tools_and_metadata_never_leave(
     sent = wire_bytes(capture_server)
     written = path.read_bytes()
     for data in (sent, written):
-        assert_absent(data, (*SECRETS, TEST_API_KEY.removeprefix("phc_")) if data is written
-                      else SECRETS)
+        assert_absent(
+            data, (*SECRETS, TEST_API_KEY.removeprefix("phc_")) if data is written else SECRETS
+        )
         assert Q.encode() in data and TOOL_IN.encode() in data  # content is on: not vacuous
     # the project key is the capture API's credential: once per request, in the envelope
     bodies = decoded_bodies(capture_server)
@@ -272,22 +309,30 @@ def test_secrets_in_model_kwargs_headers_params_tools_and_metadata_never_leave(
     assert_absent(logs(), SECRETS)
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("https://svc:pw-123@api.openai.com/v1", "https://[REDACTED]@api.openai.com/v1"),
-    ("https://res.openai.azure.com/openai?api-key=abc&api-version=1",
-     "https://res.openai.azure.com/openai?api-key=[REDACTED]&api-version=1"),
-    ("http://localhost:11434", "http://localhost:11434"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://svc:pw-123@api.openai.com/v1", "https://[REDACTED]@api.openai.com/v1"),
+        (
+            "https://res.openai.azure.com/openai?api-key=abc&api-version=1",
+            "https://res.openai.azure.com/openai?api-key=[REDACTED]&api-version=1",
+        ),
+        ("http://localhost:11434", "http://localhost:11434"),
+    ],
+)
 def test_base_urls_lose_their_credentials(url: str, expected: str) -> None:
     span = FinishedSpan("t", "s", "t", SpanKind.GENERATION, "g", 1.0, 2.0, base_url=url)
     assert span_to_event(span)["properties"]["$ai_base_url"] == expected
 
 
-@pytest.mark.parametrize(("error", "expected"), [
-    (f"ValueError: cannot parse {Q!r}", "ValueError"),
-    ("openai.RateLimitError: Error code: 429", "openai.RateLimitError"),
-    (f"span 'chat' failed: KeyError: {Q}", PRIVATE_ERROR),
-])
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (f"ValueError: cannot parse {Q!r}", "ValueError"),
+        ("openai.RateLimitError: Error code: 429", "openai.RateLimitError"),
+        (f"span 'chat' failed: KeyError: {Q}", PRIVATE_ERROR),
+    ],
+)
 def test_privacy_mode_keeps_only_the_error_type(error: str, expected: str) -> None:
     span = FinishedSpan("t", "s", "t", SpanKind.SPAN, "n", 1.0, 2.0, error=error)
     private = span_to_event(span, EventConfig(privacy_mode=True))["properties"]

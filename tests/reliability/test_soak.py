@@ -16,8 +16,12 @@ SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 
 
 def test_soak_smoke_run_reports_its_numbers_and_ends_with_no_open_runs() -> None:
-    proc = subprocess.run([sys.executable, str(SOAK), "--spans", "20000", "--ttl", "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(SOAK), "--spans", "20000", "--ttl", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert re.search(r"^open-run table size at end: 0 ", out, re.M), out

@@ -1,0 +1,417 @@
+"""Span records -> PostHog ``$ai_*`` event dicts.
+
+The only module that spells PostHog's property names. Applies, in order: the distinct id
+and session rules, token semantics, privacy mode, the user's mask, secret redaction, base64
+placeholders and the per-event size limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ._version import __version__
+from .serialize import REDACTED, Serializer, is_secret_key
+from .spans import FinishedSpan, SpanKind, Usage
+from .usage import is_anthropic
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "LIB_NAME",
+    "EventConfig",
+    "feedback_event",
+    "metric_event",
+    "span_to_event",
+]
+
+LIB_NAME = "posthog-callbacks"
+# PostHog's AI capture endpoint takes 8 MiB per event; keep headroom for the envelope.
+DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024 - 64 * 1024
+MASK_FAILED = "[masked: mask function failed]"
+_NAMESPACE = uuid.UUID("5b0e3f64-3c0f-4c51-9a87-2d7f0c6f1e1a")
+_CONTENT_KEYS = (
+    "$ai_input",
+    "$ai_output_choices",
+    "$ai_input_state",
+    "$ai_output_state",
+    "$ai_tools",
+    "$ai_error",
+    "$ai_model_parameters",
+)
+_RESERVED_PREFIX = "$"
+_ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
+PRIVATE_ERROR = "error (message hidden by privacy mode)"
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+log = logging.getLogger("posthog_callbacks")
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    """Exporter-wide settings the translation needs.
+
+    ``properties`` and ``groups`` must already be JSON-safe (the exporter converts them once).
+    """
+
+    privacy_mode: bool = False
+    default_distinct_id: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    groups: Mapping[str, Any] | None = None
+    service_name: str | None = None
+    mask: Callable[[Any], Any] | None = None
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    secrets: tuple[str, ...] = ()
+
+
+_UTC = timezone.utc
+
+
+_seconds: dict[int, str] = {}
+
+
+def _iso(ts: float) -> str:
+    # Formatting a datetime costs more than the rest of a small event's header; spans of
+    # one burst share their second, so the date-time part is cached per second.
+    second = int(ts)
+    head = _seconds.get(second)
+    if head is None:
+        if len(_seconds) > 4096:
+            _seconds.clear()
+        head = _seconds[second] = datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{head}.{int((ts - second) * 1_000_000):06d}+00:00"
+
+
+def _event_uuid(span: FinishedSpan) -> str:
+    # Stable per span, so a retried batch is de-duplicated by PostHog. A root's id is the
+    # trace id, which a user may reuse for several runs: its start time tells them apart.
+    span_id = span.span_id
+    if span.parent_id is not None and _UUID_TEXT.fullmatch(span_id) is not None:
+        return span_id.lower()
+    return str(uuid.uuid5(_NAMESPACE, f"{span.trace_id}/{span_id}/{span.start_time!r}"))
+
+
+def _identity(
+    distinct_id: str | None, trace_id: str, cfg: EventConfig, props: dict[str, Any]
+) -> str:
+    resolved = distinct_id or cfg.default_distinct_id
+    if resolved:
+        return str(resolved)
+    props["$process_person_profile"] = False
+    return trace_id  # personless, but one id for the whole trace
+
+
+def _base(
+    span_trace_id: str,
+    framework: str,
+    session_id: str | None,
+    cfg: EventConfig,
+    ser: Serializer,
+    extra: Mapping[str, Any] | None,
+    groups: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    props: dict[str, Any] = dict(cfg.properties) if cfg.properties else {}
+    if extra:
+        props.update(ser.convert(extra))
+    props["$ai_trace_id"] = span_trace_id
+    props["$ai_lib"] = LIB_NAME
+    props["$ai_lib_version"] = __version__
+    props["$ai_framework"] = framework
+    if cfg.service_name:
+        props["$ai_service_name"] = cfg.service_name
+    if session_id:
+        props["$ai_session_id"] = str(session_id)
+    merged_groups = {**(cfg.groups or {}), **(groups or {})}
+    if merged_groups:
+        props["$groups"] = ser.convert(merged_groups)
+    return props
+
+
+def _content(value: Any, cfg: EventConfig, ser: Serializer) -> Any:
+    data = ser.convert(value)
+    if cfg.mask is None:
+        return data
+    try:
+        return ser.convert(cfg.mask(data))
+    except Exception:
+        log.warning("posthog_callbacks: the mask function raised; content replaced")
+        return MASK_FAILED
+
+
+_MAX_LABEL = 1000
+
+
+def _text(value: Any, ser: Serializer) -> Any:
+    # Names, models and reasons come from user code and provider responses: a key pasted
+    # into the wrong field is redacted there too, and junk cannot outgrow the size limit.
+    if type(value) is not str:
+        value = ser.convert(value)
+        if type(value) is not str:
+            value = json.dumps(value, ensure_ascii=False)
+    if len(value) > _MAX_LABEL:
+        value = value[:_MAX_LABEL] + f"…[truncated {len(value) - _MAX_LABEL} chars]"
+    return ser.string(value)
+
+
+def _error_text(text: str, private: bool, cfg: EventConfig, ser: Serializer) -> str:
+    # Error messages routinely echo prompts, tool arguments and model output: privacy mode
+    # keeps the exception type only (as PostHog's SDK does) and a mask sees the message.
+    if private:
+        head = text.split(":", 1)[0].strip()
+        return head if _ERROR_TYPE.fullmatch(head) else PRIVATE_ERROR
+    if cfg.mask is not None:
+        masked = _content(text, cfg, ser)
+        return masked if isinstance(masked, str) else ser.string(json.dumps(masked))
+    return ser.string(text)
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without credentials: no ``user:password@``, secret query values redacted."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+        query = parts.query
+        if query:
+            query = urlencode(
+                [
+                    (k, REDACTED if is_secret_key(k) else v)
+                    for k, v in parse_qsl(query, keep_blank_values=True)
+                ],
+                safe="[]",
+            )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return REDACTED
+
+
+def _usage_properties(
+    props: dict[str, Any], usage: Usage, provider: str | None, model: str | None
+) -> None:
+    input_tokens = usage.input_tokens
+    cache_read = usage.cache_read_tokens
+    cache_creation = usage.cache_creation_tokens
+    if input_tokens is not None and is_anthropic(provider, model):
+        input_tokens = max(0, input_tokens - (cache_read or 0) - (cache_creation or 0))
+    for key, value in (
+        ("$ai_input_tokens", input_tokens),
+        ("$ai_output_tokens", usage.output_tokens),
+        ("$ai_total_tokens", usage.total_tokens),
+        ("$ai_cache_read_input_tokens", cache_read),
+        ("$ai_cache_creation_input_tokens", cache_creation),
+        ("$ai_cache_creation_5m_input_tokens", usage.cache_creation_5m_tokens),
+        ("$ai_cache_creation_1h_input_tokens", usage.cache_creation_1h_tokens),
+        ("$ai_reasoning_tokens", usage.reasoning_tokens),
+    ):
+        if value is not None:
+            props[key] = value
+
+
+def _model_parameters(props: dict[str, Any], params: Mapping[str, Any], ser: Serializer) -> None:
+    converted = ser.convert(params)
+    if not isinstance(converted, dict) or not converted:
+        return
+    props["$ai_model_parameters"] = converted
+    if isinstance(converted.get("temperature"), (int, float)):
+        props["$ai_temperature"] = converted["temperature"]
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict"):
+        if isinstance(converted.get(key), int):
+            props["$ai_max_tokens"] = converted[key]
+            break
+    if isinstance(converted.get("stream"), bool):
+        props["$ai_stream"] = converted["stream"]
+
+
+def span_to_event(span: FinishedSpan, cfg: EventConfig | None = None) -> dict[str, Any]:
+    """Translate one finished span into a PostHog event dict.
+
+    Args:
+        span: The finished span.
+        cfg: Exporter-wide settings (defaults when omitted).
+
+    Returns:
+        ``{"event", "distinct_id", "properties", "timestamp", "uuid"}``, JSON-safe and
+        within ``cfg.max_event_bytes``.
+    """
+    return _span_to_event_sized(span, cfg or EventConfig())[0]
+
+
+def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str, Any], int]:
+    """:func:`span_to_event`, plus an estimate of the event's JSON size in bytes."""
+    ser = Serializer(cfg.secrets)
+    extra: dict[str, Any] = {}
+    if span.metadata:
+        extra.update(span.metadata)
+    if span.properties:
+        extra.update(span.properties)
+    props = _base(span.trace_id, span.framework, span.session_id, cfg, ser, extra, span.groups)
+    private = cfg.privacy_mode or span.privacy_mode
+    is_root = span.parent_id is None
+    kind = span.kind
+
+    if kind is SpanKind.GENERATION:
+        event = "$ai_generation"
+    elif kind is SpanKind.EMBEDDING:
+        event = "$ai_embedding"
+    elif is_root:
+        event = "$ai_trace"
+    else:
+        event = "$ai_span"
+
+    name = _text(span.name, ser)
+    props["$ai_span_name"] = name
+    if event == "$ai_trace":
+        props["$ai_trace_name"] = name
+    else:
+        props["$ai_span_id"] = span.span_id
+        if not is_root:
+            props["$ai_parent_id"] = span.parent_id
+    props["$ai_latency"] = round(span.latency, 6)
+    props["$ai_is_error"] = span.is_error
+    if span.error is not None:
+        props["$ai_error"] = _error_text(span.error, private, cfg, ser)
+    if span.status:
+        props["$ai_span_status"] = span.status
+    if span.tags:
+        for tag in span.tags:
+            props.setdefault(str(tag), True)
+        props["$ai_tags"] = list(span.tags)
+
+    if kind is SpanKind.GENERATION or kind is SpanKind.EMBEDDING:
+        if span.model:
+            props["$ai_model"] = _text(span.model, ser)
+        if span.provider:
+            props["$ai_provider"] = _text(span.provider, ser)
+        if not private and span.input is not None:
+            props["$ai_input"] = _content(span.input, cfg, ser)
+        if kind is SpanKind.GENERATION and not private and span.output is not None:
+            props["$ai_output_choices"] = _content(span.output, cfg, ser)
+        if span.usage is not None and not span.usage.is_empty():
+            _usage_properties(props, span.usage, span.provider, span.model)
+        elif span.error is None:
+            props["$ai_usage_missing_reason"] = (
+                span.usage_missing_reason or "the provider reported no token usage"
+            )
+        if span.model_parameters:
+            _model_parameters(props, span.model_parameters, ser)
+        if span.tools:
+            props["$ai_tools"] = ser.convert(span.tools)
+        if span.time_to_first_token is not None:
+            props["$ai_time_to_first_token"] = round(span.time_to_first_token, 6)
+        props["$ai_http_status"] = span.http_status or (500 if span.is_error else 200)
+        if span.base_url:
+            props["$ai_base_url"] = ser.string(_safe_url(span.base_url))
+        if span.stop_reason:
+            props["$ai_stop_reason"] = _text(span.stop_reason, ser)
+    elif not private:
+        if span.input is not None:
+            props["$ai_input_state"] = _content(span.input, cfg, ser)
+        if span.output is not None:
+            props["$ai_output_state"] = _content(span.output, cfg, ser)
+
+    distinct_id = _identity(span.distinct_id, span.trace_id, cfg, props)
+    result = {
+        "event": event,
+        "distinct_id": distinct_id,
+        "properties": props,
+        "timestamp": _iso(span.start_time),
+        "uuid": _event_uuid(span),
+    }
+    size = ser.size + 600
+    if size > cfg.max_event_bytes // 2:
+        size = _fit(result, cfg.max_event_bytes)
+    return result, size
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def _fit(event: dict[str, Any], limit: int) -> int:
+    """Shrink the largest content properties until the serialised event fits ``limit``.
+
+    Returns:
+        The event's serialised size in bytes.
+    """
+    props: dict[str, Any] = event["properties"]
+    for _ in range(len(_CONTENT_KEYS) * 2 + 2):
+        size = _json_size(event)
+        if size <= limit:
+            return size
+        sizes = {k: _json_size(props[k]) for k in _CONTENT_KEYS if k in props}
+        if not sizes:
+            break
+        key = max(sizes, key=lambda k: sizes[k])
+        keep = max(0, sizes[key] - (size - limit) - 256)
+        text = (
+            props[key]
+            if isinstance(props[key], str)
+            else json.dumps(props[key], ensure_ascii=False, default=str)
+        )
+        # Characters, not bytes: cut a little more for multi-byte text.
+        keep_chars = max(0, min(len(text), keep) * len(text) // max(1, len(text.encode())))
+        props[key] = text[:keep_chars] + f"…[truncated {len(text) - keep_chars} chars]"
+    # Still too big (huge metadata): drop everything that is not an $ai_ core field.
+    for key in [k for k in props if not k.startswith(_RESERVED_PREFIX)]:
+        props[key] = "[dropped: event size limit]"
+    for key in _CONTENT_KEYS:
+        if key in props:
+            props[key] = "[dropped: event size limit]"
+    return _json_size(event)
+
+
+def feedback_event(
+    trace_id: str,
+    *,
+    text: str | None,
+    score: Any,
+    distinct_id: str | None,
+    properties: Mapping[str, Any] | None,
+    cfg: EventConfig,
+    timestamp: float,
+) -> dict[str, Any]:
+    """Build a ``$ai_feedback`` event for ``trace_id``."""
+    ser = Serializer(cfg.secrets)
+    props = _base(trace_id, "manual", None, cfg, ser, properties, None)
+    if text is not None:
+        props["$ai_feedback_text"] = ser.string(str(text))
+    if score is not None:
+        props["$ai_feedback_score"] = ser.convert(score)
+    return {
+        "event": "$ai_feedback",
+        "distinct_id": _identity(distinct_id, trace_id, cfg, props),
+        "properties": props,
+        "timestamp": _iso(timestamp),
+        "uuid": str(uuid.uuid4()),
+    }
+
+
+def metric_event(
+    trace_id: str,
+    *,
+    name: str,
+    value: Any,
+    distinct_id: str | None,
+    properties: Mapping[str, Any] | None,
+    cfg: EventConfig,
+    timestamp: float,
+) -> dict[str, Any]:
+    """Build a ``$ai_metric`` event for ``trace_id``."""
+    ser = Serializer(cfg.secrets)
+    props = _base(trace_id, "manual", None, cfg, ser, properties, None)
+    props["$ai_metric_name"] = str(name)
+    props["$ai_metric_value"] = ser.convert(value)
+    return {
+        "event": "$ai_metric",
+        "distinct_id": _identity(distinct_id, trace_id, cfg, props),
+        "properties": props,
+        "timestamp": _iso(timestamp),
+        "uuid": str(uuid.uuid4()),
+    }

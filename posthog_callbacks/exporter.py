@@ -1,0 +1,485 @@
+"""``PosthogExporter``: the one way out for every front door.
+
+The caller's thread only appends a finished span to a bounded queue (a few microseconds,
+never blocking, never raising); the worker and sender threads (``_pipeline.py``) translate
+spans into PostHog events, cut size-bounded batches and hand them to the sink, which
+retries.
+Modelled on OpenTelemetry's ``BatchSpanProcessor``: ``force_flush`` is :meth:`flush`,
+:meth:`shutdown` is bounded in time and also runs at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .batching import ExporterStats, Item, Pipeline, _register_exit
+from .events import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventConfig,
+    feedback_event,
+    metric_event,
+)
+from .manual import TraceHandle
+from .serialize import Serializer
+from .sinks import DEFAULT_HOST, JsonlSink, PosthogSink, Sink
+from .spans import FinishedSpan, OpenSpan
+from .tracing import RunTable
+
+__all__ = ["ExporterStats", "PosthogExporter"]
+
+log = logging.getLogger("posthog_callbacks")
+
+
+def _positive(name: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return kind(value)
+
+
+class PosthogExporter(Pipeline):
+    """Batches finished spans and events to PostHog (or a local sink), off the hot path.
+
+    Args:
+        api_key: Project API key; defaults to ``POSTHOG_API_KEY``.
+        host: Ingestion host; defaults to ``POSTHOG_HOST``, else ``https://us.i.posthog.com``.
+            Use ``https://eu.i.posthog.com`` for the EU cloud, or your own URL.
+        flush_at: Queued events that trigger a send (20; 10 with ``serverless``). Under load a
+            batch carries up to ``max_batch_size`` events.
+        flush_interval: Seconds after which queued events are sent anyway (10; 2 serverless).
+        serverless: Preset for short-lived processes: smaller, more frequent batches.
+        default_distinct_id: Distinct id when no user id is known; ``None`` sends personless
+            events (the trace id is used as their distinct id).
+        privacy_mode: Send no inputs or outputs at all (model calls, spans and traces).
+        service_name: Sent as ``$ai_service_name`` on every event.
+        properties: Added to every event.
+        groups: PostHog group analytics, e.g. ``{"company": "acme"}``.
+        sink: ``MemorySink()``, ``JsonlSink(path)``, a path string, a ``posthog.Posthog``
+            client, or any object with ``send(events, deadline)`` and ``close()``.
+        sample_rate: Fraction of traces kept, decided once per trace id (whole traces).
+        mask: Called with every input and output (JSON-safe) before it leaves the process;
+            returns the value to send.
+        max_queue_size: Bound on queued spans; beyond it spans are dropped and counted.
+        max_batch_size: Most events per request.
+        request_timeout: Seconds per HTTP request.
+        max_retries: Retries per batch on 408/429/5xx and network errors.
+        shutdown_timeout: Bound, in seconds, on :meth:`shutdown` (also at exit).
+        open_run_ttl: Seconds after which a run that never ended is closed as an error.
+        enabled: ``False`` makes every call a no-op.
+
+    Raises:
+        ValueError: An option is out of range.
+        TypeError: ``sink`` or ``mask`` is not usable.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        host: str | None = None,
+        *,
+        flush_at: int | None = None,
+        flush_interval: float | None = None,
+        serverless: bool = False,
+        default_distinct_id: str | None = None,
+        privacy_mode: bool = False,
+        service_name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        groups: Mapping[str, Any] | None = None,
+        sink: Any = None,
+        sample_rate: float = 1.0,
+        mask: Callable[[Any], Any] | None = None,
+        max_queue_size: int = 10_000,
+        max_batch_size: int = 1000,
+        request_timeout: float = 10.0,
+        max_retries: int = 6,
+        shutdown_timeout: float = 10.0,
+        open_run_ttl: float = 900.0,
+        enabled: bool = True,
+    ) -> None:
+        self._warned: set[str] = set()
+        self.flush_at = int(
+            _positive(
+                "flush_at", flush_at if flush_at is not None else (10 if serverless else 20), int
+            )
+        )
+        self.flush_interval = _positive(
+            "flush_interval",
+            flush_interval if flush_interval is not None else (2.0 if serverless else 10.0),
+            float,
+        )
+        self.max_queue_size = _positive("max_queue_size", max_queue_size, int)
+        self.max_batch_size = _positive("max_batch_size", max_batch_size, int)
+        self.shutdown_timeout = _positive("shutdown_timeout", shutdown_timeout, float)
+        self.open_run_ttl = _positive("open_run_ttl", open_run_ttl, float)
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, (int, float))
+            or not (0.0 <= sample_rate <= 1.0)
+        ):
+            raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
+        if mask is not None and not callable(mask):
+            raise TypeError(
+                "mask must be a callable taking a value and returning the value to send"
+            )
+        self.serverless = serverless
+        self.sample_rate = float(sample_rate)
+        self.privacy_mode = privacy_mode
+        self.default_distinct_id = default_distinct_id
+
+        api_key = (api_key or os.environ.get("POSTHOG_API_KEY") or "").strip() or None
+        host = (host or os.environ.get("POSTHOG_HOST") or "").strip() or None
+        self.sink: Sink | None = self._resolve_sink(
+            sink,
+            api_key,
+            host,
+            request_timeout=_positive("request_timeout", request_timeout, float),
+            max_retries=max_retries,
+        )
+        self.enabled = bool(enabled) and self.sink is not None
+        max_event = getattr(self.sink, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
+        secrets = tuple(
+            s for s in (api_key, getattr(self.sink, "api_key", None)) if isinstance(s, str) and s
+        )
+        self._config = EventConfig(
+            privacy_mode=privacy_mode,
+            default_distinct_id=default_distinct_id,
+            properties=Serializer(secrets).convert(dict(properties or {})),
+            groups=Serializer(secrets).convert(dict(groups)) if groups else None,
+            service_name=service_name,
+            mask=mask,
+            max_event_bytes=int(max_event)
+            if isinstance(max_event, int)
+            else DEFAULT_MAX_EVENT_BYTES,
+            secrets=secrets,
+        )
+
+        self._queue: collections.deque[Item] = collections.deque()
+        self._lock = threading.Lock()
+        self._done = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._enqueued = 0
+        self._processed = 0
+        self._counts = collections.Counter[str]()
+        self._tables: weakref.WeakSet[RunTable[Any]] = weakref.WeakSet()
+        self.manual_runs: RunTable[str] = RunTable()
+        self._tables.add(self.manual_runs)
+        self._worker: threading.Thread | None = None
+        # Translated batches wait here for the sender thread, so the worker translates the
+        # next batch while the previous one is on the wire (the SDK's encode, gzip and the
+        # server's answer would otherwise serialise with translation).
+        self._outbox: collections.deque[list[dict[str, Any]]] = collections.deque()
+        self._out_cv = threading.Condition(threading.Lock())
+        self._sending = 0
+        self._senders: list[threading.Thread] = []
+        # PosthogSink sends 2 batches at once: the SDK's gzip (which releases the GIL) and
+        # the server's answer for one overlap the SDK's JSON encoding of the other.
+        self._max_senders = max(1, int(getattr(self.sink, "max_concurrent_sends", 1) or 1))
+        self._pid = os.getpid()
+        self._shutdown = False
+        self._deadline: float | None = None
+        self._next_sweep = time.monotonic() + self._sweep_interval()
+        _register_exit(self)
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _resolve_sink(
+        self,
+        sink: Any,
+        api_key: str | None,
+        host: str | None,
+        *,
+        request_timeout: float,
+        max_retries: int,
+    ) -> Sink | None:
+        if sink is None:
+            if not api_key:
+                self._warn_once(
+                    "no-key",
+                    "posthog_callbacks: no PostHog API key (pass api_key=... or set "
+                    "POSTHOG_API_KEY) and no sink: nothing will be sent",
+                )
+                return None
+            if host is None:
+                log.info(
+                    "posthog_callbacks: sending to %s (PostHog US cloud); for the EU "
+                    "cloud pass host='https://eu.i.posthog.com' or set POSTHOG_HOST, "
+                    "self-hosted: your instance's URL",
+                    DEFAULT_HOST,
+                )
+            return PosthogSink(api_key, host, timeout=request_timeout, max_retries=max_retries)
+        if isinstance(sink, (str, os.PathLike)):
+            return JsonlSink(sink)
+        if callable(getattr(sink, "send", None)) and callable(getattr(sink, "close", None)):
+            return sink  # type: ignore[no-any-return]
+        if callable(getattr(sink, "capture", None)) and hasattr(sink, "api_key"):
+            if not getattr(sink, "api_key", None):
+                self._warn_once(
+                    "no-key",
+                    "posthog_callbacks: the posthog client has no API key: nothing will be sent",
+                )
+                return None
+            return PosthogSink(client=sink, max_retries=max_retries)
+        raise TypeError(
+            f"sink must be MemorySink(), JsonlSink(path), a file path, a posthog.Posthog "
+            f"client, or an object with send(events, deadline) and close(); got {sink!r}"
+        )
+
+    # -- handler-facing API ----------------------------------------------------------------
+
+    def is_sampled(self, trace_id: str) -> bool:
+        """Whether the trace ``trace_id`` is kept; the same answer every time for one id."""
+        rate = self.sample_rate
+        if rate >= 1.0:
+            return True
+        if rate <= 0.0:
+            return False
+        return zlib.crc32(str(trace_id).encode()) / 4294967296.0 < rate
+
+    def submit(self, span: FinishedSpan) -> None:
+        """Queue a finished span for export. Never blocks, never raises."""
+        try:
+            if not self.is_sampled(span.trace_id):
+                with self._lock:  # called from many threads: += alone can lose counts
+                    self._counts["not_sampled"] += 1
+                return
+            self._enqueue(span)
+        except Exception:  # pragma: no cover - defensive
+            self._warn_once("submit", "posthog_callbacks: failed to record a span", exc_info=True)
+
+    def _enqueue(self, item: Item) -> None:
+        if not self.enabled:
+            return
+        if self._shutdown:
+            self._count_drop("dropped_shutdown", 1, dequeued=False)
+            return
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            if len(self._queue) >= self.max_queue_size:
+                self._counts["dropped_queue_full"] += 1
+                full = True
+            else:
+                self._queue.append(item)
+                self._enqueued += 1
+                full = False
+                pending = len(self._queue)
+        if full:
+            self._warn_once(
+                "queue-full",
+                "posthog_callbacks: queue full (%d): dropping spans; "
+                "the sink is too slow or unreachable (see exporter.stats())",
+                self.max_queue_size,
+            )
+            return
+        if self._worker is None:
+            self._start_worker()
+        if pending >= self.flush_at and not self._wake.is_set():
+            self._wake.set()
+
+    def close_runs(self, spans: Iterable[OpenSpan], reason: str) -> None:
+        """Finish runs that never ended as errors (``reason``) and queue them."""
+        for span in spans:
+            try:
+                if span.error is None:
+                    span.error = reason
+                with self._lock:
+                    self._counts["closed_orphans"] += 1
+                self.submit(span.finish())
+            except Exception:  # pragma: no cover - defensive
+                self._warn_once("close", "posthog_callbacks: failed to close a run", exc_info=True)
+
+    def register_runs(self, table: RunTable[Any]) -> None:
+        """Let the exporter sweep ``table`` (TTL) and drain it at shutdown."""
+        self._tables.add(table)
+        if self.enabled and self._worker is None and self._pid == os.getpid():
+            self._start_worker()  # sweeps run even before the first span is submitted
+
+    # -- manual tracing, feedback --------------------------------------------------------
+
+    def trace(
+        self,
+        name: str,
+        *,
+        input: Any = None,
+        distinct_id: str | None = None,
+        session_id: str | None = None,
+        trace_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> TraceHandle:
+        """Start a trace; use it as a (async) context manager or call ``end()``.
+
+        Exceptions inside mark the span and its trace as errors and re-raise.
+        """
+        return TraceHandle.start(
+            self,
+            name,
+            input=input,
+            distinct_id=distinct_id,
+            session_id=session_id,
+            trace_id=trace_id,
+            metadata=metadata,
+            tags=tags,
+            properties=properties,
+        )
+
+    def capture_feedback(
+        self,
+        trace_id: str,
+        text: str | None = None,
+        *,
+        score: Any = None,
+        distinct_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record user feedback on a trace as ``$ai_feedback``."""
+        self._event(
+            feedback_event,
+            trace_id,
+            text=text,
+            score=score,
+            distinct_id=distinct_id,
+            properties=properties,
+        )
+
+    def capture_metric(
+        self,
+        trace_id: str,
+        name: str,
+        value: Any,
+        *,
+        distinct_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a named score on a trace as ``$ai_metric``."""
+        self._event(
+            metric_event,
+            trace_id,
+            name=name,
+            value=value,
+            distinct_id=distinct_id,
+            properties=properties,
+        )
+
+    def _event(self, build: Callable[..., dict[str, Any]], trace_id: str, **kw: Any) -> None:
+        try:
+            self._enqueue(build(str(trace_id), cfg=self._config, timestamp=time.time(), **kw))
+        except Exception:
+            self._warn_once("event", "posthog_callbacks: failed to record an event", exc_info=True)
+
+    # -- flush, shutdown, stats ------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Block until everything recorded so far reached the sink (or ``timeout`` passed).
+
+        Returns:
+            True when everything was processed (sent, or counted as dropped) in time.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
+        if not self.enabled or self._worker is None:
+            return True
+        with self._lock:
+            target = self._enqueued
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._done:
+            while self._processed < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                if self._worker is None or not self._worker.is_alive():
+                    return self._processed >= target
+                self._done.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Close open runs, deliver what is queued within ``timeout``, stop the worker.
+
+        Safe to call more than once; later spans are dropped and counted.
+        """
+        if self._shutdown:
+            return
+        if self._pid != os.getpid():
+            self._after_fork()
+        bound = self.shutdown_timeout if timeout is None else timeout
+        try:
+            for table in list(self._tables):
+                self.close_runs(table.drain(), "run still open at shutdown")
+        except Exception:  # pragma: no cover - defensive
+            log.debug("posthog_callbacks: closing open runs failed", exc_info=True)
+        self._deadline = time.monotonic() + bound
+        self._shutdown = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker.is_alive() and worker is not threading.current_thread():
+            worker.join(max(0.0, self._deadline - time.monotonic()) + 0.1)
+        with self._lock:
+            leftover = len(self._queue)
+            self._queue.clear()
+        with self._out_cv:
+            leftover += sum(len(batch) for batch in self._outbox)
+            self._outbox.clear()
+            self._out_cv.notify_all()
+        if leftover:
+            self._count_drop("dropped_shutdown", leftover)
+            self._warn_once(
+                "shutdown-left",
+                "posthog_callbacks: %d events were still queued when shutdown's %.1fs bound passed",
+                leftover,
+                bound,
+            )
+        in_flight = self._enqueued - self._processed
+        if in_flight > 0:
+            # Requests still on the wire: their outcome is unknown (counted when they end,
+            # lost if the process exits now), so say so rather than count them.
+            self._warn_once(
+                "shutdown-in-flight",
+                "posthog_callbacks: %d events were still "
+                "being sent when shutdown's %.1fs bound passed",
+                in_flight,
+                bound,
+            )
+        try:
+            if self.sink is not None:
+                self.sink.close()
+        except Exception:  # pragma: no cover - defensive
+            log.debug("posthog_callbacks: closing the sink failed", exc_info=True)
+
+    def stats(self) -> ExporterStats:
+        """Counters: what was recorded, sent, dropped (by reason), still queued or open."""
+        c = self._counts
+        hooked = getattr(self.sink, "dropped_by_before_send", 0)
+        hooked = hooked if isinstance(hooked, int) else 0
+        with self._done:
+            processed = self._processed
+        queued = len(self._queue)
+        return ExporterStats(
+            recorded=self._enqueued,
+            sent=c["sent"] - hooked,
+            dropped_queue_full=c["dropped_queue_full"],
+            dropped_sink_error=c["dropped_sink_error"],
+            dropped_invalid=c["dropped_invalid"],
+            dropped_shutdown=c["dropped_shutdown"],
+            not_sampled=c["not_sampled"],
+            queued=queued,
+            open_runs=sum(len(t) for t in list(self._tables)),
+            closed_orphans=c["closed_orphans"],
+            batches=c["batches"],
+            in_flight=max(0, self._enqueued - processed - queued),
+            dropped_by_hook=hooked,
+        )
+
+    def __enter__(self) -> PosthogExporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

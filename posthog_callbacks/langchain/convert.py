@@ -1,0 +1,197 @@
+"""LangChain objects -> plain Python values, cheaply, on the caller's thread.
+
+Everything here reads attributes and builds small dicts and lists; nothing calls
+``repr()``, ``json.dumps`` of LangChain objects or ``model_dump()``. Leaves that are not
+recognised are kept by reference and serialised later on the exporter's worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "class_name",
+    "generations",
+    "message_to_dict",
+    "messages_input",
+    "plain",
+    "response_output",
+]
+
+_ROLES: dict[str, str] = {
+    "human": "user",
+    "HumanMessageChunk": "user",
+    "ai": "assistant",
+    "AIMessageChunk": "assistant",
+    "system": "system",
+    "SystemMessageChunk": "system",
+    "developer": "developer",
+    "tool": "tool",
+    "ToolMessageChunk": "tool",
+    "function": "function",
+    "FunctionMessageChunk": "function",
+}
+
+_MAX_DEPTH = 10
+_MAX_ITEMS = 1000
+
+
+def _tool_call_to_openai(call: Any) -> Any:
+    if not isinstance(call, dict):
+        return call
+    args = call.get("args")
+    arguments: Any = args
+    if not isinstance(args, str):
+        try:
+            arguments = json.dumps(args, default=str)
+        except Exception:
+            arguments = args
+    return {
+        "type": "function",
+        "id": call.get("id"),
+        "function": {"name": call.get("name"), "arguments": arguments},
+    }
+
+
+def message_to_dict(message: Any) -> dict[str, Any]:
+    """Convert a LangChain message into a PostHog role/content dict (OpenAI shape).
+
+    Tool calls become ``tool_calls`` with JSON ``arguments``; tool results keep their
+    ``tool_call_id``. Content lists are copied, not serialised.
+    """
+    mtype = getattr(message, "type", None)
+    role = _ROLES.get(mtype) if isinstance(mtype, str) else None
+    if role is None:
+        role = getattr(message, "role", None) or (mtype if isinstance(mtype, str) else "unknown")
+    content = getattr(message, "content", None)
+    if type(content) is list:
+        content = plain(content)
+    elif content is None:
+        content = ""
+    result: dict[str, Any] = {"role": role, "content": content}
+    name = getattr(message, "name", None)
+    if name:
+        result["name"] = name
+    if role == "assistant":
+        calls = getattr(message, "tool_calls", None)
+        if calls:
+            result["tool_calls"] = [_tool_call_to_openai(c) for c in calls]
+        extra = getattr(message, "additional_kwargs", None)
+        if extra:
+            for key in ("function_call", "refusal", "reasoning_content"):
+                value = extra.get(key)
+                if value:
+                    result[key] = plain(value)
+    elif role == "tool":
+        call_id = getattr(message, "tool_call_id", None)
+        if call_id:
+            result["tool_call_id"] = call_id
+        status = getattr(message, "status", None)
+        if status == "error":
+            result["status"] = "error"
+    return result
+
+
+def _document_to_dict(doc: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"page_content": getattr(doc, "page_content", None)}
+    metadata = getattr(doc, "metadata", None)
+    if metadata:
+        result["metadata"] = plain(metadata)
+    doc_id = getattr(doc, "id", None)
+    if doc_id:
+        result["id"] = doc_id
+    return result
+
+
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+_LEAF, _MESSAGE, _DOCUMENT, _PROMPT_VALUE, _STRING_PROMPT = range(5)
+_KINDS: dict[type, int] = {}
+
+
+def _kind_of(t: type, value: Any) -> int:
+    """Classify a type once (LangChain message, document, prompt value or opaque leaf)."""
+    kind = _KINDS.get(t)
+    if kind is None:
+        if (
+            hasattr(value, "content")
+            and hasattr(value, "type")
+            and hasattr(value, "response_metadata")
+        ):
+            kind = _MESSAGE
+        elif hasattr(value, "page_content"):
+            kind = _DOCUMENT
+        elif t.__name__ == "StringPromptValue":
+            kind = _STRING_PROMPT
+        elif callable(getattr(value, "to_messages", None)):
+            kind = _PROMPT_VALUE
+        else:
+            kind = _LEAF
+        if len(_KINDS) < 4096:
+            _KINDS[t] = kind
+    return kind
+
+
+def plain(value: Any, _depth: int = 0) -> Any:
+    """Copy containers and turn messages, documents and prompt values into plain dicts.
+
+    Bounded in depth and width; unknown objects are kept by reference (the exporter's
+    worker serialises them). Never raises.
+    """
+    try:
+        t = type(value)
+        if t in _LEAF_TYPES or _depth >= _MAX_DEPTH:
+            return value
+        if t is dict:
+            if len(value) > _MAX_ITEMS:
+                return {k: plain(value[k], _depth + 1) for k in list(value)[:_MAX_ITEMS]}
+            return {k: plain(v, _depth + 1) for k, v in value.items()}
+        if t is list or t is tuple:
+            return [plain(v, _depth + 1) for v in value[:_MAX_ITEMS]]
+        kind = _kind_of(t, value)
+        if kind == _MESSAGE:
+            return message_to_dict(value)
+        if kind == _DOCUMENT:
+            return _document_to_dict(value)
+        if kind == _PROMPT_VALUE:
+            return [message_to_dict(m) for m in value.to_messages()]
+        if kind == _STRING_PROMPT:
+            return getattr(value, "text", value)
+        return value
+    except Exception:
+        return value
+
+
+def class_name(serialized: Any) -> str | None:
+    """The class name at the end of a serialized constructor's ``id`` path."""
+    if isinstance(serialized, dict):
+        ids = serialized.get("id")
+        if isinstance(ids, list) and ids and isinstance(ids[-1], str):
+            return ids[-1]
+    return None
+
+
+def generations(response: Any) -> list[Any]:
+    """All generations of an ``LLMResult``, flattened."""
+    gens = getattr(response, "generations", None)
+    if not gens:
+        return []
+    return [g for row in gens for g in row]
+
+
+def response_output(gens: Sequence[Any]) -> list[dict[str, Any]]:
+    """The choices of a model call (its :func:`generations`) as role/content dicts."""
+    out: list[dict[str, Any]] = []
+    for gen in gens:
+        message = getattr(gen, "message", None)
+        if message is not None:
+            out.append(message_to_dict(message))
+        else:
+            out.append({"role": "assistant", "content": getattr(gen, "text", "")})
+    return out
+
+
+def messages_input(messages: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
+    return [message_to_dict(m) for row in messages for m in row]

@@ -1,0 +1,293 @@
+"""Model-call details from LangChain callbacks: model, usage, parameters, tools, errors.
+
+Reads attributes of ``LLMResult`` / serialized constructors cheaply on the caller's thread;
+nothing here serialises LangChain objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..spans import Usage
+from ..usage import sum_usage, usage_from_mapping
+from .convert import class_name, plain
+
+__all__ = [
+    "base_url_from_serialized",
+    "extract_model_parameters",
+    "extract_provider_hint",
+    "extract_served_model",
+    "extract_stop_reason",
+    "extract_usage",
+    "http_status",
+    "tools_to_openai",
+]
+
+
+def _function(spec: Mapping[str, Any], parameters: Any) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": spec.get("name"),
+            "description": spec.get("description"),
+            "parameters": plain(parameters),
+        },
+    }
+
+
+def _tool_to_openai(tool: Any) -> Any:
+    if not isinstance(tool, dict):
+        return tool
+    if "function" in tool or tool.get("type") not in (None, "custom"):
+        return plain(dict(tool))
+    if "input_schema" in tool:  # Anthropic
+        return _function(tool, tool.get("input_schema"))
+    if "toolSpec" in tool:  # Bedrock Converse
+        spec = tool["toolSpec"]
+        if not isinstance(spec, dict):
+            spec = {}
+        schema = spec.get("inputSchema")
+        return _function(spec, schema.get("json") if isinstance(schema, dict) else schema)
+    if "name" in tool:
+        return _function(tool, tool.get("parameters"))
+    return plain(dict(tool))
+
+
+def tools_to_openai(tools: Any) -> list[Any] | None:
+    """Tools bound to a model, in OpenAI's ``{"type": "function", "function": ...}`` shape."""
+    if not isinstance(tools, (list, tuple)) or not tools:
+        return None
+    return [_tool_to_openai(tool) for tool in tools]
+
+
+_PARAM_KEYS = (
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "num_predict",
+    "top_p",
+    "top_k",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "stop_sequences",
+    "seed",
+    "n",
+    "reasoning_effort",
+    "reasoning",
+    "thinking",
+    "service_tier",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
+)
+
+
+_LS_PARAMS = (
+    ("ls_temperature", "temperature"),
+    ("ls_max_tokens", "max_tokens"),
+    ("ls_stop", "stop"),
+)
+
+
+def extract_model_parameters(
+    params: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The model parameters worth recording from LangChain ``invocation_params``.
+
+    LangChain's ``ls_temperature`` / ``ls_max_tokens`` / ``ls_stop`` metadata fill in what
+    a model leaves out of its invocation params (``ChatGroq`` reports none there).
+    """
+    out: dict[str, Any] = {}
+    if params:
+        for key in _PARAM_KEYS:
+            value = params.get(key)
+            if value is not None:
+                out[key] = plain(value)
+        stream = params.get("stream")
+        if stream is None:
+            stream = params.get("streaming")
+        if isinstance(stream, bool):
+            out["stream"] = stream
+    if metadata:
+        for ls_key, key in _LS_PARAMS:
+            if key not in out:
+                value = metadata.get(ls_key)
+                if value is not None:
+                    out[key] = plain(value)
+    return out or None
+
+
+_BASE_URL_KEYS = (
+    "openai_api_base",
+    "base_url",
+    "anthropic_api_url",
+    "groq_api_base",
+    "azure_endpoint",
+    "endpoint_url",
+    "api_base",
+    "endpoint",
+    "service_url",
+)
+_DEFAULT_BASE_URLS = {
+    "ChatOpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "OpenAI": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "ChatAnthropic": ("https://api.anthropic.com", ("ANTHROPIC_API_URL", "ANTHROPIC_BASE_URL")),
+    "ChatGroq": ("https://api.groq.com", ("GROQ_API_BASE", "GROQ_BASE_URL")),
+}
+
+
+def base_url_from_serialized(serialized: Any) -> str | None:
+    """The API base URL of a model, from its serialized constructor kwargs.
+
+    Falls back to the documented default of well-known classes when neither the
+    constructor nor the environment changed it.
+    """
+    if not isinstance(serialized, dict):
+        return None
+    kwargs = serialized.get("kwargs")
+    if isinstance(kwargs, dict):
+        for key in _BASE_URL_KEYS:
+            value = kwargs.get(key)
+            if isinstance(value, str) and value:
+                return value
+    cls = class_name(serialized)
+    default = _DEFAULT_BASE_URLS.get(cls) if cls is not None else None
+    if default is not None:
+        url, env_vars = default
+        for var in env_vars:
+            env = os.environ.get(var)
+            if env:
+                return env
+        return url
+    return None
+
+
+def extract_served_model(gens: Sequence[Any], llm_output: Any) -> str | None:
+    """The model the provider says it served (``response_metadata`` / ``llm_output``)."""
+    for gen in gens:
+        message = getattr(gen, "message", None)
+        meta = getattr(message, "response_metadata", None)
+        if meta:
+            for key in ("model_name", "model", "model_id"):
+                value = meta.get(key)
+                if isinstance(value, str) and value:
+                    return value
+        info = getattr(gen, "generation_info", None)
+        if info:
+            for key in ("model_name", "model"):
+                value = info.get(key)
+                if isinstance(value, str) and value:
+                    return value
+    if isinstance(llm_output, dict):
+        for key in ("model_name", "model", "model_id"):
+            value = llm_output.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def extract_provider_hint(gens: Sequence[Any]) -> str | None:
+    """``response_metadata["model_provider"]`` of the first generation, if any."""
+    for gen in gens:
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        if meta:
+            value = meta.get("model_provider")
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
+    """Token usage of a model call, summed over all its generations.
+
+    Order: ``usage_metadata`` of each generation's message, else ``llm_output``
+    (``token_usage`` / ``usage``), else per-generation ``response_metadata`` /
+    ``generation_info`` usage shapes.
+    """
+    usages = []
+    for gen in gens:
+        um = getattr(getattr(gen, "message", None), "usage_metadata", None)
+        if um:
+            usages.append(usage_from_mapping(um))
+    total = sum_usage(usages)
+    if total is not None:
+        return total
+    if isinstance(llm_output, dict):
+        for key in ("token_usage", "usage"):
+            raw = llm_output.get(key)
+            if raw:
+                found = usage_from_mapping(raw)
+                if found is not None:
+                    return found
+    usages = []
+    for gen in gens:
+        info = getattr(gen, "generation_info", None)
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        raw = None
+        for source in (info, meta):
+            if isinstance(source, dict):
+                for key in (
+                    "usage_metadata",
+                    "usage",
+                    "token_usage",
+                    "amazon-bedrock-invocationMetrics",
+                ):
+                    if source.get(key):
+                        raw = source[key]
+                        break
+                if raw is None and "prompt_eval_count" in source:  # Ollama
+                    raw = source
+            if raw is not None:
+                break
+        if raw is not None:
+            usages.append(usage_from_mapping(raw))
+    return sum_usage(usages)
+
+
+_TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
+
+
+def extract_stop_reason(gens: Sequence[Any]) -> str | None:
+    """Why the (last) generation stopped: ``finish_reason`` / ``stop_reason`` / status."""
+    if not gens:
+        return None
+    gen = gens[-1]
+    meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+    info = getattr(gen, "generation_info", None)
+    for source in (meta, info):
+        if isinstance(source, dict):
+            for key in ("finish_reason", "stop_reason", "stopReason", "done_reason"):
+                value = source.get(key)
+                if value is not None:
+                    try:
+                        return value if isinstance(value, str) else str(value)
+                    except Exception:  # a provider object that cannot print itself
+                        return None
+    if isinstance(meta, dict):
+        status = meta.get("status")
+        if isinstance(status, str) and status in _TERMINAL_STATUSES:
+            details = meta.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, dict) else None
+            if status == "incomplete" and isinstance(reason, str) and reason:
+                return reason
+            return status
+    return None
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status of a provider error (OpenAI, Anthropic, Google, httpx), if any."""
+    for attr in ("status_code", "code", "http_status"):
+        value = getattr(error, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value < 600:
+            return value
+    response = getattr(error, "response", None)
+    value = getattr(response, "status_code", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None

@@ -1,0 +1,294 @@
+"""Shared pieces of the LlamaIndex front doors: options, per-call context, trace identity.
+
+Nothing here imports ``llama_index``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..spans import OpenSpan, SpanKind, error_text
+
+__all__ = [
+    "FRAMEWORK",
+    "HandlerOptions",
+    "TraceInfo",
+    "TraceOverrides",
+    "check_exporter",
+    "current_overrides",
+    "describe_error",
+    "log",
+    "new_id",
+    "trace_context",
+]
+
+FRAMEWORK = "llama_index"
+
+_MASK = (1 << 128) - 1
+_id_base = int.from_bytes(os.urandom(16), "big")
+_id_counter = itertools.count()
+
+
+def _reseed() -> None:
+    global _id_base, _id_counter
+    _id_base = int.from_bytes(os.urandom(16), "big")
+    _id_counter = itertools.count()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
+
+
+def new_id() -> str:
+    """A unique UUID-shaped id: a random per-process base plus a counter.
+
+    ``new_id()`` costs ~8 µs here; this ~1.5 µs, on a path taken ~6 times a query.
+    """
+    h = "%032x" % ((_id_base + next(_id_counter)) & _MASK)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+log = logging.getLogger("posthog_callbacks")
+
+
+@dataclass(frozen=True)
+class TraceOverrides:
+    """Per-call identity and labels set with :func:`trace_context`."""
+
+    distinct_id: str | None = None
+    session_id: str | None = None
+    trace_id: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] | None = None
+    properties: Mapping[str, Any] | None = None
+
+
+_OVERRIDES: ContextVar[TraceOverrides | None] = ContextVar(
+    "posthog_callbacks_llama_index_trace", default=None
+)
+
+
+def current_overrides() -> TraceOverrides | None:
+    """The innermost :func:`trace_context` of the running task or thread, if any."""
+    return _OVERRIDES.get()
+
+
+@contextlib.contextmanager
+def trace_context(
+    *,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    trace_id: str | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Attribute the LlamaIndex calls made inside the block to a user, session or trace.
+
+    Works for both front doors (:class:`CallbackHandler` and :func:`instrument`) and
+    follows asyncio tasks and workflow steps started inside the block. Values given here
+    win over the handler's options; nested blocks inherit what they don't set.
+
+    Args:
+        user_id: PostHog distinct id for every event of the traces started in the block.
+        session_id: ``$ai_session_id`` for those traces.
+        trace_id: Put every top-level call of the block into this one trace.
+        tags: Extra tags for the traces' roots.
+        metadata: Extra metadata for the traces' roots.
+        properties: Extra event properties for every event of those traces.
+
+    Example:
+        >>> with trace_context(user_id="u1", session_id="s1"):  # doctest: +SKIP
+        ...     query_engine.query("What did the author do?")
+    """
+    outer = _OVERRIDES.get()
+    merged = TraceOverrides(
+        distinct_id=user_id if user_id is not None else (outer.distinct_id if outer else None),
+        session_id=session_id if session_id is not None else (outer.session_id if outer else None),
+        trace_id=trace_id if trace_id is not None else (outer.trace_id if outer else None),
+        tags=(outer.tags if outer else ()) + tuple(tags or ()),
+        metadata={**(outer.metadata or {} if outer else {}), **(metadata or {})} or None,
+        properties={**(outer.properties or {} if outer else {}), **(properties or {})} or None,
+    )
+    token = _OVERRIDES.set(merged)
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(token)
+
+
+@dataclass
+class HandlerOptions:
+    """Options shared by :class:`CallbackHandler` and :func:`instrument`."""
+
+    distinct_id: str | None = None
+    session_id: str | None = None
+    trace_id: str | None = None
+    properties: Mapping[str, Any] | None = None
+    groups: Mapping[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] | None = None
+    privacy_mode: bool = False
+    _claimed: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    @classmethod
+    def build(
+        cls,
+        distinct_id: str | None,
+        session_id: str | None,
+        trace_id: str | None,
+        properties: Mapping[str, Any] | None,
+        groups: Mapping[str, Any] | None,
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, Any] | None,
+        privacy_mode: bool,
+    ) -> HandlerOptions:
+        """Validate constructor arguments (configuration errors raise here)."""
+        for name, value in (
+            ("distinct_id", distinct_id),
+            ("session_id", session_id),
+            ("trace_id", trace_id),
+        ):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string or None, got {value!r}")
+        for name, mapping in (
+            ("properties", properties),
+            ("groups", groups),
+            ("metadata", metadata),
+        ):
+            if mapping is not None and not isinstance(mapping, Mapping):
+                raise TypeError(f"{name} must be a mapping or None, got {mapping!r}")
+        if isinstance(tags, str):
+            raise TypeError("tags must be a sequence of strings, not a string")
+        return cls(
+            distinct_id=distinct_id,
+            session_id=session_id,
+            trace_id=trace_id,
+            properties=dict(properties) if properties else None,
+            groups=dict(groups) if groups else None,
+            tags=tuple(tags or ()),
+            metadata=dict(metadata) if metadata else None,
+            privacy_mode=bool(privacy_mode),
+        )
+
+    def new_trace(self, sampled_by: Any, hints: Any = None) -> TraceInfo:
+        """Identity of a new top-level call.
+
+        Precedence: :func:`trace_context` > LlamaIndex ``instrument_tags`` (``hints``:
+        ``user_id`` / ``userId``, ``session_id`` / ``sessionId``) > handler options.
+        """
+        over = _OVERRIDES.get()
+        user = session = None
+        if hints and type(hints) is dict:
+            user = hints.get("user_id") or hints.get("userId")
+            session = hints.get("session_id") or hints.get("sessionId")
+        wanted = (over.trace_id if over and over.trace_id else None) or self.trace_id
+        trace_id = wanted or new_id()
+        root_span_id = trace_id
+        if wanted:
+            # A fixed trace id groups several top-level calls: the first one is the root,
+            # the others hang under it.
+            if wanted in self._claimed:
+                root_span_id = new_id()
+            else:
+                self._claimed[wanted] = None
+                if len(self._claimed) > 10_000:
+                    self._claimed.popitem(last=False)
+        props = self.properties
+        if over and over.properties:
+            props = {**(props or {}), **over.properties}
+        meta = self.metadata
+        if over and over.metadata:
+            meta = {**(meta or {}), **over.metadata}
+        try:
+            sampled = bool(sampled_by.is_sampled(trace_id))
+        except Exception:
+            sampled = True
+        return TraceInfo(
+            trace_id=trace_id,
+            root_span_id=root_span_id,
+            distinct_id=(over.distinct_id if over and over.distinct_id else None)
+            or (str(user) if user else None)
+            or self.distinct_id,
+            session_id=(over.session_id if over and over.session_id else None)
+            or (str(session) if session else None)
+            or self.session_id,
+            tags=self.tags + (over.tags if over else ()),
+            metadata=meta,
+            properties=props,
+            groups=self.groups,
+            privacy_mode=self.privacy_mode,
+            sampled=sampled,
+        )
+
+
+@dataclass(slots=True)
+class TraceInfo:
+    """What every span of one trace shares."""
+
+    trace_id: str
+    root_span_id: str
+    distinct_id: str | None
+    session_id: str | None
+    tags: tuple[str, ...]
+    metadata: Mapping[str, Any] | None
+    properties: Mapping[str, Any] | None
+    groups: Mapping[str, Any] | None
+    privacy_mode: bool
+    sampled: bool
+    root_key: str | None = None
+
+    @property
+    def root_parent_id(self) -> str | None:
+        """Parent of this call's root span: none, or the trace when it joins a fixed trace id."""
+        return None if self.root_span_id == self.trace_id else self.trace_id
+
+    def span(
+        self,
+        span_id: str,
+        parent_id: str | None,
+        kind: SpanKind,
+        name: str,
+        start_time: float | None = None,
+        is_root: bool = False,
+    ) -> OpenSpan:
+        """A new open span of this trace carrying the trace's identity."""
+        span = OpenSpan(
+            trace_id=self.trace_id,
+            span_id=span_id,
+            parent_id=parent_id,
+            kind=kind,
+            name=name,
+            framework=FRAMEWORK,
+            distinct_id=self.distinct_id,
+            session_id=self.session_id,
+            properties=self.properties,
+            groups=self.groups,
+            privacy_mode=self.privacy_mode,
+        )
+        if start_time is not None:
+            span.start_time = start_time
+        if is_root:
+            span.tags = self.tags
+            span.metadata = self.metadata
+        return span
+
+
+def check_exporter(exporter: Any) -> None:
+    """Raise ``TypeError`` unless ``exporter`` has the methods the front doors call."""
+    for method in ("submit", "register_runs", "close_runs", "is_sampled"):
+        if not callable(getattr(exporter, method, None)):
+            raise TypeError(f"exporter must be a PosthogExporter, got {exporter!r}")
+
+
+def describe_error(err: BaseException | None) -> str:
+    """``Type: message`` for an exception."""
+    return "error" if err is None else error_text(err)

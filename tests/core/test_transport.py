@@ -1,0 +1,652 @@
+"""Transport: the exporter against a real local PostHog capture server.
+
+Covers configuration (env vars, serverless preset), batching, retries, Retry-After,
+dead and hung hosts, queue overflow, and what the bytes on the wire may and may not contain.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import posthog
+import pytest
+
+from posthog_callbacks import FinishedSpan, MemorySink, PosthogExporter, PosthogSink, SpanKind
+from support.capture_server import (
+    AI_PATH,
+    TEST_API_KEY,
+    CaptureServer,
+    ExporterFactory,
+    all_bytes,
+    closed_port_url,
+    decoded_bodies,
+)
+
+
+def make_span(i: int = 0, *, trace_id: str | None = None, **fields: Any) -> FinishedSpan:
+    """A finished child span with a fresh uuid (which becomes the event's uuid)."""
+    tid = trace_id or str(uuid.uuid4())
+    return FinishedSpan(
+        trace_id=tid,
+        span_id=str(uuid.uuid4()),
+        parent_id=tid,
+        kind=fields.pop("kind", SpanKind.SPAN),
+        name=f"step-{i}",
+        start_time=1_700_000_000.0 + i,
+        end_time=1_700_000_000.5 + i,
+        input={"i": i},
+        output={"ok": True},
+        **fields,
+    )
+
+
+def small_trace(
+    exporter: PosthogExporter,
+    *,
+    input_text: str = "hi",
+    output_text: str = "yo",
+    metadata: dict[str, Any] | None = None,
+) -> str:
+    """Record a trace with one span and one generation; returns the trace id."""
+    with exporter.trace(
+        "answer", input={"q": input_text}, distinct_id="u1", metadata=metadata
+    ) as trace:
+        with trace.span("retrieve", input=input_text) as span:
+            span.update(output=["doc"])
+        with trace.generation(
+            "chat",
+            model="gpt-4o-mini",
+            provider="openai",
+            input=[{"role": "user", "content": input_text}],
+        ) as gen:
+            gen.update(
+                output=[{"role": "assistant", "content": output_text}],
+                usage={"input_tokens": 10, "output_tokens": 2},
+            )
+        trace.update(output={"answer": output_text})
+    return trace.trace_id
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def request_uuids(server: CaptureServer) -> set[tuple[str, ...]]:
+    """The event uuids of each accepted request, in order within the request.
+
+    PosthogSink has two batches on the wire at once, so requests may arrive in any order.
+    """
+    return {tuple(e["uuid"] for e in r.events) for r in server.accepted}
+
+
+def chunks(items: list[str], size: int) -> set[tuple[str, ...]]:
+    return {tuple(items[i : i + size]) for i in range(0, len(items), size)}
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def test_env_vars_configure_key_and_host_and_events_arrive_gzipped_on_ai_endpoint(
+    capture_server: CaptureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTHOG_API_KEY", TEST_API_KEY)
+    monkeypatch.setenv("POSTHOG_HOST", capture_server.url + "/")
+    exporter = PosthogExporter()
+    try:
+        assert isinstance(exporter.sink, PosthogSink)
+        trace_id = small_trace(exporter)
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+
+    [request] = capture_server.requests
+    assert request.method == "POST"
+    assert request.path == AI_PATH
+    assert request.headers["content-encoding"] == "gzip"
+    assert request.headers["content-type"] == "application/json"
+    assert request.raw[:2] == b"\x1f\x8b"  # really gzip on the wire
+    assert request.status == 200
+    assert request.payload["api_key"] == TEST_API_KEY
+    events = request.payload["batch"]
+    assert [e["event"] for e in events] == ["$ai_span", "$ai_generation", "$ai_trace"]
+    assert {e["properties"]["$ai_trace_id"] for e in events} == {trace_id}
+    assert {e["distinct_id"] for e in events} == {"u1"}
+    assert exporter.stats().sent == 3
+    assert exporter.stats().dropped == 0
+
+
+def test_default_host_logs_how_to_pick_eu_or_self_hosted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("POSTHOG_API_KEY", TEST_API_KEY)
+    monkeypatch.delenv("POSTHOG_HOST", raising=False)
+    with caplog.at_level(logging.INFO, logger="posthog_callbacks"):
+        exporter = PosthogExporter()
+    exporter.shutdown(timeout=1)
+    assert isinstance(exporter.sink, PosthogSink)
+    assert exporter.sink.host == "https://us.i.posthog.com"
+    assert "https://eu.i.posthog.com" in caplog.text
+    assert "POSTHOG_HOST" in caplog.text
+
+
+def test_serverless_preset_sends_every_10_events_or_2_seconds(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(serverless=True)
+    assert (exporter.flush_at, exporter.flush_interval) == (10, 2.0)
+
+    for i in range(9):
+        exporter.submit(make_span(i))
+    time.sleep(0.3)
+    assert capture_server.requests == []  # 9 < flush_at, well before the 2 s interval
+    exporter.submit(make_span(9))
+    assert capture_server.wait_for_events(10, timeout=1.5)  # flush_at reached: no waiting
+    assert [len(r.events) for r in capture_server.requests] == [10]
+    assert wait_until(lambda: exporter.stats().sent == 10)  # the worker is idle again
+
+    for i in range(3):
+        exporter.submit(make_span(10 + i))
+    time.sleep(0.5)
+    assert len(capture_server.events) == 10  # 3 < flush_at: they wait for the interval
+    assert capture_server.wait_for_events(13, timeout=5)  # the 2 s interval, no flush()
+    assert [len(r.events) for r in capture_server.requests] == [10, 3]
+
+
+def test_explicit_flush_at_and_interval_override_the_serverless_preset() -> None:
+    exporter = PosthogExporter(sink=MemorySink(), serverless=True, flush_at=3, flush_interval=0.5)
+    assert (exporter.flush_at, exporter.flush_interval) == (3, 0.5)
+    exporter.shutdown(timeout=1)
+
+
+# -- batching --------------------------------------------------------------------------
+
+
+def test_flush_at_triggers_one_batch_and_max_batch_size_splits_requests(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=5, flush_interval=60, max_batch_size=3)
+    spans = [make_span(i) for i in range(5)]
+    for s in spans[:4]:
+        exporter.submit(s)
+    time.sleep(0.3)
+    assert capture_server.requests == []
+    exporter.submit(spans[4])  # the 5th wakes the worker; batches of at most 3
+    assert capture_server.wait_for_events(5, timeout=5)
+    assert request_uuids(capture_server) == chunks([s.span_id for s in spans], 3)
+
+
+def test_flush_sends_everything_below_flush_at_in_max_batch_size_chunks(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=100, flush_interval=60, max_batch_size=3)
+    spans = [make_span(i) for i in range(7)]
+    for s in spans:
+        exporter.submit(s)
+    assert exporter.flush(timeout=10)
+    assert request_uuids(capture_server) == chunks([s.span_id for s in spans], 3)
+    stats = exporter.stats()
+    assert (stats.recorded, stats.sent, stats.batches, stats.dropped) == (7, 7, 3, 0)
+
+
+def test_large_events_are_split_so_no_request_body_exceeds_the_request_cap(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=100, flush_interval=60)
+    text = "lorem ipsum dolor sit amet " * 60_000  # ~1.6 MB per event, not base64-like
+    spans = [make_span(i, kind=SpanKind.GENERATION, model="m") for i in range(5)]
+    spans = [s._replace(input=text) for s in spans]
+    for s in spans:
+        exporter.submit(s)
+    assert exporter.flush(timeout=20)
+    assert sorted(e["uuid"] for e in capture_server.events) == sorted(s.span_id for s in spans)
+    assert len(capture_server.requests) >= 3
+    for body in decoded_bodies(capture_server):
+        assert len(body) < 5 * 1024 * 1024  # the SDK's own cap; ours is 4 MiB of events
+    assert all(e["properties"]["$ai_input"] == text for e in capture_server.events)
+
+
+# -- failures and retries --------------------------------------------------------------
+
+
+def test_retries_after_503_lose_nothing_and_duplicate_nothing(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=10, flush_interval=60, max_batch_size=10)
+    capture_server.fail_next(3, status=503)
+    spans = [make_span(i) for i in range(25)]
+    for s in spans:
+        exporter.submit(s)
+    assert exporter.flush(timeout=10)
+
+    statuses = [r.status for r in capture_server.requests]
+    assert statuses.count(503) == 3
+    assert statuses.count(200) == 3  # 10 + 10 + 5
+    uuids = [e["uuid"] for e in capture_server.events]
+    assert len(uuids) == len(set(uuids)) == 25
+    assert set(uuids) == {s.span_id for s in spans}
+    # a retried batch is the same batch: same events, same uuids
+    failed = [r for r in capture_server.requests if r.status == 503]
+    assert {e["uuid"] for e in failed[0].payload["batch"]} <= set(uuids)
+    stats = exporter.stats()
+    assert (stats.sent, stats.dropped) == (25, 0)
+    assert isinstance(exporter.sink, PosthogSink)
+    assert exporter.sink.retries == 3
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 504])
+def test_other_transient_statuses_are_retried(
+    status: int, capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter()
+    capture_server.fail_next(2, status=status)
+    span = make_span()
+    exporter.submit(span)
+    assert exporter.flush(timeout=10)
+    assert [r.status for r in capture_server.requests] == [status, status, 200]
+    assert [e["uuid"] for e in capture_server.events] == [span.span_id]
+
+
+def test_429_retry_after_is_honoured(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(backoff_base=0.01)
+    capture_server.fail_next(1, status=429, retry_after=1)
+    span = make_span()
+    exporter.submit(span)
+    assert exporter.flush(timeout=10)
+    first, second = capture_server.requests
+    assert (first.status, second.status) == (429, 200)
+    # backoff_base=0.01 would retry after ~10 ms; the server asked for 1 s
+    assert second.arrived - first.arrived >= 0.95
+    assert [e["uuid"] for e in capture_server.events] == [span.span_id]
+
+
+def test_a_400_is_not_retried_and_the_batch_is_counted_as_lost(
+    capture_server: CaptureServer, make_exporter: ExporterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = make_exporter()
+    capture_server.fail_next(1, status=400)
+    exporter.submit(make_span())
+    with caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
+        assert exporter.flush(timeout=10)
+    assert [r.status for r in capture_server.requests] == [400]
+    stats = exporter.stats()
+    assert (stats.sent, stats.dropped_sink_error) == (0, 1)
+    assert "1 events lost" in caplog.text
+
+
+def test_retries_give_up_after_max_retries_and_count_the_loss(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(max_retries=2)
+    capture_server.fail_next(10, status=503)
+    exporter.submit(make_span())
+    exporter.submit(make_span())
+    assert exporter.flush(timeout=10)
+    assert [r.status for r in capture_server.requests] == [503, 503, 503]
+    stats = exporter.stats()
+    assert (stats.sent, stats.dropped_sink_error, stats.dropped) == (0, 2, 2)
+
+
+def test_connection_refused_then_recovery_delivers_later_batches(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(max_retries=1)
+    capture_server.refuse()
+    exporter.submit(make_span(0))
+    assert exporter.flush(timeout=10)
+    assert exporter.stats().dropped_sink_error == 1  # refused twice (1 retry), then given up
+    capture_server.recover()
+    later = make_span(1)
+    exporter.submit(later)
+    assert exporter.flush(timeout=10)
+    assert [e["uuid"] for e in capture_server.events] == [later.span_id]
+    assert exporter.stats().sent == 1
+
+
+def test_refused_connections_are_retried_until_the_server_comes_back(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(max_retries=8, backoff_base=0.05)
+    capture_server.refuse()
+    span = make_span()
+    exporter.submit(span)
+    exporter.flush(timeout=0.05)
+    time.sleep(0.1)
+    capture_server.recover()
+    assert exporter.flush(timeout=15)
+    assert [e["uuid"] for e in capture_server.events] == [span.span_id]
+    assert exporter.stats().dropped == 0
+
+
+# -- the caller is never blocked -------------------------------------------------------
+
+
+def test_submit_returns_while_the_worker_is_stuck_on_a_hung_server(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=1, timeout=30)
+    spans = [make_span(i) for i in range(200)]
+    done = threading.Event()
+
+    def caller() -> None:
+        for s in spans[1:]:
+            exporter.submit(s)
+        small_trace(exporter)  # the manual API too
+        done.set()
+
+    with capture_server.held():
+        exporter.submit(spans[0])
+        assert capture_server.wait_for_inflight(1, timeout=5)  # the worker is now stuck
+        thread = threading.Thread(target=caller)
+        thread.start()
+        assert done.wait(timeout=10), "submit blocked while the worker was stuck"
+        assert capture_server.inflight == 1  # still stuck: the caller did not wait for it
+        assert capture_server.events == []
+    thread.join()
+    assert exporter.flush(timeout=10)
+    assert len(capture_server.events) == 203
+    assert exporter.stats().dropped == 0
+
+
+def test_a_dead_host_never_blocks_the_caller_and_losses_are_counted() -> None:
+    sink = PosthogSink(
+        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=1, backoff_base=0.01
+    )
+    exporter = PosthogExporter(sink=sink, flush_at=1)
+    try:
+        done = threading.Event()
+
+        def caller() -> None:
+            for i in range(100):
+                exporter.submit(make_span(i))
+            done.set()
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        assert done.wait(timeout=10)
+        thread.join()
+        assert exporter.flush(timeout=20)
+        stats = exporter.stats()
+        assert stats.recorded == 100
+        assert stats.sent == 0
+        assert stats.dropped_sink_error == 100
+    finally:
+        exporter.shutdown(timeout=1)
+
+
+def test_shutdown_returns_within_its_bound_with_a_hung_server(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=1, timeout=60, shutdown_timeout=1.0)
+    with capture_server.held():
+        exporter.submit(make_span(0))
+        assert capture_server.wait_for_inflight(1, timeout=5)
+        for i in range(1, 6):
+            exporter.submit(make_span(i))
+        started = time.monotonic()
+        exporter.shutdown()
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0 + 5  # a correctness bound (the request itself would take 60 s)
+        stats = exporter.stats()
+        assert stats.sent == 0
+        assert stats.queued == 0
+        exporter.submit(make_span(99))  # after shutdown: dropped and counted, no error
+        assert exporter.stats().dropped_shutdown == stats.dropped_shutdown + 1
+    # Released: the batches that were in flight complete; every event is in one bucket.
+    assert wait_until(lambda: exporter.stats().sent + exporter.stats().dropped == 7)
+    # A request our side gave up on (timeout) may still have been processed by the server.
+    stats = exporter.stats()
+    assert stats.sent <= len(capture_server.events) <= stats.sent + stats.dropped_sink_error
+
+
+def test_shutdown_delivers_what_is_queued_when_the_server_is_healthy(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=1000, flush_interval=60)
+    spans = [make_span(i) for i in range(30)]
+    for s in spans:
+        exporter.submit(s)
+    exporter.shutdown()
+    assert [e["uuid"] for e in capture_server.events] == [s.span_id for s in spans]
+
+
+def test_queue_overflow_drops_are_counted_and_logged_once(
+    capture_server: CaptureServer, make_exporter: ExporterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = make_exporter(flush_at=1, max_queue_size=5)
+    assert isinstance(exporter.sink, PosthogSink)
+    on_the_wire = exporter.sink.max_concurrent_sends
+    with capture_server.held(), caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
+        # Stall the pipeline: batches on the wire (held by the server), one handed over to
+        # the senders, one in the worker's hands waiting for room. Then the queue is alone.
+        for i in range(on_the_wire):
+            exporter.submit(make_span(i))
+            assert capture_server.wait_for_inflight(i + 1, timeout=5)
+        for i in range(on_the_wire, on_the_wire + 2):
+            exporter.submit(make_span(i))
+            assert wait_until(lambda: exporter.stats().queued == 0)
+        # the worker holds the last one until a sender frees up: it takes nothing more
+        for i in range(8):
+            exporter.submit(make_span(100 + i))
+        stats = exporter.stats()
+        assert (stats.queued, stats.dropped_queue_full) == (5, 3)
+    assert exporter.flush(timeout=10)
+    recorded = on_the_wire + 2 + 5
+    assert len(capture_server.events) == recorded
+    stats = exporter.stats()
+    assert (stats.recorded, stats.sent, stats.dropped_queue_full) == (recorded, recorded, 3)
+    assert caplog.text.count("queue full") == 1
+
+
+# -- what the bytes may not contain ----------------------------------------------------
+
+
+def test_privacy_mode_sends_no_inputs_or_outputs_in_any_byte(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(privacy_mode=True)
+    small_trace(exporter, input_text="PRIVATE-QUESTION-7f3a", output_text="PRIVATE-ANSWER-91c2")
+    assert exporter.flush(timeout=10)
+    sent = all_bytes(capture_server)
+    assert b"PRIVATE-QUESTION-7f3a" not in sent
+    assert b"PRIVATE-ANSWER-91c2" not in sent
+    events = capture_server.events
+    assert [e["event"] for e in events] == ["$ai_span", "$ai_generation", "$ai_trace"]
+    gen = events[1]["properties"]
+    assert "$ai_input" not in gen and "$ai_output_choices" not in gen
+    assert (gen["$ai_model"], gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (
+        "gpt-4o-mini",
+        10,
+        2,
+    )
+
+
+def test_privacy_mode_off_sends_the_content(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter()
+    small_trace(exporter, input_text="PUBLIC-QUESTION-7f3a", output_text="PUBLIC-ANSWER-91c2")
+    assert exporter.flush(timeout=10)
+    body = b"".join(decoded_bodies(capture_server))
+    assert b"PUBLIC-QUESTION-7f3a" in body and b"PUBLIC-ANSWER-91c2" in body
+
+
+def test_secrets_never_appear_in_any_byte_sent(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    openai_key = "sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789"
+    bearer = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.sig123456"
+    exporter = make_exporter()
+    with exporter.trace(
+        "t",
+        input={"prompt": f"my key is {openai_key}"},
+        metadata={"Authorization": bearer, "api_key": openai_key},
+    ) as trace:
+        with trace.generation(
+            "g",
+            model="gpt-4o",
+            provider="openai",
+            input=[{"role": "user", "content": f"project key {TEST_API_KEY} ok"}],
+            model_parameters={"api_key": openai_key, "max_tokens": 5},
+            metadata={"headers": {"authorization": bearer}},
+        ) as gen:
+            gen.update(output=[{"role": "assistant", "content": f"echo {openai_key}"}])
+    assert exporter.flush(timeout=10)
+
+    sent = all_bytes(capture_server)
+    assert openai_key.encode() not in sent
+    assert bearer.encode() not in sent
+    assert b"eyJhbGciOiJIUzI1NiJ9" not in sent
+    # The project key is the capture API's credential: it must be in the envelope's
+    # api_key field, and nowhere else.
+    [body] = decoded_bodies(capture_server)
+    assert body.count(TEST_API_KEY.encode()) == 1
+    assert json.loads(body)["api_key"] == TEST_API_KEY
+    assert "authorization" not in capture_server.requests[0].headers
+    gen_props = capture_server.events[0]["properties"]
+    assert gen_props["$ai_model_parameters"] == {"api_key": "[REDACTED]", "max_tokens": 5}
+    assert gen_props["$ai_max_tokens"] == 5
+    assert "[REDACTED]" in json.dumps(gen_props["$ai_input"])
+
+
+# -- other sinks and no sink -----------------------------------------------------------
+
+
+def test_a_posthog_client_as_sink_sends_through_its_key_and_host(
+    capture_server: CaptureServer,
+) -> None:
+    client = posthog.Posthog(TEST_API_KEY, host=capture_server.url, timeout=5)
+    exporter = PosthogExporter(sink=client)
+    try:
+        assert isinstance(exporter.sink, PosthogSink)
+        trace_id = small_trace(exporter)
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+        client.shutdown()
+    [request] = capture_server.requests
+    assert request.path == AI_PATH
+    assert request.payload["api_key"] == TEST_API_KEY
+    assert request.headers["content-encoding"] == "gzip"
+    assert [e["properties"]["$ai_trace_id"] for e in request.payload["batch"]] == [trace_id] * 3
+
+
+def test_a_disabled_posthog_client_sends_nothing(capture_server: CaptureServer) -> None:
+    client = posthog.Posthog(TEST_API_KEY, host=capture_server.url, disabled=True)
+    exporter = PosthogExporter(sink=client)
+    try:
+        small_trace(exporter)
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+        client.shutdown()
+    assert capture_server.requests == []
+
+
+def test_a_posthog_client_with_send_false_sends_nothing(capture_server: CaptureServer) -> None:
+    client = posthog.Posthog(TEST_API_KEY, host=capture_server.url, send=False)
+    exporter = PosthogExporter(sink=client)
+    try:
+        small_trace(exporter)
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+        client.shutdown()
+    assert capture_server.requests == []
+
+
+def test_the_posthog_clients_before_send_hook_is_applied(capture_server: CaptureServer) -> None:
+    def before_send(event: dict[str, Any]) -> dict[str, Any] | None:
+        if event["event"] == "$ai_span":
+            return None  # dropped, as the client's own capture() would
+        if event["event"] == "$ai_trace":
+            raise RuntimeError("hook bug")  # dropped too (the SDK logs and drops)
+        event["properties"]["scrubbed_by"] = "before_send"
+        event["properties"].pop("$ai_input", None)
+        return event
+
+    client = posthog.Posthog(TEST_API_KEY, host=capture_server.url, before_send=before_send)
+    exporter = PosthogExporter(sink=client)
+    try:
+        small_trace(exporter, input_text="HOOK-REMOVES-THIS-d41c")
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+        client.shutdown()
+    [event] = capture_server.events
+    assert event["event"] == "$ai_generation"
+    assert event["properties"]["scrubbed_by"] == "before_send"
+    assert b"HOOK-REMOVES-THIS-d41c" not in b"".join(decoded_bodies(capture_server))
+    assert isinstance(exporter.sink, PosthogSink)
+    assert exporter.sink.dropped_by_before_send == 2
+    stats = exporter.stats()
+    assert (stats.recorded, stats.sent, stats.dropped_by_hook, stats.in_flight) == (3, 1, 2, 0)
+
+
+def test_no_key_and_no_sink_warns_once_and_is_a_no_op(
+    capture_server: CaptureServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    monkeypatch.setenv("POSTHOG_HOST", capture_server.url)
+    with caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
+        exporter = PosthogExporter()
+        small_trace(exporter)
+        exporter.capture_feedback("t1", "great")
+        assert exporter.flush(timeout=5)
+        exporter.shutdown(timeout=1)
+    assert exporter.sink is None
+    assert not exporter.enabled
+    assert exporter.stats().recorded == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "POSTHOG_API_KEY" in warnings[0].getMessage()
+    assert capture_server.requests == []
+
+
+def test_server_rejects_malformed_batches(capture_server: CaptureServer) -> None:
+    import requests
+
+    good = {
+        "event": "$ai_span",
+        "distinct_id": "d",
+        "properties": {},
+        "timestamp": "2024-01-01T00:00:00+00:00",
+        "uuid": str(uuid.uuid4()),
+    }
+    url = capture_server.url + AI_PATH
+    assert requests.post(url, json={"api_key": "k", "batch": [good]}).status_code == 200
+    for bad in (
+        {"batch": [good]},
+        {"api_key": "k", "batch": []},
+        {"api_key": "k", "batch": [{**good, "uuid": "nope"}]},
+        {"api_key": "k", "batch": [{k: v for k, v in good.items() if k != "timestamp"}]},
+        {"api_key": "k", "batch": [{**good, "properties": []}]},
+    ):
+        assert requests.post(url, json=bad).status_code == 400, bad
+    assert (
+        requests.post(
+            url, data=b"\x1f\x8bnot gzip", headers={"Content-Encoding": "gzip"}
+        ).status_code
+        == 400
+    )
+    zipped = gzip.compress(json.dumps({"api_key": "k", "batch": [good]}).encode())
+    assert (
+        requests.post(
+            capture_server.url + "/batch/", data=zipped, headers={"Content-Encoding": "gzip"}
+        ).status_code
+        == 200
+    )
+    assert requests.post(capture_server.url + "/capture/", json={}).status_code == 404
+    assert len(capture_server.events) == 2

@@ -1,0 +1,125 @@
+"""Helpers for the LlamaIndex tests: mock models that report usage, event tree checks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.llms import CustomLLM
+from llama_index.core.llms.callbacks import llm_completion_callback
+
+Events = Callable[[], list[dict[str, Any]]]
+"""The ``events`` fixture: flush the exporter, return every event its sink received."""
+
+USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+
+
+class UsageLLM(CustomLLM):
+    """A MockLLM that answers "forty two" and reports OpenAI-shaped usage in ``raw``."""
+
+    answer: str = "forty two"
+    fail_with: str | None = None
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="mock-gpt", num_output=16, context_window=4096)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        if self.fail_with:
+            raise RuntimeError(self.fail_with)
+        return CompletionResponse(
+            text=self.answer, raw={"model": "mock-gpt-0613", "usage": dict(USAGE)}
+        )
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        def gen() -> CompletionResponseGen:
+            text = ""
+            words = self.answer.split(" ")
+            for i, word in enumerate(words):
+                delta = word if i == 0 else " " + word
+                text += delta
+                last = i == len(words) - 1
+                yield CompletionResponse(
+                    text=text,
+                    delta=delta,
+                    raw={"model": "mock-gpt-0613", "usage": dict(USAGE)} if last else {},
+                )
+
+        return gen()
+
+
+def props(event: dict[str, Any]) -> dict[str, Any]:
+    return event["properties"]  # type: ignore[no-any-return]
+
+
+def by_name(events: Sequence[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if props(e).get("$ai_span_name") == name]
+
+
+def one(events: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
+    found = by_name(events, name)
+    assert len(found) == 1, (name, [props(e).get("$ai_span_name") for e in events])
+    return found[0]
+
+
+def span_id(event: dict[str, Any]) -> str:
+    p = props(event)
+    return p.get("$ai_span_id") or p["$ai_trace_id"]  # type: ignore[no-any-return]
+
+
+def check_trees(events: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Assert every trace has exactly one root and every parent resolves in its trace.
+
+    Returns:
+        Events grouped by trace id.
+    """
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        traces[props(event)["$ai_trace_id"]].append(event)
+    for trace_id, group in traces.items():
+        ids = {span_id(e) for e in group}
+        assert len(ids) == len(group), f"duplicate span ids in {trace_id}"
+        roots = [e for e in group if "$ai_parent_id" not in props(e)]
+        assert len(roots) == 1, (trace_id, [props(e)["$ai_span_name"] for e in roots])
+        assert span_id(roots[0]) == trace_id
+        for event in group:
+            parent = props(event).get("$ai_parent_id")
+            if parent is not None:
+                assert parent in ids, (props(event)["$ai_span_name"], parent)
+        assert all(props(e)["$ai_framework"] == "llama_index" for e in group)
+    return dict(traces)
+
+
+def children(events: Sequence[dict[str, Any]], parent: dict[str, Any]) -> list[str]:
+    """Span names of the direct children of ``parent``, in start order."""
+    pid = span_id(parent)
+    kids = [e for e in events if props(e).get("$ai_parent_id") == pid]
+    kids.sort(key=lambda e: e["timestamp"])
+    return [props(e)["$ai_span_name"] for e in kids]
+
+
+def tree(events: Sequence[dict[str, Any]]) -> list[str]:
+    """An indented outline (event, name) of one trace, children in start order."""
+    root = next(e for e in events if "$ai_parent_id" not in props(e))
+    lines: list[str] = []
+
+    def walk(event: dict[str, Any], depth: int) -> None:
+        lines.append("  " * depth + f"{event['event']} {props(event)['$ai_span_name']}")
+        pid = span_id(event)
+        kids = [e for e in events if props(e).get("$ai_parent_id") == pid]
+        kids.sort(key=lambda e: (e["timestamp"], props(e)["$ai_span_name"]))
+        for kid in kids:
+            walk(kid, depth + 1)
+
+    walk(root, 0)
+    return lines
