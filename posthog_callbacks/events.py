@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from . import schema
 from ._version import __version__
 from .serialize import REDACTED, Serializer, is_secret_key
 from .spans import FinishedSpan, SpanKind, Usage
@@ -36,15 +37,7 @@ LIB_NAME = "posthog-callbacks"
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024 - 64 * 1024
 MASK_FAILED = "[masked: mask function failed]"
 _NAMESPACE = uuid.UUID("5b0e3f64-3c0f-4c51-9a87-2d7f0c6f1e1a")
-_CONTENT_KEYS = (
-    "$ai_input",
-    "$ai_output_choices",
-    "$ai_input_state",
-    "$ai_output_state",
-    "$ai_tools",
-    "$ai_error",
-    "$ai_model_parameters",
-)
+_CONTENT_KEYS = schema.CONTENT_PROPERTIES
 _RESERVED_PREFIX = "$"
 _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 PRIVATE_ERROR = "error (message hidden by privacy mode)"
@@ -103,7 +96,7 @@ def _identity(
     resolved = distinct_id or cfg.default_distinct_id
     if resolved:
         return str(resolved)
-    props["$process_person_profile"] = False
+    props[schema.PROCESS_PERSON_PROFILE] = False
     return trace_id  # personless, but one id for the whole trace
 
 
@@ -119,17 +112,17 @@ def _base(
     props: dict[str, Any] = dict(cfg.properties) if cfg.properties else {}
     if extra:
         props.update(ser.convert(extra))
-    props["$ai_trace_id"] = span_trace_id
-    props["$ai_lib"] = LIB_NAME
-    props["$ai_lib_version"] = __version__
-    props["$ai_framework"] = framework
+    props[schema.TRACE_ID] = span_trace_id
+    props[schema.LIB] = LIB_NAME
+    props[schema.LIB_VERSION] = __version__
+    props[schema.FRAMEWORK] = framework
     if cfg.service_name:
-        props["$ai_service_name"] = cfg.service_name
+        props[schema.SERVICE_NAME] = cfg.service_name
     if session_id:
-        props["$ai_session_id"] = str(session_id)
+        props[schema.SESSION_ID] = str(session_id)
     merged_groups = {**(cfg.groups or {}), **(groups or {})}
     if merged_groups:
-        props["$groups"] = ser.convert(merged_groups)
+        props[schema.GROUPS] = ser.convert(merged_groups)
     return props
 
 
@@ -201,14 +194,14 @@ def _usage_properties(
     if input_tokens is not None and is_anthropic(provider, model):
         input_tokens = max(0, input_tokens - (cache_read or 0) - (cache_creation or 0))
     for key, value in (
-        ("$ai_input_tokens", input_tokens),
-        ("$ai_output_tokens", usage.output_tokens),
-        ("$ai_total_tokens", usage.total_tokens),
-        ("$ai_cache_read_input_tokens", cache_read),
-        ("$ai_cache_creation_input_tokens", cache_creation),
-        ("$ai_cache_creation_5m_input_tokens", usage.cache_creation_5m_tokens),
-        ("$ai_cache_creation_1h_input_tokens", usage.cache_creation_1h_tokens),
-        ("$ai_reasoning_tokens", usage.reasoning_tokens),
+        (schema.INPUT_TOKENS, input_tokens),
+        (schema.OUTPUT_TOKENS, usage.output_tokens),
+        (schema.TOTAL_TOKENS, usage.total_tokens),
+        (schema.CACHE_READ_INPUT_TOKENS, cache_read),
+        (schema.CACHE_CREATION_INPUT_TOKENS, cache_creation),
+        (schema.CACHE_CREATION_5M_INPUT_TOKENS, usage.cache_creation_5m_tokens),
+        (schema.CACHE_CREATION_1H_INPUT_TOKENS, usage.cache_creation_1h_tokens),
+        (schema.REASONING_TOKENS, usage.reasoning_tokens),
     ):
         if value is not None:
             props[key] = value
@@ -218,15 +211,15 @@ def _model_parameters(props: dict[str, Any], params: Mapping[str, Any], ser: Ser
     converted = ser.convert(params)
     if not isinstance(converted, dict) or not converted:
         return
-    props["$ai_model_parameters"] = converted
+    props[schema.MODEL_PARAMETERS] = converted
     if isinstance(converted.get("temperature"), (int, float)):
-        props["$ai_temperature"] = converted["temperature"]
+        props[schema.TEMPERATURE] = converted["temperature"]
     for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict"):
         if isinstance(converted.get(key), int):
-            props["$ai_max_tokens"] = converted[key]
+            props[schema.MAX_TOKENS] = converted[key]
             break
     if isinstance(converted.get("stream"), bool):
-        props["$ai_stream"] = converted["stream"]
+        props[schema.STREAM] = converted["stream"]
 
 
 def span_to_event(span: FinishedSpan, cfg: EventConfig | None = None) -> dict[str, Any]:
@@ -257,64 +250,64 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     kind = span.kind
 
     if kind is SpanKind.GENERATION:
-        event = "$ai_generation"
+        event = schema.GENERATION
     elif kind is SpanKind.EMBEDDING:
-        event = "$ai_embedding"
+        event = schema.EMBEDDING
     elif is_root:
-        event = "$ai_trace"
+        event = schema.TRACE
     else:
-        event = "$ai_span"
+        event = schema.SPAN
 
     name = _text(span.name, ser)
-    props["$ai_span_name"] = name
-    if event == "$ai_trace":
-        props["$ai_trace_name"] = name
+    props[schema.SPAN_NAME] = name
+    if event == schema.TRACE:
+        props[schema.TRACE_NAME] = name
     else:
-        props["$ai_span_id"] = span.span_id
+        props[schema.SPAN_ID] = span.span_id
         if not is_root:
-            props["$ai_parent_id"] = span.parent_id
-    props["$ai_latency"] = round(span.latency, 6)
-    props["$ai_is_error"] = span.is_error
+            props[schema.PARENT_ID] = span.parent_id
+    props[schema.LATENCY] = round(span.latency, 6)
+    props[schema.IS_ERROR] = span.is_error
     if span.error is not None:
-        props["$ai_error"] = _error_text(span.error, private, cfg, ser)
+        props[schema.ERROR] = _error_text(span.error, private, cfg, ser)
     if span.status:
-        props["$ai_span_status"] = span.status
+        props[schema.SPAN_STATUS] = span.status
     if span.tags:
         for tag in span.tags:
             props.setdefault(str(tag), True)
-        props["$ai_tags"] = list(span.tags)
+        props[schema.TAGS] = list(span.tags)
 
     if kind is SpanKind.GENERATION or kind is SpanKind.EMBEDDING:
         if span.model:
-            props["$ai_model"] = _text(span.model, ser)
+            props[schema.MODEL] = _text(span.model, ser)
         if span.provider:
-            props["$ai_provider"] = _text(span.provider, ser)
+            props[schema.PROVIDER] = _text(span.provider, ser)
         if not private and span.input is not None:
-            props["$ai_input"] = _content(span.input, cfg, ser)
+            props[schema.INPUT] = _content(span.input, cfg, ser)
         if kind is SpanKind.GENERATION and not private and span.output is not None:
-            props["$ai_output_choices"] = _content(span.output, cfg, ser)
+            props[schema.OUTPUT_CHOICES] = _content(span.output, cfg, ser)
         if span.usage is not None and not span.usage.is_empty():
             _usage_properties(props, span.usage, span.provider, span.model)
         elif span.error is None:
-            props["$ai_usage_missing_reason"] = (
+            props[schema.USAGE_MISSING_REASON] = (
                 span.usage_missing_reason or "the provider reported no token usage"
             )
         if span.model_parameters:
             _model_parameters(props, span.model_parameters, ser)
         if span.tools:
-            props["$ai_tools"] = ser.convert(span.tools)
+            props[schema.TOOLS] = ser.convert(span.tools)
         if span.time_to_first_token is not None:
-            props["$ai_time_to_first_token"] = round(span.time_to_first_token, 6)
-        props["$ai_http_status"] = span.http_status or (500 if span.is_error else 200)
+            props[schema.TIME_TO_FIRST_TOKEN] = round(span.time_to_first_token, 6)
+        props[schema.HTTP_STATUS] = span.http_status or (500 if span.is_error else 200)
         if span.base_url:
-            props["$ai_base_url"] = ser.string(_safe_url(span.base_url))
+            props[schema.BASE_URL] = ser.string(_safe_url(span.base_url))
         if span.stop_reason:
-            props["$ai_stop_reason"] = _text(span.stop_reason, ser)
+            props[schema.STOP_REASON] = _text(span.stop_reason, ser)
     elif not private:
         if span.input is not None:
-            props["$ai_input_state"] = _content(span.input, cfg, ser)
+            props[schema.INPUT_STATE] = _content(span.input, cfg, ser)
         if span.output is not None:
-            props["$ai_output_state"] = _content(span.output, cfg, ser)
+            props[schema.OUTPUT_STATE] = _content(span.output, cfg, ser)
 
     distinct_id = _identity(span.distinct_id, span.trace_id, cfg, props)
     result = {
@@ -381,11 +374,11 @@ def feedback_event(
     ser = Serializer(cfg.secrets)
     props = _base(trace_id, "manual", None, cfg, ser, properties, None)
     if text is not None:
-        props["$ai_feedback_text"] = ser.string(str(text))
+        props[schema.FEEDBACK_TEXT] = ser.string(str(text))
     if score is not None:
-        props["$ai_feedback_score"] = ser.convert(score)
+        props[schema.FEEDBACK_SCORE] = ser.convert(score)
     return {
-        "event": "$ai_feedback",
+        "event": schema.FEEDBACK,
         "distinct_id": _identity(distinct_id, trace_id, cfg, props),
         "properties": props,
         "timestamp": _iso(timestamp),
@@ -406,10 +399,10 @@ def metric_event(
     """Build a ``$ai_metric`` event for ``trace_id``."""
     ser = Serializer(cfg.secrets)
     props = _base(trace_id, "manual", None, cfg, ser, properties, None)
-    props["$ai_metric_name"] = str(name)
-    props["$ai_metric_value"] = ser.convert(value)
+    props[schema.METRIC_NAME] = str(name)
+    props[schema.METRIC_VALUE] = ser.convert(value)
     return {
-        "event": "$ai_metric",
+        "event": schema.METRIC,
         "distinct_id": _identity(distinct_id, trace_id, cfg, props),
         "properties": props,
         "timestamp": _iso(timestamp),
