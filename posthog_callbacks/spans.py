@@ -48,6 +48,7 @@ class Usage(NamedTuple):
         cache_creation_5m_tokens: Anthropic 5-minute cache writes, when split out.
         cache_creation_1h_tokens: Anthropic 1-hour cache writes, when split out.
         reasoning_tokens: Hidden reasoning tokens, part of ``output_tokens``.
+        web_search_count: Server-side web searches the provider billed for the call.
     """
 
     input_tokens: int | None = None
@@ -58,6 +59,7 @@ class Usage(NamedTuple):
     cache_creation_5m_tokens: int | None = None
     cache_creation_1h_tokens: int | None = None
     reasoning_tokens: int | None = None
+    web_search_count: int | None = None
 
     def is_empty(self) -> bool:
         """True when no field carries a count."""
@@ -112,6 +114,7 @@ class FinishedSpan(NamedTuple):
     session_id: str | None = None
     tags: tuple[str, ...] = ()
     privacy_mode: bool = False
+    service_tier: str | None = None
 
     @property
     def is_error(self) -> bool:
@@ -160,6 +163,8 @@ class OpenSpan:
     session_id: str | None = None
     tags: tuple[str, ...] = ()
     privacy_mode: bool = False
+    service_tier: str | None = None
+    """The service tier the provider says it served (``default``, ``flex``, ...)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Handler-private scratch space (not exported)."""
 
@@ -197,6 +202,7 @@ class OpenSpan:
             self.session_id,
             self.tags,
             self.privacy_mode,
+            self.service_tier,
         )
 
 
