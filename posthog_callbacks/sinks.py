@@ -1,36 +1,54 @@
 """Where finished PostHog event dicts go: PostHog itself, a JSONL file, or memory.
 
-A sink sees only finished, JSON-safe event dicts, so a local file holds exactly what
-PostHog would have received. ``send`` is called from the exporter's worker only; it may
-raise, and the exporter counts the batch as lost.
+A sink sees only finished event dicts, so a local file holds exactly what PostHog would
+have received. ``send`` is called from the exporter's worker threads only. It returns how
+many of the events it could not encode (counted as ``dropped_invalid``: one bad value costs
+at most its own event, never the batch), and raises when the whole batch was lost (counted
+as ``dropped_sink_error``).
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import gzip as gzip_module
 import logging
 import os
 import random
-import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
 __all__ = [
     "DEFAULT_HOST",
+    "EncodedBatch",
     "JsonlSink",
     "MemorySink",
     "PosthogSink",
     "Sink",
     "SinkError",
+    "encode_events",
 ]
 
 DEFAULT_HOST = "https://us.i.posthog.com"
+AI_ENDPOINT = "/i/v0/ai/batch/"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# PostHog's AI endpoint takes events up to 8 MiB as encoded; events.py truncates below it.
+MAX_WIRE_EVENT_BYTES = 8 * 1024 * 1024
+# gzip level 1 costs ~3 us per short chat event against ~17 us at the SDK's level 9, for
+# bodies ~15 % larger (measured in docs/performance.md); zlib releases the GIL meanwhile.
+DEFAULT_COMPRESSLEVEL = 1
+_SANITIZE_MAX_DEPTH = 100
 
-log = logging.getLogger("posthog_callbacks")
+log = logging.getLogger(__name__)
 
 
 class SinkError(Exception):
@@ -41,11 +59,145 @@ class SinkError(Exception):
 class Sink(Protocol):
     """What the exporter needs of a destination."""
 
-    def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
-        """Deliver ``events``; give up by ``deadline`` (``time.monotonic()``), raising."""
+    def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> int | None:
+        """Deliver ``events``; give up by ``deadline`` (``time.monotonic()``), raising.
+
+        Returns:
+            How many events were dropped as invalid (None or 0: all delivered).
+        """
 
     def close(self) -> None:
         """Release resources; called once at exporter shutdown."""
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    # orjson calls this only for types it does not know. Never call the object's own
+    # __str__/__repr__ (it may hang or raise): a placeholder names its type.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return f"<{type(value).__name__}>"
+
+
+def _clean_str(text: str) -> str:
+    # Lone surrogates are not UTF-8: each becomes U+FFFD, valid pairs are joined.
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _clean_key(key: Any) -> str:
+    if isinstance(key, str):
+        return _clean_str(key)
+    if key is None or isinstance(key, (bool, int, float)):
+        return _clean_str(orjson.dumps(_sanitize(key, 0)).decode())
+    return f"<{type(key).__name__}>"
+
+
+def _sanitize(value: Any, depth: int) -> Any:
+    """A JSON-safe copy of ``value``: only the values orjson refused are replaced."""
+    if depth > _SANITIZE_MAX_DEPTH:
+        return "<too deep>"
+    if isinstance(value, str):
+        return _clean_str(value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:
+            return int(value)
+        try:
+            return str(value)  # beyond 64 bits: as text, like JavaScript's BigInt
+        except ValueError:  # over sys.get_int_max_str_digits() digits
+            return "<int too large>"
+    if isinstance(value, dict):
+        return {_clean_key(k): _sanitize(v, depth + 1) for k, v in list(value.items())}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_sanitize(v, depth + 1) for v in list(value)]
+    try:
+        encoded = orjson.dumps(value, default=_default)
+    except TypeError:
+        return f"<{type(value).__name__}>"
+    return orjson.loads(encoded)
+
+
+def _encode_one(event: Any) -> bytes | None:
+    """One event as JSON bytes, values orjson refused replaced; None if impossible."""
+    try:
+        return orjson.dumps(event, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        pass
+    try:
+        return orjson.dumps(_sanitize(event, 0), default=_default)
+    except (TypeError, RecursionError, ValueError):
+        return None
+
+
+class EncodedBatch:
+    """Events encoded as one JSON array, and how many could not be.
+
+    Attributes:
+        array: ``[event, ...]`` as UTF-8 JSON bytes.
+        count: Events in ``array``.
+        invalid: Events dropped: not encodable, or over ``max_event_bytes`` encoded.
+        rewritten: True when some event was re-encoded with values replaced (so the
+            dicts no longer match ``array``).
+    """
+
+    __slots__ = ("array", "count", "invalid", "rewritten")
+
+    def __init__(self, array: bytes, count: int, invalid: int, rewritten: bool) -> None:
+        self.array = array
+        self.count = count
+        self.invalid = invalid
+        self.rewritten = rewritten
+
+
+def encode_events(
+    events: Sequence[Any], max_event_bytes: int = MAX_WIRE_EVENT_BYTES
+) -> EncodedBatch:
+    """Encode ``events`` as a JSON array; a bad event costs only itself.
+
+    The whole batch is encoded in one ``orjson`` call (about 1 us per short event). Only
+    when that fails, or the array is larger than one event may be, is each event encoded
+    on its own: values orjson refuses (an int beyond 64 bits, a lone surrogate, a
+    non-string key, an unknown object) are replaced, and an event that still cannot be
+    encoded or is over ``max_event_bytes`` is left out and counted.
+    """
+    try:
+        array = orjson.dumps(events, default=_default)
+        if len(array) <= max_event_bytes + 2:
+            return EncodedBatch(array, len(events), 0, False)
+    except TypeError:
+        pass
+    parts: list[bytes] = []
+    invalid = 0
+    for event in events:
+        encoded = _encode_one(event)
+        if encoded is None or len(encoded) > max_event_bytes:
+            invalid += 1
+            continue
+        parts.append(encoded)
+    return EncodedBatch(b"[" + b",".join(parts) + b"]", len(parts), invalid, True)
+
+
+# -- sinks -----------------------------------------------------------------------------------
+
+# Sinks whose locks (and HTTP sessions) a forked child must replace, never acquire.
+_forkable: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sink in list(_forkable):
+        try:
+            sink._after_fork()
+        except Exception:  # pragma: no cover - never fail a fork
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class MemorySink:
@@ -54,6 +206,7 @@ class MemorySink:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        _forkable.add(self)
 
     def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
         """Append ``events``."""
@@ -68,9 +221,16 @@ class MemorySink:
     def close(self) -> None:
         """Nothing to release."""
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
 
 class JsonlSink:
     """Appends one JSON event per line to ``path`` (created with its parent folders).
+
+    Lines are UTF-8 JSON; a value JSON cannot carry (a lone surrogate, an int beyond 64
+    bits) is replaced in its field, and an event that still cannot be encoded is left out
+    and counted as ``dropped_invalid``.
 
     Args:
         path: The file to append to.
@@ -83,15 +243,30 @@ class JsonlSink:
         if truncate:
             self.path.write_text("", encoding="utf-8")
         self._lock = threading.Lock()
+        _forkable.add(self)
 
-    def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
-        """Append ``events`` as JSON lines."""
-        lines = "".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for e in events)
-        with self._lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.write(lines)
+    def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> int:
+        """Append ``events`` as JSON lines; returns how many could not be encoded."""
+        lines: list[bytes] = []
+        invalid = 0
+        for event in events:
+            encoded = _encode_one(event)
+            if encoded is None:
+                invalid += 1
+            else:
+                lines.append(encoded)
+        if lines:
+            data = b"\n".join(lines) + b"\n"
+            with self._lock, self.path.open("ab") as fh:
+                fh.write(data)
+        return invalid
 
     def close(self) -> None:
         """Nothing held open between batches."""
+
+    def _after_fork(self) -> None:
+        # Inherited from a parent thread that may have held it at fork time.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"JsonlSink({str(self.path)!r})"
@@ -100,45 +275,70 @@ class JsonlSink:
 PostFn = Callable[..., Any]
 
 
-def _default_post() -> PostFn:
+class _HTTPStatusError(Exception):
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _sdk_user_agent() -> str:
+    try:
+        from posthog.request import USER_AGENT
+
+        return str(USER_AGENT)
+    except ImportError:  # pragma: no cover - posthog is a dependency
+        return "posthog-python"
+
+
+def _sdk_batch_post() -> PostFn:
     from posthog.request import batch_post
 
     return batch_post
 
 
-def _reset_sdk_sessions() -> None:
-    # A forked child must not write on the parent's pooled keep-alive connections (both
-    # processes would read each other's responses). posthog.Client does this for its own
-    # users; a PosthogSink built from an API key has no Client, so do it here.
-    request = sys.modules.get("posthog.request")
-    reset = getattr(request, "reset_sessions", None)
-    if callable(reset):
-        try:
-            reset()
-        except Exception:  # pragma: no cover - never fail a fork
-            pass
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_sdk_sessions)
-
-
-def _ai_endpoint() -> str:
-    try:
-        from posthog.request import AI_EVENTS_ENDPOINT
-
-        return str(AI_EVENTS_ENDPOINT)
-    except ImportError:  # an SDK without the AI lane: the classic batch endpoint
-        return "/batch/"
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    # One attempt per request: the retry policy (statuses, Retry-After, backoff, deadline)
+    # is ours. Two senders share the pool.
+    adapter = HTTPAdapter(max_retries=0, pool_connections=2, pool_maxsize=4)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 class PosthogSink:
-    """Sends batches to PostHog's capture API through the ``posthog`` SDK.
+    """Sends batches to PostHog's AI capture endpoint (``/i/v0/ai/batch/``).
 
-    Uses the SDK's own batch poster (``posthog.request.batch_post``, gzip) on the dedicated
-    AI endpoint (``/i/v0/ai/batch/``, 8 MiB per event); the exporter does the batching and
-    this sink the retries: 408, 429 (honouring ``Retry-After``), 5xx and network errors,
-    with exponential backoff and jitter, within ``max_retries`` and the caller's deadline.
+    With an API key, the sink encodes each batch with ``orjson`` (an event that cannot be
+    encoded costs only itself), compresses it with gzip (level ``compresslevel``) and posts
+    it through a ``requests.Session`` of its own, with the posthog SDK's user agent. With a
+    wrapped ``posthog.Posthog`` client, batches go through the SDK's own poster, so the
+    client's gzip and timeout settings, ``disabled``, ``send=False`` and ``before_send``
+    hold.
+
+    Either way this sink does the retries: 408, 429 (honouring ``Retry-After``), 5xx and
+    network errors, with exponential backoff (``backoff_base`` doubling up to
+    ``backoff_max``, with jitter). A batch is given up after at least ``max_retries``
+    retries *and* ``retry_window`` seconds, or at the caller's deadline, so an outage
+    shorter than ``retry_window`` loses nothing: the exporter keeps queueing meanwhile,
+    within its byte budget.
 
     Args:
         api_key: Project API key (``phc_...``).
@@ -147,10 +347,15 @@ class PosthogSink:
             settings are reused; its ``disabled`` and ``send=False`` settings and its
             ``before_send`` hook are honoured.
         timeout: Seconds per HTTP request.
-        max_retries: Retries per batch after the first attempt.
+        max_retries: Retries per batch at least (after the first attempt).
         gzip: Compress request bodies.
-        post: The function that performs one request (injectable for tests); defaults to
-            ``posthog.request.batch_post``.
+        post: A function performing one request with ``batch_post``'s signature
+            (injectable for tests); replaces the sink's own HTTP path.
+        backoff_base: First backoff delay in seconds.
+        backoff_max: Longest single backoff delay in seconds.
+        retry_window: Seconds during which transient failures keep being retried, however
+            many retries that takes (0: only ``max_retries`` counts).
+        compresslevel: gzip level of the sink's own path (1 fastest, 9 smallest).
     """
 
     def __init__(
@@ -164,7 +369,9 @@ class PosthogSink:
         gzip: bool = True,
         post: PostFn | None = None,
         backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff_max: float = 10.0,
+        retry_window: float = 120.0,
+        compresslevel: int = DEFAULT_COMPRESSLEVEL,
     ) -> None:
         self.client = client
         if client is not None:
@@ -174,24 +381,42 @@ class PosthogSink:
             client_timeout = getattr(client, "timeout", None)
             if isinstance(client_timeout, (int, float)) and client_timeout > 0:
                 timeout = float(client_timeout)
-        if not api_key:
+        if not api_key or not isinstance(api_key, str):
             raise ValueError(
                 "PosthogSink needs a project API key: pass api_key=... or set POSTHOG_API_KEY"
             )
+        if not 0 <= compresslevel <= 9:
+            raise ValueError(f"compresslevel must be between 0 and 9, got {compresslevel!r}")
         self.api_key = api_key
         self.host = (host or DEFAULT_HOST).rstrip("/")
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
         self.gzip = gzip
-        self.endpoint = _ai_endpoint()
+        self.compresslevel = compresslevel
+        self.endpoint = AI_ENDPOINT
+        self.url = self.host + AI_ENDPOINT
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self._post = post or _default_post()
+        self.retry_window = max(0.0, retry_window)
+        if post is None and client is not None:
+            post = _sdk_batch_post()
+        self._post = post
+        self.user_agent = _sdk_user_agent()
+        self._key_json = orjson.dumps(api_key)
         self.requests = 0
         self.retries = 0
         self.dropped_by_before_send = 0
+        self.dropped_invalid = 0
         self.max_concurrent_sends = 2
         self._count_lock = threading.Lock()  # two senders update the counters at once
+        self._session = _new_session()
+        _forkable.add(self)
+
+    def _after_fork(self) -> None:
+        # The child must not read or write on the parent's pooled keep-alive connections,
+        # nor wait for a lock a parent thread held at fork time: replace both, touch neither.
+        self._count_lock = threading.Lock()
+        self._session = _new_session()
 
     @property
     def disabled(self) -> bool:
@@ -230,17 +455,72 @@ class PosthogSink:
                     self.dropped_by_before_send += 1
         return kept
 
-    def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
+    def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> int:
         """Post ``events`` as one batch, retrying transient failures until ``deadline``.
+
+        Returns:
+            How many events were left out because they could not be encoded or were over
+            the endpoint's size limit (also added to :attr:`dropped_invalid`).
 
         Raises:
             SinkError: The batch was rejected or could not be delivered in time.
         """
         if not events or self.disabled:
-            return
-        batch = self._before_send(events)
+            return 0
+        batch = self._before_send(events) if self.client is not None else events
         if not batch:
-            return
+            return 0
+        encoded = encode_events(batch)
+        if encoded.invalid:
+            with self._count_lock:
+                self.dropped_invalid += encoded.invalid
+            log.debug("posthog_callbacks: %d events could not be encoded", encoded.invalid)
+        if not encoded.count:
+            return encoded.invalid
+        attempt_once: Callable[[float], None]
+        if self._post is not None:
+            if encoded.rewritten:
+                batch = orjson.loads(encoded.array)
+            attempt_once = functools.partial(self._post_sdk, batch)
+        else:
+            attempt_once = functools.partial(self._post_own, self._body(encoded.array))
+        self._with_retries(attempt_once, encoded.count, deadline)
+        return encoded.invalid
+
+    def _body(self, array: bytes) -> bytes:
+        sent_at = orjson.dumps(datetime.now(timezone.utc).isoformat())
+        data = b'{"api_key":%s,"batch":%s,"sent_at":%s}' % (self._key_json, array, sent_at)
+        if self.gzip:
+            data = gzip_module.compress(data, compresslevel=self.compresslevel, mtime=0)
+        return data
+
+    def _post_own(self, body: bytes, timeout: float) -> None:
+        headers = {"Content-Type": "application/json", "User-Agent": self.user_agent}
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
+        response = self._session.post(self.url, data=body, headers=headers, timeout=timeout)
+        try:
+            status = response.status_code
+            if status != 200:
+                raise _HTTPStatusError(status, _retry_after(response.headers.get("Retry-After")))
+        finally:
+            response.close()
+
+    def _post_sdk(self, batch: Sequence[dict[str, Any]], timeout: float) -> None:
+        assert self._post is not None
+        self._post(
+            self.api_key,
+            self.host,
+            gzip=self.gzip,
+            timeout=timeout,
+            path=self.endpoint,
+            batch=batch,
+        )
+
+    def _with_retries(
+        self, attempt_once: Callable[[float], None], n: int, deadline: float | None
+    ) -> None:
+        started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
@@ -250,28 +530,22 @@ class PosthogSink:
             if deadline is not None:
                 timeout = max(0.1, min(timeout, deadline - time.monotonic()))
             try:
-                self._post(
-                    self.api_key,
-                    self.host,
-                    gzip=self.gzip,
-                    timeout=timeout,
-                    path=self.endpoint,
-                    batch=batch,
-                )
+                attempt_once(timeout)
                 return
             except Exception as exc:
                 status = getattr(exc, "status", None)
-                retryable = _is_retryable(exc, status)
-                if not retryable or attempt > self.max_retries:
+                exhausted = (
+                    attempt > self.max_retries and time.monotonic() - started >= self.retry_window
+                )
+                if not _is_retryable(exc, status) or exhausted:
                     raise SinkError(
-                        f"batch of {len(batch)} events not delivered "
+                        f"batch of {n} events not delivered "
                         f"after {attempt} attempt(s): {_describe(exc)}"
                     ) from exc
                 delay = self._delay(attempt, getattr(exc, "retry_after", None))
                 if deadline is not None and time.monotonic() + delay >= deadline:
                     raise SinkError(
-                        f"batch of {len(batch)} events not delivered before the "
-                        f"deadline: {_describe(exc)}"
+                        f"batch of {n} events not delivered before the deadline: {_describe(exc)}"
                     ) from exc
                 with self._count_lock:
                     self.retries += 1
@@ -281,11 +555,15 @@ class PosthogSink:
     def _delay(self, attempt: int, retry_after: Any) -> float:
         if isinstance(retry_after, (int, float)) and retry_after > 0:
             return float(min(retry_after, 60.0))
-        backoff = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        backoff = min(self.backoff_max, self.backoff_base * (2 ** min(attempt - 1, 30)))
         return float(backoff * (0.5 + random.random() / 2))
 
     def close(self) -> None:
-        """Nothing held open: the SDK's pooled session is shared."""
+        """Close the sink's HTTP connections."""
+        try:
+            self._session.close()
+        except Exception:  # pragma: no cover - defensive
+            log.debug("posthog_callbacks: closing the HTTP session failed", exc_info=True)
 
     def __repr__(self) -> str:
         return f"PosthogSink(host={self.host!r})"
@@ -296,12 +574,7 @@ def _is_retryable(exc: BaseException, status: Any) -> bool:
         return status in RETRY_STATUSES
     if isinstance(status, str):  # the SDK uses "N/A" for unparseable responses
         return True
-    try:
-        import requests
-
-        return isinstance(exc, (requests.ConnectionError, requests.Timeout))
-    except ImportError:  # pragma: no cover - requests ships with posthog
-        return isinstance(exc, (ConnectionError, TimeoutError))
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError))
 
 
 def _describe(exc: BaseException) -> str:

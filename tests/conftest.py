@@ -23,9 +23,10 @@ def capture_server() -> Iterator[CaptureServer]:
 def make_exporter(capture_server: CaptureServer) -> Iterator[ExporterFactory]:
     """Build ``PosthogExporter``s sending to ``capture_server``; shut down after the test.
 
-    Keyword arguments go to the exporter, except ``timeout``, ``max_retries`` and
-    ``backoff_base`` which configure its ``PosthogSink`` (fast backoff by default), and
-    ``host`` which overrides the server's URL.
+    Keyword arguments go to the exporter, except ``timeout``, ``max_retries``,
+    ``backoff_base`` and ``retry_window`` which configure its ``PosthogSink`` (fast backoff
+    and no retry window by default: ``max_retries`` alone decides), and ``host`` which
+    overrides the server's URL.
     """
     made: list[PosthogExporter] = []
 
@@ -38,6 +39,7 @@ def make_exporter(capture_server: CaptureServer) -> Iterator[ExporterFactory]:
                 timeout=kwargs.pop("timeout", 5.0),
                 max_retries=kwargs.pop("max_retries", 6),
                 backoff_base=kwargs.pop("backoff_base", 0.01),
+                retry_window=kwargs.pop("retry_window", 0.0),
             )
         exporter = PosthogExporter(sink=sink, **kwargs)
         made.append(exporter)

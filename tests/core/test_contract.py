@@ -4,10 +4,12 @@
 the decoded JSON body) and PostHog's answer; vcrpy replays it with ``record_mode="none"``,
 so nothing leaves the machine. Volatile values are normalised before matching: random span
 ids become ``<uuid:N>`` (numbered by first appearance, so parent links stay pinned),
-timestamps ``<timestamp>``, latencies ``<latency>``, ``sent_at`` ``<sent_at>`` and the
-library version ``<version>`` (each checked for shape first). Everything else must match
-exactly: if the wire format changes, this test fails and the cassette must be updated on
-purpose.
+timestamps ``<timestamp>``, latencies ``<latency>``, ``sent_at`` ``<sent_at>``, the
+library version ``<version>`` and the posthog SDK's version in the user agent
+(``posthog-python/<sdk-version>``), each checked for shape first. The headers pinned are
+``Content-Type``, ``Content-Encoding`` (the body really is gzip) and ``User-Agent``.
+Everything else must match exactly: if the wire format changes, this test fails and the
+cassette must be updated on purpose.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import pytest
 import vcr
 from vcr.request import Request
 
+from posthog.version import VERSION as SDK_VERSION
+
 from posthog_callbacks import PosthogExporter, __version__
 
 CASSETTE = Path(__file__).parents[1] / "cassettes" / "contract" / "manual_trace.yaml"
@@ -31,6 +35,7 @@ TRACE_ID = "contract-trace-0001"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Every event uuid is volatile (the root's is derived from the trace id and its start time).
 _FIXED_UUIDS: frozenset[str] = frozenset()
+WIRE_HEADERS = ("Content-Type", "Content-Encoding", "User-Agent")
 
 
 def record_trace(exporter: PosthogExporter) -> None:
@@ -121,16 +126,17 @@ def normalised_request(request: Request) -> Request:
     if not _is_normalised(data):  # a request off the wire (the cassette's already is)
         data = normalise(data)
     body = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-    headers = {
-        k: request.headers[k] for k in ("Content-Type", "Content-Encoding") if k in request.headers
-    }
+    headers = {k: request.headers[k] for k in WIRE_HEADERS if k in request.headers}
+    agent = headers.get("User-Agent")
+    if agent == f"posthog-python/{SDK_VERSION}":
+        headers["User-Agent"] = "posthog-python/<sdk-version>"
     normalised = Request(request.method, request.uri, body, headers)
     normalised.contract_normalised = True  # type: ignore[attr-defined]
     return normalised
 
 
 def match_wire_headers(r1: Request, r2: Request) -> None:
-    for name in ("Content-Type", "Content-Encoding"):
+    for name in WIRE_HEADERS:
         assert r1.headers.get(name) == r2.headers.get(name), name
 
 
@@ -180,6 +186,11 @@ def test_manual_trace_request_matches_the_cassette(
 
     expected = json.loads(cassette.requests[0].body)
     assert len(sent) >= 1
+    assert sent[0].headers == {
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+        "User-Agent": "posthog-python/<sdk-version>",
+    }
     # The readable diff when the wire format changed: the normalised body vs the cassette.
     assert json.loads(sent[0].body) == expected
     assert (sent[0].method, sent[0].uri) == ("POST", "https://us.i.posthog.com/i/v0/ai/batch/")

@@ -362,7 +362,8 @@ def test_submit_returns_while_the_worker_is_stuck_on_a_hung_server(
 
 def test_a_dead_host_never_blocks_the_caller_and_losses_are_counted() -> None:
     sink = PosthogSink(
-        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=1, backoff_base=0.01
+        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=1, backoff_base=0.01,
+        retry_window=0,
     )
     exporter = PosthogExporter(sink=sink, flush_at=1)
     try:

@@ -142,7 +142,8 @@ def test_requests_that_time_out_are_resent_with_the_same_uuids(
 
 def test_a_down_server_costs_the_caller_nothing_and_every_loss_is_counted() -> None:
     sink = PosthogSink(
-        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=2, backoff_base=0.01
+        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=2, backoff_base=0.01,
+        retry_window=0,
     )
     exporter = PosthogExporter(sink=sink, flush_at=10, shutdown_timeout=2)
     try:
