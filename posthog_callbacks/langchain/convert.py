@@ -7,18 +7,28 @@ recognised are kept by reference and serialised later on the exporter's worker.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ..spans import error_text
 
 __all__ = [
     "class_name",
+    "error_outcome",
     "generations",
     "message_to_dict",
     "messages_input",
     "plain",
     "response_output",
+    "run_name",
+    "user_metadata",
+    "user_tags",
 ]
+
+log = logging.getLogger(__name__)
 
 _ROLES: dict[str, str] = {
     "human": "user",
@@ -195,3 +205,76 @@ def response_output(gens: Sequence[Any]) -> list[dict[str, Any]]:
 def messages_input(messages: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
     return [message_to_dict(m) for row in messages for m in row]
+
+
+def run_name(serialized: Any, kwargs: Mapping[str, Any], default: str) -> str:
+    """A run's display name: ``name=`` of the callback, the serialized name, its class."""
+    name = kwargs.get("name")
+    if isinstance(name, str) and name:
+        return name
+    if isinstance(serialized, dict):
+        name = serialized.get("name")
+        if isinstance(name, str) and name:
+            return name
+    cls = class_name(serialized)
+    return cls if cls is not None else default
+
+
+# Run metadata LangChain / LangGraph / LangSmith add for themselves, and the keys the
+# handler reads as identity: none of them are the user's metadata.
+_INTERNAL_PREFIXES = ("ls_", "langgraph_", "lc_", "checkpoint_", "__")
+_IDENTITY_KEYS = frozenset(
+    {"user_id", "userId", "session_id", "sessionId", "posthog_properties", "checkpoint_ns"}
+)
+_INTERNAL_TAG_PREFIXES = ("seq:step:", "graph:step:", "map:key:", "langsmith:")
+
+
+def user_metadata(metadata: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """The user's part of run metadata (internal and identity keys removed), copied.
+
+    A key that is not a string is kept under its ``str()``; one that cannot print itself
+    is dropped.
+    """
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if type(key) is not str:
+            try:
+                key = str(key)
+            except Exception:
+                continue
+        if key in _IDENTITY_KEYS or key.startswith(_INTERNAL_PREFIXES):
+            continue
+        out[key] = plain(value)
+    return out or None
+
+
+def user_tags(base: tuple[str, ...], tags: Sequence[Any]) -> tuple[str, ...]:
+    """``base`` plus the user's run tags (LangChain's step tags and non-strings dropped)."""
+    extra = tuple(
+        t
+        for t in tags
+        if type(t) is str and not t.startswith(_INTERNAL_TAG_PREFIXES) and t not in base
+    )
+    return base + extra if extra else base
+
+
+_INTERRUPTS = frozenset({"GraphInterrupt", "NodeInterrupt"})
+
+
+def error_outcome(error: BaseException) -> tuple[str | None, str | None]:
+    """``(status, error)`` of a run that ended with ``error``.
+
+    LangGraph interrupts and ``Command`` hand-offs and cancelled or abandoned runs are not
+    errors: they get a status and no error text.
+    """
+    for cls in type(error).__mro__:
+        name = cls.__name__
+        if name in _INTERRUPTS:
+            return "interrupted", None
+        if name == "ParentCommand":
+            return "command", None
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled", None
+    if isinstance(error, GeneratorExit):
+        return "abandoned", None
+    return None, error_text(error)

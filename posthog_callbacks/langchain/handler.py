@@ -1,37 +1,65 @@
-"""The LangChain callback handler that records runs as parent-linked spans.
+"""The LangChain callback handler: records runs as parent-linked spans.
 
 Pass ``CallbackHandler(exporter)`` in ``config={"callbacks": [...]}`` of any runnable,
-chain, agent or LangGraph graph, or call :func:`instrument` once to attach one handler to
-every LangChain run in the process.
+chain, agent or LangGraph graph, or call :func:`~posthog_callbacks.langchain.instrument`
+once to attach one handler to every LangChain run in the process.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks.base import BaseCallbackHandler
 
+from ..exporter import PosthogExporter
 from ..spans import OpenSpan, SpanKind
-from ..usage import PROVIDER_ALIASES, normalize_provider
+from ..tracing import RunTable
 from . import convert as cv
 from . import model as lm
-from .core import (
-    HandlerCore,
-    error_outcome,
-    model_name_from_params,
-    provider_for,
-)
-
-_KNOWN_PROVIDERS = frozenset(PROVIDER_ALIASES.values())
 
 __all__ = ["CallbackHandler"]
 
+log = logging.getLogger(__name__)
 
-class CallbackHandler(HandlerCore, BaseCallbackHandler):
+_MAX_SKIPPED = 100_000
+_LEFTOVER_REASONS = {
+    "cancelled": "cancelled: the trace was cancelled before this run ended",
+    "abandoned": "abandoned: the stream was closed before this run ended",
+    "interrupted": "interrupted: the graph paused before this run ended",
+}
+
+
+def _make_exporter(target: Any) -> Any:
+    if target is None:
+        return PosthogExporter()
+    if isinstance(target, PosthogExporter):
+        return target
+    if callable(getattr(target, "capture", None)):  # a posthog.Posthog client
+        return PosthogExporter(sink=target)
+    if callable(getattr(target, "submit", None)) and callable(getattr(target, "flush", None)):
+        return target  # an exporter-like object (tests, wrappers)
+    raise TypeError(
+        "CallbackHandler needs a PosthogExporter or a posthog.Posthog client, "
+        f"not {type(target).__name__}"
+    )
+
+
+def _lineage(node: Any) -> Iterator[OpenSpan]:
+    """``node`` and its open ancestors, nearest first (at most 1000)."""
+    for _ in range(1000):
+        if not isinstance(node, OpenSpan):
+            return
+        yield node
+        node = node.extra.get("parent")
+
+
+class CallbackHandler(BaseCallbackHandler):
     """Records LangChain runs (chains, models, tools, retrievers) as PostHog ``$ai_*`` events.
 
     One instance may serve many concurrent invocations: parent links come only from
@@ -74,19 +102,39 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         tags: Sequence[str] | None = None,
         privacy_mode: bool = False,
     ) -> None:
-        BaseCallbackHandler.__init__(self)
-        HandlerCore.__init__(
-            self,
-            exporter if exporter is not None else client,
-            distinct_id=distinct_id,
-            session_id=session_id,
-            trace_id=trace_id,
-            trace_name=trace_name,
-            properties=properties,
-            groups=groups,
-            tags=tags,
-            privacy_mode=privacy_mode,
-        )
+        super().__init__()
+        if tags is not None and (
+            isinstance(tags, str) or not all(isinstance(t, str) for t in tags)
+        ):
+            raise TypeError("tags must be a sequence of strings")
+        self._exporter = _make_exporter(exporter if exporter is not None else client)
+        self._distinct_id = str(distinct_id) if distinct_id is not None else None
+        self._session_id = str(session_id) if session_id is not None else None
+        self._trace_id = str(trace_id) if trace_id is not None else None
+        self._trace_name = trace_name
+        self._properties = dict(properties) if properties else None
+        self._groups = dict(groups) if groups else None
+        self._tags = tuple(tags) if tags else ()
+        self._privacy_mode = bool(privacy_mode)
+        self._runs: RunTable[UUID] = RunTable()
+        # Runs of traces the exporter did not sample: run id -> trace id.
+        self._skipped: dict[UUID, str] = {}
+        self._failures: set[str] = set()
+        self._failure_lock = threading.Lock()
+        self.callback_errors = 0
+        self.disabled = False
+        register = getattr(self._exporter, "register_runs", None)
+        if callable(register):
+            register(self._runs)
+
+    @property
+    def exporter(self) -> Any:
+        """The exporter this handler records into."""
+        return self._exporter
+
+    def open_runs(self) -> int:
+        """How many runs are in flight (for tests and diagnostics)."""
+        return len(self._runs)
 
     # -- chains -------------------------------------------------------------------
 
@@ -107,7 +155,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
                 run_id,
                 parent_run_id,
                 SpanKind.SPAN,
-                self._name(serialized, kwargs, "chain"),
+                cv.run_name(serialized, kwargs, "chain"),
                 cv.plain(inputs),
                 tags,
                 metadata,
@@ -198,25 +246,13 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             run_id,
             parent_run_id,
             SpanKind.GENERATION,
-            self._name(serialized, kwargs, "generation"),
+            cv.run_name(serialized, kwargs, "generation"),
             input_,
             tags,
             metadata,
         )
-        if span is None:
-            return
-        params = kwargs.get("invocation_params")
-        if not isinstance(params, dict):
-            params = None
-        md = metadata or {}
-        span.model = md.get("ls_model_name") or model_name_from_params(params)
-        span.provider = provider_for(md.get("ls_provider"), serialized)
-        span.model_parameters = lm.extract_model_parameters(params, md)
-        if params is not None:
-            tools = params.get("tools")
-            if tools:
-                span.tools = lm.tools_to_openai(tools)
-        span.base_url = lm.base_url_from_serialized(serialized)
+        if span is not None:
+            lm.start_generation(span, serialized, kwargs.get("invocation_params"), metadata)
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the time of the first streamed token."""
@@ -250,61 +286,11 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             span = self._take(run_id)
             if span is None:
                 return
-            self._finish_generation(span, response)
+            lm.finish_generation(span, response)
             self._submit(span)
         except Exception as exc:
             self._failed("on_llm_end", exc)
             self._rescue(span)
-
-    def _finish_generation(self, span: OpenSpan, response: Any) -> None:
-        gens = cv.generations(response)
-        span.output = cv.response_output(gens)
-        llm_output = getattr(response, "llm_output", None)
-        served = lm.extract_served_model(gens, llm_output)
-        if served:
-            span.model = served
-        if span.provider not in _KNOWN_PROVIDERS:
-            # ls_provider defaults to the lowercased class name for integrations that do
-            # not set it; the response's model_provider says more.
-            hint = normalize_provider(lm.extract_provider_hint(gens))
-            if hint is not None:
-                span.provider = hint
-        usage = lm.extract_usage(gens, llm_output)
-        params = span.model_parameters
-        if span.first_token_time is not None and (
-            params is None or params.get("stream") is not True
-        ):
-            # .stream() on a model whose `streaming` field is False still streams
-            span.model_parameters = {**(params or {}), "stream": True}
-        if usage is None:
-            span.usage_missing_reason = self._usage_missing_reason(span)
-        else:
-            span.usage = usage
-        span.stop_reason = lm.extract_stop_reason(gens)
-
-    @staticmethod
-    def _usage_missing_reason(span: OpenSpan) -> str:
-        streaming = bool((span.model_parameters or {}).get("stream"))
-        if span.provider == "openai" and streaming:
-            return (
-                "OpenAI streams report usage only when asked: pass stream_usage=True to "
-                "ChatOpenAI (or model_kwargs={'stream_options': {'include_usage': True}})"
-            )
-        if (
-            span.base_url
-            and span.provider in ("openai", "azure")
-            and "openai.com" not in (span.base_url)
-        ):
-            return (
-                f"the OpenAI-compatible server at {span.base_url} returned no usage; "
-                "enable usage reporting on that server, or stream_usage=True"
-            )
-        if streaming:
-            return (
-                "the streamed response carried no usage; enable usage reporting for "
-                "streams on the model (e.g. stream_usage=True)"
-            )
-        return "the provider response carried no token usage"
 
     def on_llm_error(
         self,
@@ -343,7 +329,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
                 run_id,
                 parent_run_id,
                 SpanKind.SPAN,
-                self._name(serialized, kwargs, "tool"),
+                cv.run_name(serialized, kwargs, "tool"),
                 cv.plain(inputs) if inputs is not None else input_str,
                 tags,
                 metadata,
@@ -376,7 +362,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
                 run_id,
                 parent_run_id,
                 SpanKind.SPAN,
-                self._name(serialized, kwargs, "retriever"),
+                cv.run_name(serialized, kwargs, "retriever"),
                 query,
                 tags,
                 metadata,
@@ -453,7 +439,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
         """Remove the ending run from the table; streaming runs report real inputs here."""
         span = self._runs.pop(run_id)
         if span is None:
-            self._forget(run_id)  # a run of a trace that was not sampled
+            self._skipped.pop(run_id, None)  # a run of a trace that was not sampled
         elif inputs is not None:
             span.input = cv.plain(inputs)
         return span
@@ -476,7 +462,7 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             span = self._take(run_id, inputs)
             if span is None:
                 return
-            span.status, span.error = error_outcome(error)
+            span.status, span.error = cv.error_outcome(error)
             if span.status == "interrupted":
                 self._mark_ancestors(span, "interrupted")
             self._submit(span)
@@ -508,3 +494,137 @@ class CallbackHandler(HandlerCore, BaseCallbackHandler):
             privacy_mode=parent.privacy_mode,
         )
         self._exporter.submit(span.finish(now))
+
+    # -- run table ------------------------------------------------------------------------
+
+    def _failed(self, callback: str, exc: BaseException) -> None:
+        with self._failure_lock:
+            self.callback_errors += 1
+            first = callback not in self._failures
+            self._failures.add(callback)
+        if first:
+            log.warning(
+                "posthog_callbacks: %s failed; the run is not fully recorded",
+                callback,
+                exc_info=exc,
+            )
+
+    def _start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        kind: SpanKind,
+        name: str,
+        input_: Any,
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> OpenSpan | None:
+        if self.disabled:
+            return None
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        if parent is not None:
+            trace_id, parent_id, span_id = parent.trace_id, parent.span_id, str(run_id)
+        else:
+            if parent_run_id is not None and parent_run_id in self._skipped:
+                self._skip(run_id, self._skipped[parent_run_id])
+                return None
+            if parent_run_id is None:
+                trace_id = self._trace_id or str(run_id)
+                parent_id, span_id = None, trace_id
+                if self._trace_name:
+                    name = self._trace_name
+            else:  # the parent is a run this handler never saw: group under its id
+                trace_id = self._trace_id or str(parent_run_id)
+                parent_id, span_id = trace_id, str(run_id)
+            if not self._exporter.is_sampled(trace_id):
+                self._skip(run_id, trace_id)
+                return None
+
+        distinct_id = session_id = None
+        user_md: dict[str, Any] | None = None
+        extra_props = None
+        if metadata:
+            distinct_id = metadata.get("user_id") or metadata.get("userId")
+            session_id = (
+                metadata.get("session_id") or metadata.get("sessionId") or metadata.get("thread_id")
+            )
+            extra_props = metadata.get("posthog_properties")
+            user_md = cv.user_metadata(metadata)
+        if distinct_id is None:
+            distinct_id = parent.distinct_id if parent is not None else self._distinct_id
+        elif parent is not None and parent.distinct_id != str(distinct_id):
+            # a user id set below the root: the trace (open ancestors) belongs to that user
+            self._set_user_upwards(parent, str(distinct_id))
+        if session_id is None:
+            session_id = parent.session_id if parent is not None else self._session_id
+        properties = self._properties
+        if isinstance(extra_props, dict) and extra_props:
+            properties = {**(properties or {}), **extra_props}
+        span_tags = cv.user_tags(self._tags, tags) if tags else self._tags
+        if kind is SpanKind.SPAN and parent_id is None:
+            kind = SpanKind.TRACE
+        span = OpenSpan(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_id=parent_id,
+            kind=kind,
+            name=name,
+            framework="langchain",
+            input=input_,
+            distinct_id=str(distinct_id) if distinct_id is not None else None,
+            session_id=str(session_id) if session_id is not None else None,
+            metadata=user_md,
+            properties=properties,
+            groups=self._groups,
+            tags=span_tags,
+            privacy_mode=self._privacy_mode,
+        )
+        if parent is not None:
+            span.extra["parent"] = parent
+        evicted = self._runs.add(run_id, span)
+        if evicted:
+            self._exporter.close_runs(evicted, "evicted: too many runs open at once")
+        return span
+
+    def _skip(self, run_id: UUID, trace_id: str) -> None:
+        if len(self._skipped) >= _MAX_SKIPPED:
+            self._skipped.clear()
+        self._skipped[run_id] = trace_id
+
+    def _set_user_upwards(self, span: OpenSpan, distinct_id: str) -> None:
+        for node in _lineage(span):
+            if node.distinct_id is None or node.distinct_id == self._distinct_id:
+                node.distinct_id = distinct_id
+
+    @staticmethod
+    def _mark_ancestors(span: OpenSpan, status: str) -> None:
+        """A LangGraph interrupt pauses the whole graph: its open ancestors share the status."""
+        for node in _lineage(span.extra.get("parent")):
+            if node.status is None:
+                node.status = status
+
+    def _rescue(self, span: OpenSpan | None) -> None:
+        """Still export a run whose end callback failed half-way (as recorded so far)."""
+        if span is None or span.extra.get("sent"):
+            return
+        try:
+            self._exporter.submit(span.finish())
+            span.extra["sent"] = True
+        except Exception:  # pragma: no cover - submit never raises
+            pass
+
+    def _submit(self, span: OpenSpan) -> None:
+        retries = span.extra.get("retries")
+        if retries:
+            span.properties = {**(span.properties or {}), "retries": retries}
+        self._exporter.submit(span.finish())
+        span.extra["sent"] = True
+        if span.parent_id is None and self._trace_id is None:
+            leftovers = self._runs.pop_trace(span.trace_id)
+            if leftovers:
+                self._exporter.close_runs(
+                    leftovers,
+                    _LEFTOVER_REASONS.get(
+                        span.status or "", "run never ended: its trace's root run finished first"
+                    ),
+                )

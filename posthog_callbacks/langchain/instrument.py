@@ -7,11 +7,13 @@ import threading
 from contextvars import ContextVar
 from typing import Any
 
+from langchain_core.tracers import context as lc_context
+
 from .handler import CallbackHandler
 
 __all__ = ["InstrumentHandle", "instrument", "uninstrument"]
 
-log = logging.getLogger("posthog_callbacks")
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _handles: list[InstrumentHandle] = []
 
@@ -30,8 +32,6 @@ class InstrumentHandle:
 
     def uninstrument(self) -> None:
         """Stop attaching the handler to new runs (runs in flight still finish)."""
-        from langchain_core.tracers import context as lc_context
-
         with _lock:
             if not self.active:
                 return
@@ -60,8 +60,6 @@ def instrument(exporter: Any = None, **options: Any) -> InstrumentHandle:
     Returns:
         A handle whose ``uninstrument()`` detaches the handler.
     """
-    from langchain_core.tracers.context import register_configure_hook
-
     handler = CallbackHandler(exporter, **options)
     var: ContextVar[Any] = ContextVar(f"posthog_callbacks_langchain_{id(handler)}", default=handler)
     handle = InstrumentHandle(handler, var)
@@ -72,7 +70,7 @@ def instrument(exporter: Any = None, **options: Any) -> InstrumentHandle:
                 "uninstrument(): every run is now recorded by %d handlers",
                 len(_handles) + 1,
             )
-        register_configure_hook(var, True)
+        lc_context.register_configure_hook(var, True)
         _handles.append(handle)
     return handle
 

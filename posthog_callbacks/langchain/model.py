@@ -6,13 +6,20 @@ nothing here serialises LangChain objects.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..spans import Usage
-from ..usage import sum_usage, usage_from_mapping
-from .convert import class_name, plain
+from ..spans import OpenSpan, Usage
+from ..usage import (
+    PROVIDER_ALIASES,
+    normalize_provider,
+    provider_from_class,
+    sum_usage,
+    usage_from_mapping,
+)
+from .convert import class_name, generations, plain, response_output
 
 __all__ = [
     "base_url_from_serialized",
@@ -21,9 +28,101 @@ __all__ = [
     "extract_served_model",
     "extract_stop_reason",
     "extract_usage",
+    "finish_generation",
     "http_status",
+    "model_name_from_params",
+    "provider_for",
+    "start_generation",
     "tools_to_openai",
+    "usage_missing_reason",
 ]
+
+log = logging.getLogger(__name__)
+
+_KNOWN_PROVIDERS = frozenset(PROVIDER_ALIASES.values())
+
+
+def model_name_from_params(params: Mapping[str, Any] | None) -> str | None:
+    """The requested model from ``invocation_params``."""
+    if not params:
+        return None
+    for key in ("model", "model_name", "model_id", "deployment_name", "azure_deployment"):
+        value = params.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def provider_for(ls_provider: Any, serialized: Any) -> str | None:
+    """PostHog's provider name from ``ls_provider`` (or a hint), else the model's class."""
+    provider = normalize_provider(ls_provider)
+    if provider is not None:
+        return provider
+    return provider_from_class(class_name(serialized))
+
+
+def start_generation(
+    span: OpenSpan, serialized: Any, params: Any, metadata: Mapping[str, Any] | None
+) -> None:
+    """Fill a new generation span with the requested model, provider, parameters, tools."""
+    if not isinstance(params, dict):
+        params = None
+    md = metadata or {}
+    span.model = md.get("ls_model_name") or model_name_from_params(params)
+    span.provider = provider_for(md.get("ls_provider"), serialized)
+    span.model_parameters = extract_model_parameters(params, md)
+    if params is not None:
+        tools = params.get("tools")
+        if tools:
+            span.tools = tools_to_openai(tools)
+    span.base_url = base_url_from_serialized(serialized)
+
+
+def finish_generation(span: OpenSpan, response: Any) -> None:
+    """Fill an ending generation span with output, served model, usage and stop reason."""
+    gens = generations(response)
+    span.output = response_output(gens)
+    llm_output = getattr(response, "llm_output", None)
+    served = extract_served_model(gens, llm_output)
+    if served:
+        span.model = served
+    if span.provider not in _KNOWN_PROVIDERS:
+        # ls_provider defaults to the lowercased class name for integrations that do
+        # not set it; the response's model_provider says more.
+        hint = normalize_provider(extract_provider_hint(gens))
+        if hint is not None:
+            span.provider = hint
+    params = span.model_parameters
+    if span.first_token_time is not None and (params is None or params.get("stream") is not True):
+        # .stream() on a model whose `streaming` field is False still streams
+        span.model_parameters = {**(params or {}), "stream": True}
+    usage = extract_usage(gens, llm_output)
+    if usage is None:
+        span.usage_missing_reason = usage_missing_reason(span)
+    else:
+        span.usage = usage
+    span.stop_reason = extract_stop_reason(gens)
+
+
+def usage_missing_reason(span: OpenSpan) -> str:
+    """Why a model call has no usage, and how to get it (``$ai_usage_missing_reason``)."""
+    streaming = bool((span.model_parameters or {}).get("stream"))
+    if span.provider == "openai" and streaming:
+        return (
+            "OpenAI streams report usage only when asked: pass stream_usage=True to "
+            "ChatOpenAI (or model_kwargs={'stream_options': {'include_usage': True}})"
+        )
+    if span.base_url and span.provider in ("openai", "azure") and "openai.com" not in span.base_url:
+        return (
+            f"the OpenAI-compatible server at {span.base_url} returned no usage; "
+            "enable usage reporting on that server, or stream_usage=True"
+        )
+    if streaming:
+        return (
+            "the streamed response carried no usage; enable usage reporting for "
+            "streams on the model (e.g. stream_usage=True)"
+        )
+    return "the provider response carried no token usage"
 
 
 def _function(spec: Mapping[str, Any], parameters: Any) -> dict[str, Any]:

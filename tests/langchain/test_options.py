@@ -16,6 +16,7 @@ from langchain_core.runnables import RunnableLambda
 
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.langchain import CallbackHandler, instrument, uninstrument
+from posthog_callbacks.langchain import model as lm
 from support.langchain_fakes import EchoChatModel
 from support.langchain_helpers import Recorder, parent_of
 
@@ -227,14 +228,30 @@ async def test_runs_left_open_are_closed_at_shutdown(rec: Recorder) -> None:
     assert closed["prep"]["$ai_is_error"] is False
 
 
-def test_callbacks_never_raise(rec: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+def test_non_string_metadata_keys_keep_the_trace(rec: Recorder) -> None:
     handler = rec.handler()
     run = uuid.uuid4()
-    handler.on_chain_start({"name": "x"}, {}, run_id=run, metadata={1: "bad key"})  # type: ignore[dict-item]
-    handler.on_chain_start({"name": "x"}, {}, run_id=run, metadata={2: "bad key"})  # type: ignore[dict-item]
-    handler.on_llm_end(object(), run_id=uuid.uuid4())
+    handler.on_chain_start({"name": "x"}, {}, run_id=run, metadata={1: "a", "k": "b"})  # type: ignore[dict-item]
+    handler.on_chain_end({}, run_id=run)
+    (event,) = rec.events()
+    assert event["event"] == "$ai_trace"
+    assert event["properties"]["1"] == "a"
+    assert event["properties"]["k"] == "b"
+    assert handler.callback_errors == 0
+
+
+def test_a_failing_callback_is_counted_and_logged_once(
+    rec: Recorder, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lm, "start_generation", broken)
+    handler = rec.handler()
+    for _ in range(2):
+        handler.on_chat_model_start({"name": "m"}, [[]], run_id=uuid.uuid4())
     assert handler.callback_errors == 2
-    assert sum("on_chain_start failed" in r.getMessage() for r in caplog.records) == 1
+    assert sum("on_chat_model_start failed" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_retries_are_counted(rec: Recorder) -> None:
