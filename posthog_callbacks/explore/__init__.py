@@ -1,4 +1,5 @@
-"""Explore recorded traces: span trees, totals, HTML/text rendering, DataFrames, waterfalls.
+"""Explore recorded traces: span trees, totals and cost, filters, sessions, DataFrames,
+waterfalls.
 
 Loads PostHog ``$ai_*`` events from a :class:`~posthog_callbacks.JsonlSink` file, a
 :class:`~posthog_callbacks.MemorySink`, a list of event dicts, or PostHog itself (the
@@ -8,31 +9,36 @@ HogQL query API), and groups them into :class:`Trace` objects::
 
     traces = explore.load_traces("traces.jsonl")
     traces[0]                        # collapsible tree in Jupyter, text in a terminal
-    traces[0].totals.input_tokens
-    traces[0].plot_waterfall()
+    traces[0].totals.cost_usd        # PostHog's cost, or estimated with genai-prices
+    traces.filter(errors=True, model="gpt-4o").sort_by("cost")
+    explore.sessions(traces)         # totals per session (explore.users: per user)
+    ax = traces[0].plot_waterfall()
     df = explore.to_dataframe(traces)
-    df.groupby("model")[["input_tokens", "output_tokens", "latency"]].sum()
 
-pandas, matplotlib and rich come with the ``[notebooks]`` extra and are imported only
-when needed.
+pandas, matplotlib, rich and genai-prices come with the ``[notebooks]`` extra and are
+imported only when needed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, SupportsIndex, overload
+from datetime import datetime, timedelta
+from typing import Any
 
-from .model import SpanNode, Totals, Trace, build_traces, normalize_event
+from .frame import DATAFRAME_COLUMNS, dataframe_of
+from .load import NotJsonlError, Source, load_events
+from .model import SpanNode, Totals
 from .posthog import query_events
-from .render import render_list_html, require
+from .sessions import Group, GroupList, sessions, users
+from .trace import Trace, build_traces
+from .tracelist import SORT_KEYS, TraceList
 
 __all__ = [
     "DATAFRAME_COLUMNS",
+    "SORT_KEYS",
+    "Group",
+    "GroupList",
+    "NotJsonlError",
     "SpanNode",
     "Totals",
     "Trace",
@@ -40,130 +46,12 @@ __all__ = [
     "load_events",
     "load_traces",
     "load_traces_from_posthog",
+    "sessions",
     "to_dataframe",
+    "users",
 ]
 
-log = logging.getLogger("posthog_callbacks")
-
-DATAFRAME_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "event",
-    "kind",
-    "name",
-    "model",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-    "reasoning_tokens",
-    "latency",
-    "start",
-    "is_error",
-    "error",
-    "distinct_id",
-    "session_id",
-    "cost",
-    "depth",
-    "is_orphan",
-)
-
-Source = Any  # str | os.PathLike | MemorySink | Iterable[Mapping[str, Any]]
-
-
-class TraceList(list[Trace]):
-    """A list of :class:`Trace` objects that renders as a summary table in Jupyter."""
-
-    @overload
-    def __getitem__(self, index: SupportsIndex) -> Trace: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> TraceList: ...
-
-    def __getitem__(self, index: SupportsIndex | slice) -> Trace | TraceList:
-        if isinstance(index, slice):
-            return TraceList(super().__getitem__(index))
-        return super().__getitem__(index)
-
-    def get(self, trace_id: str) -> Trace:
-        """The trace whose id is, or starts with, ``trace_id``.
-
-        Raises:
-            KeyError: No trace, or more than one, matches.
-        """
-        matches = [t for t in self if t.trace_id == trace_id]
-        if not matches:
-            matches = [t for t in self if t.trace_id.startswith(trace_id)]
-        if len(matches) != 1:
-            raise KeyError(f"{len(matches)} traces match {trace_id!r}")
-        return matches[0]
-
-    def _repr_html_(self) -> str:
-        return render_list_html(self)
-
-    def __str__(self) -> str:
-        return "\n\n".join(str(t) for t in self)
-
-
-def load_events(source: Source) -> list[dict[str, Any]]:
-    """Event dicts from a JSONL path, a ``MemorySink`` (anything with ``.events``) or an
-    iterable of dicts.
-
-    Lines of a JSONL file that are not JSON objects (e.g. a line cut short by a crash) are
-    skipped with a warning on the ``posthog_callbacks`` logger.
-
-    Raises:
-        FileNotFoundError: The path does not exist.
-        TypeError: ``source`` is none of the above.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        return _read_jsonl(Path(source))
-    events = getattr(source, "events", None)
-    if isinstance(events, list):
-        return [normalize_event(e) for e in list(events)]
-    if isinstance(source, Mapping):
-        return [normalize_event(source)]
-    if isinstance(source, Iterable):
-        out = []
-        for item in source:
-            if isinstance(item, Trace):
-                raise TypeError("load_events takes events; pass traces to to_dataframe")
-            if not isinstance(item, Mapping):
-                raise TypeError(f"expected event dicts, got {type(item).__name__}")
-            out.append(normalize_event(item))
-        return out
-    raise TypeError(
-        "source must be a JSONL path, a MemorySink or a list of event dicts, "
-        f"not {type(source).__name__}"
-    )
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    bad: list[int] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError:
-                bad.append(lineno)
-                continue
-            if isinstance(value, dict):
-                events.append(normalize_event(value))
-            else:
-                bad.append(lineno)
-    if bad:
-        log.warning(
-            "posthog_callbacks: skipped %d unreadable line(s) in %s (first: line %d)",
-            len(bad),
-            path,
-            bad[0],
-        )
-    return events
+log = logging.getLogger(__name__)
 
 
 def load_traces(source: Source) -> TraceList:
@@ -243,34 +131,6 @@ def _traces_of(source: Any) -> list[Trace]:
     return build_traces(load_events(source))
 
 
-def _row(trace: Trace, depth: int, node: SpanNode) -> dict[str, Any]:
-    start = datetime.fromtimestamp(node.start, tz=timezone.utc) if node.start is not None else None
-    return {
-        "trace_id": trace.trace_id,
-        "span_id": node.span_id,
-        "parent_id": node.parent_id,
-        "event": node.event,
-        "kind": node.kind,
-        "name": node.name,
-        "model": node.model,
-        "provider": node.provider,
-        "input_tokens": node.tokens("input_tokens"),
-        "output_tokens": node.tokens("output_tokens"),
-        "cache_read_tokens": node.tokens("cache_read_tokens"),
-        "cache_creation_tokens": node.tokens("cache_creation_tokens"),
-        "reasoning_tokens": node.tokens("reasoning_tokens"),
-        "latency": node.latency,
-        "start": start,
-        "is_error": node.is_error,
-        "error": node.error,
-        "distinct_id": node.distinct_id,
-        "session_id": node.properties.get("$ai_session_id"),
-        "cost": node.cost,
-        "depth": depth,
-        "is_orphan": node.orphan,
-    }
-
-
 def to_dataframe(source: Any) -> Any:
     """One row per span, for the usual groupby questions (needs pandas).
 
@@ -279,29 +139,11 @@ def to_dataframe(source: Any) -> Any:
             :func:`load_events` takes (a JSONL path, a ``MemorySink``, event dicts).
 
     Returns:
-        A ``pandas.DataFrame`` with the columns in :data:`DATAFRAME_COLUMNS`. Token counts
-        are nullable integers (``<NA>`` where a span reported none); ``start`` is a UTC
-        timestamp; ``latency`` is in seconds.
+        A ``pandas.DataFrame`` with the columns in :data:`DATAFRAME_COLUMNS`: name, kind,
+        model, provider, token counts (nullable integers, ``<NA>`` where a span reported
+        none), ``latency_ms``, ``cost_usd`` and ``cost_estimated`` (True where the cost was
+        estimated locally with genai-prices rather than computed by PostHog), errors,
+        input/output previews, ``start`` (UTC), depth, orphan flag, user, session,
+        ``latency`` in seconds, and the ids last.
     """
-    pd = require("pandas")
-    rows = [
-        _row(trace, depth, node)
-        for trace in _traces_of(source)
-        for depth, node in trace.walk()
-        if not node.synthetic
-    ]
-    df = pd.DataFrame(rows, columns=list(DATAFRAME_COLUMNS))
-    for column in (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_creation_tokens",
-        "reasoning_tokens",
-    ):
-        df[column] = df[column].astype("Int64")
-    df["latency"] = df["latency"].astype("float64")
-    df["cost"] = df["cost"].astype("float64")
-    df["start"] = pd.to_datetime(df["start"], utc=True)
-    df["is_error"] = df["is_error"].astype(bool)
-    df["is_orphan"] = df["is_orphan"].astype(bool)
-    return df
+    return dataframe_of(_traces_of(source))

@@ -1,38 +1,44 @@
-"""Event dicts -> span trees: the data model behind ``posthog_callbacks.explore``.
+"""Span records and their totals: the data behind ``posthog_callbacks.explore``.
 
 Reads only the PostHog event shape (``event``, ``distinct_id``, ``properties``,
 ``timestamp``, ``uuid``), so a local JSONL file, a ``MemorySink`` and rows fetched from
-PostHog's query API all load the same way.
+PostHog's query API all load the same way. Every property name comes from
+:mod:`posthog_callbacks.schema`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
-__all__ = ["SPAN_EVENTS", "SpanNode", "Totals", "Trace", "build_traces", "normalize_event"]
+from .. import schema as S
+from .cost import Cost, span_cost
 
-SPAN_EVENTS = ("$ai_trace", "$ai_span", "$ai_generation", "$ai_embedding")
-SCORE_EVENTS = ("$ai_feedback", "$ai_metric")
-_KINDS = {
-    "$ai_trace": "trace",
-    "$ai_span": "span",
-    "$ai_generation": "generation",
-    "$ai_embedding": "embedding",
+__all__ = ["SpanNode", "Totals", "normalize_event", "parse_time"]
+
+log = logging.getLogger(__name__)
+
+KINDS = {
+    S.TRACE: "trace",
+    S.SPAN: "span",
+    S.GENERATION: "generation",
+    S.EMBEDDING: "embedding",
 }
-_TOKEN_KEYS = {
-    "input_tokens": "$ai_input_tokens",
-    "output_tokens": "$ai_output_tokens",
-    "cache_read_tokens": "$ai_cache_read_input_tokens",
-    "cache_creation_tokens": "$ai_cache_creation_input_tokens",
-    "reasoning_tokens": "$ai_reasoning_tokens",
+TOKEN_KEYS = {
+    "input_tokens": S.INPUT_TOKENS,
+    "output_tokens": S.OUTPUT_TOKENS,
+    "cache_read_tokens": S.CACHE_READ_INPUT_TOKENS,
+    "cache_creation_tokens": S.CACHE_CREATION_INPUT_TOKENS,
+    "reasoning_tokens": S.REASONING_TOKENS,
 }
 
 
-def _parse_time(value: Any) -> float | None:
+def parse_time(value: Any) -> float | None:
     """Epoch seconds from an ISO-8601 string, a datetime or a number (None if unknown)."""
     if value is None or value == "":
         return None
@@ -56,7 +62,7 @@ def _int(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -65,7 +71,7 @@ def _float(value: Any) -> float | None:
         return None
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -118,27 +124,24 @@ class SpanNode:
     def from_event(cls, event: Mapping[str, Any]) -> SpanNode:
         """Build a node from one (normalised) event dict."""
         props: dict[str, Any] = event.get("properties") or {}
-        name = event.get("event", "$ai_span")
-        trace_id = str(props.get("$ai_trace_id") or "")
-        if name == "$ai_trace":
+        name = str(event.get("event", S.SPAN))
+        trace_id = str(props.get(S.TRACE_ID) or "")
+        if name == S.TRACE:
             span_id = trace_id
         else:
-            span_id = str(props.get("$ai_span_id") or event.get("uuid") or "")
-        parent = props.get("$ai_parent_id")
+            span_id = str(props.get(S.SPAN_ID) or event.get("uuid") or "")
+        parent = props.get(S.PARENT_ID)
+        distinct_id = event.get("distinct_id")
         return cls(
-            event=str(name),
-            kind=_KINDS.get(str(name), "span"),
+            event=name,
+            kind=KINDS.get(name, "span"),
             trace_id=trace_id,
             span_id=span_id,
             parent_id=str(parent) if parent else None,
-            name=str(
-                props.get("$ai_span_name")
-                or props.get("$ai_trace_name")
-                or _KINDS.get(str(name), "span")
-            ),
-            start=_parse_time(event.get("timestamp")),
-            latency=_float(props.get("$ai_latency")),
-            distinct_id=event.get("distinct_id"),
+            name=str(props.get(S.SPAN_NAME) or props.get(S.TRACE_NAME) or KINDS.get(name, "span")),
+            start=parse_time(event.get("timestamp")),
+            latency=_float(props.get(S.LATENCY)),
+            distinct_id=str(distinct_id) if distinct_id is not None else None,
             properties=props,
             uuid=event.get("uuid"),
         )
@@ -150,25 +153,39 @@ class SpanNode:
             return None
         return self.start + (self.latency or 0.0)
 
+    def _text(self, key: str) -> str | None:
+        value = self.properties.get(key)
+        return str(value) if value is not None and value != "" else None
+
     @property
     def model(self) -> str | None:
         """``$ai_model``."""
-        return self.properties.get("$ai_model")
+        return self._text(S.MODEL)
 
     @property
     def provider(self) -> str | None:
         """``$ai_provider``."""
-        return self.properties.get("$ai_provider")
+        return self._text(S.PROVIDER)
+
+    @property
+    def session_id(self) -> str | None:
+        """``$ai_session_id``."""
+        return self._text(S.SESSION_ID)
+
+    @property
+    def status(self) -> str | None:
+        """``$ai_span_status`` (``unfinished``, ``interrupted``, ...)."""
+        return self._text(S.SPAN_STATUS)
 
     @property
     def is_error(self) -> bool:
         """``$ai_is_error`` (or an ``$ai_error`` being present)."""
-        return bool(self.properties.get("$ai_is_error")) or bool(self.properties.get("$ai_error"))
+        return bool(self.properties.get(S.IS_ERROR)) or bool(self.properties.get(S.ERROR))
 
     @property
     def error(self) -> str | None:
         """``$ai_error`` as text."""
-        value = self.properties.get("$ai_error")
+        value = self.properties.get(S.ERROR)
         if value is None:
             return None
         return value if isinstance(value, str) else json.dumps(value, default=str)
@@ -177,23 +194,35 @@ class SpanNode:
     def input(self) -> Any:
         """``$ai_input`` for model calls, ``$ai_input_state`` otherwise."""
         props = self.properties
-        return props.get("$ai_input", props.get("$ai_input_state"))
+        return props.get(S.INPUT, props.get(S.INPUT_STATE))
 
     @property
     def output(self) -> Any:
         """``$ai_output_choices`` for model calls, ``$ai_output_state`` otherwise."""
         props = self.properties
-        return props.get("$ai_output_choices", props.get("$ai_output_state"))
+        return props.get(S.OUTPUT_CHOICES, props.get(S.OUTPUT_STATE))
+
+    @cached_property
+    def _cost(self) -> Cost | None:
+        return span_cost(self.properties, self.kind, self.start)
 
     @property
     def cost(self) -> float | None:
-        """``$ai_total_cost_usd`` (only PostHog computes it; absent in local files)."""
-        return _float(self.properties.get("$ai_total_cost_usd"))
+        """Cost in USD: PostHog's ``$ai_total_cost_usd``, else estimated from the tokens
+        with genai-prices (see :attr:`cost_estimated`); ``None`` when unknown."""
+        found = self._cost
+        return found[0] if found is not None else None
+
+    @property
+    def cost_estimated(self) -> bool:
+        """True when :attr:`cost` is a local estimate rather than PostHog's figure."""
+        found = self._cost
+        return found is not None and found[1]
 
     def tokens(self, kind: str) -> int | None:
         """A token count: ``input_tokens``, ``output_tokens``, ``cache_read_tokens``,
         ``cache_creation_tokens`` or ``reasoning_tokens``."""
-        return _int(self.properties.get(_TOKEN_KEYS[kind]))
+        return _int(self.properties.get(TOKEN_KEYS[kind]))
 
     def walk(self, depth: int = 0) -> Iterator[tuple[int, SpanNode]]:
         """This node and its descendants, depth first, with their depth."""
@@ -202,14 +231,20 @@ class SpanNode:
             yield from child.walk(depth + 1)
 
 
+def _add(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b
+
+
 @dataclass(frozen=True)
 class Totals:
-    """Sums over a trace's spans.
+    """Sums over a trace's spans (or over several traces, see :meth:`combine`).
 
     Token counts are summed over model calls as PostHog received them (for Anthropic,
     ``input_tokens`` excludes cached tokens); ``None`` when no span reported any.
-    ``cost_usd`` is only set when the events carry ``$ai_total_cost_usd`` (PostHog
-    adds it at ingestion; local files do not have it).
+    ``cost_usd`` sums the spans' costs (PostHog's ``$ai_total_cost_usd`` where the events
+    carry it, else estimated with genai-prices, then ``cost_estimated`` is True); it is
+    ``None`` when no model call could be priced, and ``unpriced`` counts model calls with
+    tokens but no price.
     """
 
     input_tokens: int | None
@@ -225,6 +260,9 @@ class Totals:
     orphans: int
     models: dict[str, int]
     cost_usd: float | None
+    cost_estimated: bool = False
+    unpriced: int = 0
+    traces: int = 1
 
     @property
     def total_tokens(self) -> int | None:
@@ -233,201 +271,84 @@ class Totals:
             return None
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
-
-class Trace:
-    """One trace: a root span and its tree, plus feedback and metric events.
-
-    The root is the ``$ai_trace`` event, or a lone model call whose span id is the trace id.
-    When neither arrived a synthetic root stands in (``root.synthetic``). Spans whose parent
-    never arrived hang under the root with ``orphan=True``.
-    """
-
-    def __init__(
-        self, trace_id: str, root: SpanNode, spans: list[SpanNode], scores: list[dict[str, Any]]
-    ) -> None:
-        self.trace_id = trace_id
-        self.root = root
-        self.spans = spans
-        self.scores = scores
-
-    @property
-    def name(self) -> str:
-        """The root span's name."""
-        return self.root.name
-
-    @property
-    def start(self) -> float | None:
-        """Earliest start time (epoch seconds)."""
-        starts = [s.start for s in self.spans if s.start is not None]
-        return min(starts) if starts else None
-
-    @property
-    def distinct_id(self) -> str | None:
-        """The trace's distinct id."""
-        return self.root.distinct_id or next(
-            (s.distinct_id for s in self.spans if s.distinct_id), None
-        )
-
-    @property
-    def session_id(self) -> str | None:
-        """``$ai_session_id`` of any span."""
-        return next(
-            (
-                str(s.properties["$ai_session_id"])
-                for s in self.spans
-                if s.properties.get("$ai_session_id")
-            ),
-            None,
-        )
-
-    def walk(self) -> Iterator[tuple[int, SpanNode]]:
-        """Every span with its depth, depth first from the root."""
-        return self.root.walk()
-
-    def find(self, name: str) -> list[SpanNode]:
-        """Spans named ``name``."""
-        return [s for s in self.spans if s.name == name]
-
-    @property
-    def totals(self) -> Totals:
-        """Token, latency, error, model and cost totals of this trace."""
-        sums: dict[str, int | None] = dict.fromkeys(_TOKEN_KEYS)
+    @classmethod
+    def of_spans(cls, spans: Iterable[SpanNode], latency: float | None) -> Totals:
+        """Totals of one trace's spans (``latency`` is the trace's)."""
+        sums: dict[str, int | None] = dict.fromkeys(TOKEN_KEYS)
         models: dict[str, int] = {}
         cost: float | None = None
-        for span in self.spans:
+        estimated = False
+        counts = {"spans": 0, "generations": 0, "embeddings": 0, "errors": 0, "orphans": 0}
+        unpriced = 0
+        for span in spans:
+            counts["spans"] += 1
+            counts["generations"] += span.kind == "generation"
+            counts["embeddings"] += span.kind == "embedding"
+            counts["errors"] += span.is_error
+            counts["orphans"] += span.orphan
             if span.kind in ("generation", "embedding"):
-                for key in _TOKEN_KEYS:
-                    value = span.tokens(key)
-                    if value is not None:
-                        sums[key] = (sums[key] or 0) + value
+                for key in TOKEN_KEYS:
+                    sums[key] = _add(sums[key], span.tokens(key))
                 if span.model:
                     models[span.model] = models.get(span.model, 0) + 1
-            if span.cost is not None:
-                cost = (cost or 0.0) + span.cost
-        return Totals(
-            **sums,
-            latency=self._latency(),
-            spans=len(self.spans),
-            generations=sum(s.kind == "generation" for s in self.spans),
-            embeddings=sum(s.kind == "embedding" for s in self.spans),
-            errors=sum(s.is_error for s in self.spans),
-            orphans=sum(s.orphan for s in self.spans),
+            span_cost_usd = span.cost
+            if span_cost_usd is not None:
+                cost = (cost or 0.0) + span_cost_usd
+                estimated = estimated or span.cost_estimated
+            elif span.kind in ("generation", "embedding") and (
+                span.tokens("input_tokens") or span.tokens("output_tokens")
+            ):
+                unpriced += 1
+        return cls(
+            input_tokens=sums["input_tokens"],
+            output_tokens=sums["output_tokens"],
+            cache_read_tokens=sums["cache_read_tokens"],
+            cache_creation_tokens=sums["cache_creation_tokens"],
+            reasoning_tokens=sums["reasoning_tokens"],
+            latency=latency,
+            spans=counts["spans"],
+            generations=counts["generations"],
+            embeddings=counts["embeddings"],
+            errors=counts["errors"],
+            orphans=counts["orphans"],
             models=models,
             cost_usd=cost,
+            cost_estimated=estimated,
+            unpriced=unpriced,
         )
 
-    def _latency(self) -> float | None:
-        if not self.root.synthetic and self.root.latency is not None:
-            return self.root.latency
-        ends = [s.end for s in self.spans if s.end is not None]
-        start = self.start
-        return max(ends) - start if ends and start is not None else None
+    @classmethod
+    def combine(cls, parts: Iterable[Totals]) -> Totals:
+        """Totals of several traces: everything summed (latency too), models merged."""
+        items = list(parts)
+        models: dict[str, int] = {}
+        for part in items:
+            for model, n in part.models.items():
+                models[model] = models.get(model, 0) + n
+        costs = [p.cost_usd for p in items if p.cost_usd is not None]
+        latencies = [p.latency for p in items if p.latency is not None]
 
-    def __repr__(self) -> str:
-        return f"<Trace {self.name!r} id={self.trace_id} spans={len(self.spans)}>"
+        def tokens(name: str) -> int | None:
+            total: int | None = None
+            for part in items:
+                total = _add(total, getattr(part, name))
+            return total
 
-    def __str__(self) -> str:
-        from .render import render_text
-
-        return render_text(self)
-
-    def __rich__(self) -> Any:
-        from .render import render_rich
-
-        return render_rich(self)
-
-    def _repr_html_(self) -> str:
-        from .render import render_html
-
-        return render_html(self)
-
-    def plot_waterfall(self, ax: Any = None, *, title: str | None = None) -> Any:
-        """Draw the spans as a Gantt chart (one bar per span, start to end).
-
-        Args:
-            ax: A matplotlib ``Axes`` to draw on; a new figure when omitted.
-            title: Chart title (the trace name by default).
-
-        Returns:
-            The matplotlib ``Axes``.
-        """
-        from .render import plot_waterfall
-
-        return plot_waterfall(self, ax=ax, title=title)
-
-
-def _sort_key(node: SpanNode) -> tuple[float, str]:
-    return (node.start if node.start is not None else float("inf"), node.span_id)
-
-
-def _build_one(trace_id: str, nodes: list[SpanNode], scores: list[dict[str, Any]]) -> Trace:
-    root: SpanNode | None = None
-    by_id: dict[str, SpanNode] = {}
-    for node in sorted(nodes, key=_sort_key):
-        if node.span_id == trace_id and node.parent_id is None and root is None:
-            root = node
-        elif node.span_id in by_id:
-            node.span_id = f"{node.span_id}#{node.uuid or len(by_id)}"  # duplicate id
-            by_id[node.span_id] = node
-        else:
-            by_id.setdefault(node.span_id, node)
-    if root is None:
-        root = SpanNode(
-            event="$ai_trace",
-            kind="trace",
-            trace_id=trace_id,
-            span_id=trace_id,
-            parent_id=None,
-            name="(trace event missing)",
-            start=None,
-            latency=None,
-            distinct_id=None,
-            properties={},
-            synthetic=True,
+        return cls(
+            input_tokens=tokens("input_tokens"),
+            output_tokens=tokens("output_tokens"),
+            cache_read_tokens=tokens("cache_read_tokens"),
+            cache_creation_tokens=tokens("cache_creation_tokens"),
+            reasoning_tokens=tokens("reasoning_tokens"),
+            latency=sum(latencies) if latencies else None,
+            spans=sum(p.spans for p in items),
+            generations=sum(p.generations for p in items),
+            embeddings=sum(p.embeddings for p in items),
+            errors=sum(p.errors for p in items),
+            orphans=sum(p.orphans for p in items),
+            models=models,
+            cost_usd=sum(costs) if costs else None,
+            cost_estimated=any(p.cost_estimated for p in items),
+            unpriced=sum(p.unpriced for p in items),
+            traces=sum(p.traces for p in items),
         )
-        starts = [n.start for n in nodes if n.start is not None]
-        root.start = min(starts) if starts else None
-    for node in sorted(by_id.values(), key=_sort_key):
-        parent_id = node.parent_id
-        if parent_id is None or parent_id == trace_id:
-            root.children.append(node)
-        elif parent_id in by_id and parent_id != node.span_id:
-            by_id[parent_id].children.append(node)
-        else:
-            node.orphan = True
-            root.children.append(node)
-    # A parent cycle is unreachable from the root: detach those spans as orphans too.
-    reached = {id(n) for _, n in root.walk()}
-    for node in sorted(by_id.values(), key=_sort_key):
-        if id(node) not in reached:
-            for other in by_id.values():
-                if node in other.children:
-                    other.children.remove(node)
-            node.orphan = True
-            root.children.append(node)
-            reached.update(id(n) for _, n in node.walk())
-    root.children.sort(key=_sort_key)
-    spans = [n for _, n in root.walk() if not n.synthetic]
-    return Trace(trace_id, root, spans, scores)
-
-
-def build_traces(events: Iterable[Mapping[str, Any]]) -> list[Trace]:
-    """Group ``$ai_*`` events by ``$ai_trace_id`` into :class:`Trace` objects.
-
-    Other events are ignored. Traces come back in start order.
-    """
-    nodes: dict[str, list[SpanNode]] = {}
-    scores: dict[str, list[dict[str, Any]]] = {}
-    for raw in events:
-        event = normalize_event(raw)
-        name = event.get("event")
-        trace_id = event["properties"].get("$ai_trace_id")
-        if not trace_id:
-            continue
-        if name in SPAN_EVENTS:
-            nodes.setdefault(str(trace_id), []).append(SpanNode.from_event(event))
-        elif name in SCORE_EVENTS:
-            scores.setdefault(str(trace_id), []).append(event)
-    traces = [_build_one(tid, group, scores.get(tid, [])) for tid, group in nodes.items()]
-    traces.sort(key=lambda t: (t.start if t.start is not None else float("inf"), t.trace_id))
-    return traces

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .. import schema as S
+
 __all__ = ["app_host", "query_events"]
 
-_EVENTS = ("$ai_trace", "$ai_span", "$ai_generation", "$ai_embedding", "$ai_feedback", "$ai_metric")
+log = logging.getLogger(__name__)
+
 _INGEST_TO_APP = {
     "https://us.i.posthog.com": "https://us.posthog.com",
     "https://eu.i.posthog.com": "https://eu.posthog.com",
@@ -44,17 +48,17 @@ def build_query(
     offset: int,
 ) -> dict[str, Any]:
     """The HogQLQuery body; user values go through ``values`` placeholders, never the SQL."""
-    where = ["event IN (" + ", ".join(f"'{e}'" for e in _EVENTS) + ")"]
+    where = ["event IN (" + ", ".join(f"'{e}'" for e in S.ALL_EVENTS) + ")"]
     values: dict[str, Any] = {}
     since_iso = _since_iso(since)
     if since_iso is not None:
         where.append("timestamp >= toDateTime({since})")
         values["since"] = since_iso
     if trace_id is not None:
-        where.append("properties.$ai_trace_id = {trace_id}")
+        where.append(f"properties.{S.TRACE_ID} = {{trace_id}}")
         values["trace_id"] = str(trace_id)
     if session_id is not None:
-        where.append("properties.$ai_session_id = {session_id}")
+        where.append(f"properties.{S.SESSION_ID} = {{session_id}}")
         values["session_id"] = str(session_id)
     if distinct_id is not None:
         where.append("distinct_id = {distinct_id}")

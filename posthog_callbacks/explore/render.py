@@ -1,38 +1,76 @@
-"""Renderings of a :class:`~posthog_callbacks.explore.Trace`: text, rich, HTML, waterfall."""
+"""Text, rich and HTML renderings of traces, and the formatting they share.
+
+Works on :class:`~posthog_callbacks.explore.model.SpanNode` and anything shaped like a
+trace (:class:`TraceView`), so the ``Trace`` class can call into this module without this
+module importing it. Everything printed passes through :func:`~.text.clean`: span names,
+models, user ids and errors may hold terminal escape sequences.
+"""
 
 from __future__ import annotations
 
 import html
+import importlib
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .model import SpanNode, Totals, Trace
+from .model import SpanNode, Totals
+from .text import clean, one_line
 
 __all__ = [
     "NOTEBOOKS_EXTRA",
-    "plot_waterfall",
+    "TraceView",
+    "fmt_cost",
+    "fmt_seconds",
+    "fmt_tokens",
+    "id_width",
     "render_html",
+    "render_list_html",
     "render_rich",
     "render_text",
     "require",
+    "summary_line",
 ]
 
+log = logging.getLogger(__name__)
+
 NOTEBOOKS_EXTRA = 'pip install "posthog-callbacks[notebooks]"'
-_HTML_CONTENT_LIMIT = 20_000
-_KIND_COLORS = {
+HTML_CONTENT_LIMIT = 20_000
+PREVIEW_CHARS = 120
+KIND_COLORS = {
     "trace": "#6b7280",
     "span": "#2563eb",
     "generation": "#d97706",
     "embedding": "#059669",
 }
+_KIND_STYLE = {"trace": "magenta", "span": "blue", "generation": "yellow", "embedding": "green"}
+
+
+class TraceView(Protocol):
+    """What a rendering needs from a trace."""
+
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def root(self) -> SpanNode: ...
+    @property
+    def start(self) -> float | None: ...
+    @property
+    def distinct_id(self) -> str | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def totals(self) -> Totals: ...
+    def walk(self) -> Iterator[tuple[int, SpanNode]]: ...
 
 
 def require(module: str) -> Any:
     """Import an optional ``[notebooks]`` dependency, or say how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -49,8 +87,24 @@ def fmt_seconds(value: float | None) -> str:
     return f"{value:.2f}s" if value >= 1 else f"{value * 1000:.0f}ms"
 
 
+def fmt_cost(value: float | None, estimated: bool = False) -> str:
+    """``$0.0123`` (three significant digits), ``~`` in front of an estimate; empty when
+    unknown."""
+    if value is None:
+        return ""
+    mark = "~" if estimated else ""
+    if value == 0:
+        return f"{mark}$0"
+    if value >= 1:
+        return f"{mark}${value:,.2f}"
+    if value < 5e-8:
+        return f"{mark}<$0.0000001"
+    decimals = min(7, max(2, 2 - math.floor(math.log10(value))))
+    return f"{mark}${value:.{decimals}f}"
+
+
 def fmt_tokens(node: SpanNode) -> str:
-    """``120→45 tok (cache 100)``; empty when the span reported no usage."""
+    """``120→45 tok (cache read 100)``; empty when the span reported no usage."""
     tin, tout = node.tokens("input_tokens"), node.tokens("output_tokens")
     if tin is None and tout is None:
         return ""
@@ -69,23 +123,30 @@ def fmt_tokens(node: SpanNode) -> str:
     return f"{text} ({', '.join(extras)})" if extras else text
 
 
+def model_label(node: SpanNode) -> str:
+    """``gpt-4o-mini (openai)``; empty for spans without a model."""
+    if not node.model:
+        return ""
+    return f"{node.model} ({node.provider})" if node.provider else node.model
+
+
 def node_label_parts(node: SpanNode) -> list[str]:
-    """The pieces of one span's one-line summary (name first)."""
-    parts = [node.name, f"[{node.kind}]"]
-    if node.model:
-        parts.append(node.model)
-    for piece in (fmt_tokens(node), fmt_seconds(node.latency)):
+    """The pieces of one span's one-line summary (name first), safe to print."""
+    parts = [one_line(node.name, 200), f"[{node.kind}]"]
+    for piece in (
+        model_label(node),
+        fmt_tokens(node),
+        fmt_seconds(node.latency),
+        fmt_cost(node.cost, node.cost_estimated),
+    ):
         if piece:
-            parts.append(piece)
-    if node.cost is not None:
-        parts.append(f"${node.cost:.6f}")
+            parts.append(one_line(piece, 200))
     if node.orphan:
         parts.append("(orphan: parent missing)")
-    status = node.properties.get("$ai_span_status")
-    if status:
-        parts.append(f"({status})")
+    if node.status:
+        parts.append(f"({one_line(node.status, 40)})")
     if node.is_error:
-        parts.append(f"ERROR: {_short(node.error or 'error', 160)}")
+        parts.append(f"ERROR: {one_line(node.error or 'error', 160)}")
     return parts
 
 
@@ -96,14 +157,19 @@ def totals_line(totals: Totals) -> str:
         parts.append(f"{totals.input_tokens or 0} in / {totals.output_tokens or 0} out tokens")
     if totals.cache_read_tokens:
         parts.append(f"{totals.cache_read_tokens} cache read")
+    if totals.cache_creation_tokens:
+        parts.append(f"{totals.cache_creation_tokens} cache write")
     if totals.reasoning_tokens:
         parts.append(f"{totals.reasoning_tokens} reasoning")
     if totals.latency is not None:
         parts.append(fmt_seconds(totals.latency))
-    if totals.models:
-        parts.append("models: " + ", ".join(sorted(totals.models)))
     if totals.cost_usd is not None:
-        parts.append(f"${totals.cost_usd:.6f}")
+        cost = fmt_cost(totals.cost_usd, totals.cost_estimated)
+        parts.append(cost + (" (estimated)" if totals.cost_estimated else ""))
+    if totals.unpriced:
+        parts.append(f"{totals.unpriced} call(s) without a price")
+    if totals.models:
+        parts.append("models: " + ", ".join(one_line(m, 80) for m in sorted(totals.models)))
     if totals.errors:
         parts.append(f"{totals.errors} error(s)")
     if totals.orphans:
@@ -111,23 +177,31 @@ def totals_line(totals: Totals) -> str:
     return " · ".join(parts)
 
 
-def _short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _header(trace: Trace) -> str:
-    who = [f"trace {trace.trace_id}"]
+def header(trace: TraceView) -> str:
+    """``trace <id> · user <u> · session <s>``, safe to print."""
+    who = [f"trace {one_line(trace.trace_id, 100)}"]
     if trace.distinct_id and trace.distinct_id != trace.trace_id:
-        who.append(f"user {trace.distinct_id}")
+        who.append(f"user {one_line(trace.distinct_id, 100)}")
     if trace.session_id:
-        who.append(f"session {trace.session_id}")
+        who.append(f"session {one_line(trace.session_id, 100)}")
     return " · ".join(who)
 
 
-def render_text(trace: Trace) -> str:
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str | None:
+    """A one-line preview of an input or output (the last message's content for chats)."""
+    if value is None:
+        return None
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        last = value[-1]
+        content = last.get("content", last)
+        value = content if content not in (None, "") else last
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return one_line(text, limit)
+
+
+def render_text(trace: TraceView) -> str:
     """A plain-text tree (no dependency needed)."""
-    lines = [_header(trace), totals_line(trace.totals)]
+    lines = [header(trace), totals_line(trace.totals)]
 
     def visit(node: SpanNode, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└── " if last else "├── ")
@@ -140,11 +214,10 @@ def render_text(trace: Trace) -> str:
     return "\n".join(lines)
 
 
-def render_rich(trace: Trace) -> Any:
+def render_rich(trace: TraceView) -> Any:
     """A ``rich.tree.Tree`` of the trace (needs the ``[notebooks]`` extra)."""
-    tree_mod = require("rich.tree")
-    text_mod = require("rich.text")
-    Text, Tree = text_mod.Text, tree_mod.Tree
+    Text = require("rich.text").Text
+    Tree = require("rich.tree").Tree
 
     def label(node: SpanNode) -> Any:
         parts = node_label_parts(node)
@@ -155,10 +228,12 @@ def render_rich(trace: Trace) -> Any:
                 style = "red"
             elif part.startswith("(orphan"):
                 style = "yellow"
+            elif part.startswith(("$", "~$")):
+                style = "green"
             text.append("  " + part, style=style)
         return text
 
-    title = Text(_header(trace), style="dim")
+    title = Text(header(trace), style="dim")
     title.append("\n" + totals_line(trace.totals), style="cyan")
     tree = Tree(title)
 
@@ -171,9 +246,6 @@ def render_rich(trace: Trace) -> Any:
     return tree
 
 
-_KIND_STYLE = {"trace": "magenta", "span": "blue", "generation": "yellow", "embedding": "green"}
-
-
 def _content_html(label: str, value: Any) -> str:
     if value is None:
         return ""
@@ -182,37 +254,39 @@ def _content_html(label: str, value: Any) -> str:
         if isinstance(value, str)
         else json.dumps(value, indent=2, ensure_ascii=False, default=str)
     )
-    if len(text) > _HTML_CONTENT_LIMIT:
-        text = text[:_HTML_CONTENT_LIMIT] + f"\n…[{len(text) - _HTML_CONTENT_LIMIT} more chars]"
+    if len(text) > HTML_CONTENT_LIMIT:
+        text = text[:HTML_CONTENT_LIMIT] + f"\n…[{len(text) - HTML_CONTENT_LIMIT} more chars]"
     return (
         f'<details class="phc-io"><summary>{label}</summary>'
         f'<pre style="white-space:pre-wrap;max-height:24em;overflow:auto;margin:2px 0">'
-        f"{html.escape(text)}</pre></details>"
+        f"{html.escape(clean(text))}</pre></details>"
     )
 
 
 def _node_html(node: SpanNode) -> str:
-    color = _KIND_COLORS.get(node.kind, "#6b7280")
+    color = KIND_COLORS.get(node.kind, "#6b7280")
     name_style = "font-weight:600" + (";color:#dc2626" if node.is_error else "")
     bits = [
-        f'<span style="{name_style}">{html.escape(node.name)}</span>',
+        f'<span style="{name_style}">{html.escape(one_line(node.name))}</span>',
         f'<span style="color:{color};font-size:85%">{html.escape(node.kind)}</span>',
     ]
     if node.model:
-        bits.append(f"<code>{html.escape(node.model)}</code>")
+        bits.append(f"<code>{html.escape(one_line(model_label(node)))}</code>")
     tokens = fmt_tokens(node)
     if tokens:
         bits.append(f'<span class="phc-tokens">{html.escape(tokens)}</span>')
     if node.latency is not None:
         bits.append(f'<span class="phc-latency">{fmt_seconds(node.latency)}</span>')
     if node.cost is not None:
-        bits.append(f"<span>${node.cost:.6f}</span>")
+        bits.append(
+            f'<span class="phc-cost">{html.escape(fmt_cost(node.cost, node.cost_estimated))}</span>'
+        )
     if node.orphan:
         bits.append('<span style="color:#b45309">orphan: parent missing</span>')
     if node.is_error:
         bits.append(
             f'<span class="phc-error" style="color:#dc2626">'
-            f"{html.escape(_short(node.error or 'error', 300))}</span>"
+            f"{html.escape(one_line(node.error or 'error', 300))}</span>"
         )
     summary = " · ".join(bits)
     body = _content_html("input", node.input) + _content_html("output", node.output)
@@ -225,69 +299,81 @@ def _node_html(node: SpanNode) -> str:
     )
 
 
-def render_html(trace: Trace) -> str:
+def render_html(trace: TraceView) -> str:
     """A collapsible HTML tree (``<details>`` per span), for Jupyter."""
     return (
         f'<div class="phc-trace" style="font-family:sans-serif;font-size:90%">'
-        f"<div><b>{html.escape(trace.name)}</b> "
-        f'<span style="color:#6b7280">{html.escape(_header(trace))}</span></div>'
+        f"<div><b>{html.escape(one_line(trace.name))}</b> "
+        f'<span style="color:#6b7280">{html.escape(header(trace))}</span></div>'
         f'<div class="phc-totals">{html.escape(totals_line(trace.totals))}</div>'
         f"{_node_html(trace.root)}</div>"
     )
 
 
-def render_list_html(traces: Sequence[Trace]) -> str:
+def id_width(ids: Sequence[str], minimum: int = 8) -> int:
+    """The shortest prefix length that tells every id in ``ids`` apart (at least
+    ``minimum``; whole ids when two share a longer prefix than that)."""
+    width = minimum
+    unique = set(ids)
+    longest = max((len(i) for i in unique), default=minimum)
+    while width < longest and len({i[:width] for i in unique}) < len(unique):
+        width += 1
+    return width
+
+
+def fmt_time(start: float | None) -> str:
+    """``2026-01-01 00:00:00`` (UTC); empty when unknown."""
+    if start is None:
+        return ""
+    return datetime.fromtimestamp(start, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def summary_line(trace: TraceView, width: int) -> str:
+    """One line about a trace, for ``posthog-callbacks show --summary``."""
+    t = trace.totals
+    tokens = "" if t.total_tokens is None else f"{t.input_tokens or 0}→{t.output_tokens or 0} tok"
+    cells = [
+        one_line(trace.trace_id, width)[:width].ljust(width),
+        fmt_time(trace.start) or "-".ljust(19),
+        fmt_seconds(t.latency).rjust(7),
+        tokens.rjust(14),
+        fmt_cost(t.cost_usd, t.cost_estimated).rjust(11),
+        (f"{t.errors} err" if t.errors else "").rjust(6),
+        one_line(trace.name, 40),
+    ]
+    user = trace.distinct_id if trace.distinct_id != trace.trace_id else None
+    if user:
+        cells.append(f"user {one_line(user, 40)}")
+    return "  ".join(cells).rstrip()
+
+
+def render_list_html(traces: Sequence[TraceView]) -> str:
     """A summary table of traces, for Jupyter."""
+    width = id_width([t.trace_id for t in traces])
     rows = []
     for i, trace in enumerate(traces):
         t = trace.totals
+        user = trace.distinct_id if trace.distinct_id != trace.trace_id else None
         rows.append(
-            f"<tr><td>{i}</td><td>{html.escape(trace.name)}</td>"
-            f"<td><code>{html.escape(trace.trace_id[:13])}</code></td><td>{t.spans}</td>"
+            f"<tr><td>{i}</td><td>{html.escape(one_line(trace.name, 80))}</td>"
+            f"<td><code>{html.escape(one_line(trace.trace_id)[:width])}</code></td>"
+            f"<td>{fmt_time(trace.start)}</td><td>{t.spans}</td>"
             f"<td>{'' if t.input_tokens is None else t.input_tokens}</td>"
             f"<td>{'' if t.output_tokens is None else t.output_tokens}</td>"
-            f"<td>{fmt_seconds(t.latency)}</td><td>{t.errors}</td>"
-            f"<td>{html.escape(', '.join(sorted(t.models)))}</td></tr>"
+            f"<td>{fmt_seconds(t.latency)}</td>"
+            f"<td>{html.escape(fmt_cost(t.cost_usd, t.cost_estimated))}</td><td>{t.errors}</td>"
+            f"<td>{html.escape(one_line(user or '', 60))}</td>"
+            f"<td>{html.escape(', '.join(one_line(m, 60) for m in sorted(t.models)))}</td></tr>"
         )
     head = (
-        "<tr><th>#</th><th>name</th><th>trace id</th><th>spans</th><th>input tok</th>"
-        "<th>output tok</th><th>latency</th><th>errors</th><th>models</th></tr>"
+        "<tr><th>#</th><th>name</th><th>trace id</th><th>start (UTC)</th><th>spans</th>"
+        "<th>input tok</th><th>output tok</th><th>latency</th><th>cost</th><th>errors</th>"
+        "<th>user</th><th>models</th></tr>"
     )
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def plot_waterfall(trace: Trace, ax: Any = None, *, title: str | None = None) -> Any:
-    """Gantt chart of the trace's spans on ``ax`` (a new figure when ``None``)."""
-    plt = require("matplotlib.pyplot")
-    rows = [
-        (depth, node)
-        for depth, node in trace.walk()
-        if node.start is not None and not node.synthetic
-    ]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, max(2.0, 0.35 * len(rows) + 1)))
-    origin = trace.start or 0.0
-    labels = []
-    for y, (depth, node) in enumerate(rows):
-        start = (node.start or origin) - origin
-        width = max(node.latency or 0.0, 1e-4)
-        ax.barh(
-            y,
-            width,
-            left=start,
-            color=_KIND_COLORS.get(node.kind, "#6b7280"),
-            edgecolor="#dc2626" if node.is_error else "none",
-            hatch="//" if node.is_error else None,
-            linewidth=1.5,
-        )
-        model = f" ({node.model})" if node.model and node.model not in node.name else ""
-        labels.append("  " * depth + node.name + model)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds since trace start")
-    ax.set_title(title if title is not None else trace.name)
-    kinds = [k for k in _KIND_COLORS if any(node.kind == k for _, node in rows)]
-    handles = [plt.Rectangle((0, 0), 1, 1, color=_KIND_COLORS[k]) for k in kinds]
-    ax.legend(handles, kinds, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    return ax
+    note = (
+        '<caption style="caption-side:bottom;text-align:left;color:#6b7280">'
+        "~ cost estimated locally with genai-prices</caption>"
+        if any(t.totals.cost_estimated for t in traces)
+        else ""
+    )
+    return f'<table class="phc-traces">{note}{head}{"".join(rows)}</table>'

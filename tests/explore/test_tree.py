@@ -55,7 +55,10 @@ def test_rag_tree_and_totals(fixture_path: Path) -> None:
     assert t.latency == pytest.approx(1.5)
     assert (t.spans, t.generations, t.embeddings, t.errors, t.orphans) == (5, 1, 1, 0, 0)
     assert t.models == {"text-embedding-3-small": 1, "gpt-4o-mini-2024-07-18": 1}
-    assert t.cost_usd is None
+    # No PostHog cost in a local file: estimated with genai-prices (checked in test_cost.py).
+    assert t.cost_estimated and t.cost_usd == pytest.approx(
+        sum(s.cost for s in trace.spans if s.cost is not None)
+    )
     assert trace.distinct_id == "user-1" and trace.session_id == "sess-1"
     assert trace.name == "rag-chain"
     assert [s["properties"]["$ai_feedback_text"] for s in trace.scores] == ["great answer"]
@@ -223,8 +226,9 @@ def test_malformed_events_still_load_and_render() -> None:
     assert [s.span_id for s in trace.spans] == ["s", "g"]  # unknown start sorts last
     assert "&lt;script&gt;" in trace._repr_html_() and "<script>" not in trace._repr_html_()
     assert "generation  [generation]  m  12→? tok" in str(trace)
+    assert gen.cost is None and trace.totals.unpriced == 1  # model "m" has no price
     ax = trace.plot_waterfall()
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["  <script>x</script>"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["├─ <script>x</script>"]
     plt.close("all")
     df = explore.to_dataframe(trace)
     assert df.span_id.tolist() == ["s", "g"] and df.start.isna().tolist() == [False, True]

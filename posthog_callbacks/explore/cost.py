@@ -1,0 +1,174 @@
+"""Cost of one span in USD: PostHog's figure when the event has it, else an estimate.
+
+Events loaded from PostHog carry ``$ai_total_cost_usd`` (computed at ingestion). Local
+files do not, so the cost of a model call is estimated from its token properties with the
+`genai-prices <https://github.com/pydantic/genai-prices>`_ library (prices per provider and
+model, cache reads and writes, price changes over time), read the way PostHog's cost engine
+reads them:
+
+* ``$ai_input_tokens`` includes cache reads and writes, except when the call is priced as
+  Anthropic (provider ``anthropic`` or a Claude model) where it is the uncached input only;
+  ``$ai_cache_reporting_exclusive`` (a boolean) overrides either way.
+* ``$ai_output_tokens`` includes reasoning tokens, except for Gemini 2.5 / 3 models whose
+  ``$ai_reasoning_tokens`` PostHog adds back (they are billed as output).
+* Anthropic cache writes are split into 5-minute and 1-hour writes when the event says so.
+
+genai-prices comes with the ``[notebooks]`` extra; without it, local costs are ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from .. import schema as S
+from ..usage import is_anthropic
+
+__all__ = ["Cost", "span_cost"]
+
+log = logging.getLogger(__name__)
+
+Cost = tuple[float, bool]
+"""``(usd, estimated)``."""
+
+# PostHog provider names (``$ai_provider``) whose genai-prices provider id differs.
+_PROVIDER_IDS = {
+    "bedrock": "aws",
+    "vertex_ai": "google",
+    "gemini": "google",
+    "xai": "x-ai",
+}
+# PostHog adds reasoning tokens to the output of these models (its REASONING_COST_MODELS).
+_REASONING_BILLED_APART = re.compile(r"^gemini-(2\.5|3(\.\d+)?)-")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        else:
+            return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _tokens(props: Mapping[str, Any], key: str) -> int:
+    value = _number(props.get(key))
+    return int(value) if value is not None else 0
+
+
+@lru_cache(maxsize=1)
+def _genai_prices() -> Any:
+    try:
+        import genai_prices
+    except ImportError:
+        log.info(
+            "posthog_callbacks.explore: install genai-prices (the [notebooks] extra) "
+            "to estimate the cost of local traces"
+        )
+        return None
+    return genai_prices
+
+
+@lru_cache(maxsize=4096)
+def _unpriced(model: str, provider: str | None) -> bool:
+    """Whether genai-prices knows no price for this model (remembered per pair)."""
+    prices = _genai_prices()
+    if prices is None:
+        return True
+    try:
+        prices.calc_price(prices.Usage(input_tokens=1), model_ref=model, provider_id=provider)
+    except LookupError:
+        return True
+    except Exception:  # a price that cannot be computed is as good as none
+        log.debug("genai-prices failed for %r / %r", model, provider, exc_info=True)
+        return True
+    return False
+
+
+def _provider_id(provider: Any) -> str | None:
+    if not isinstance(provider, str) or not provider:
+        return None
+    key = provider.lower()
+    return _PROVIDER_IDS.get(key, key)
+
+
+def estimate_cost(props: Mapping[str, Any], kind: str, at: float | None = None) -> float | None:
+    """Estimate a model call's cost in USD from its token properties with genai-prices.
+
+    Args:
+        props: The event's properties.
+        kind: ``generation`` or ``embedding`` (other kinds cost nothing by themselves).
+        at: The call's time (epoch seconds), so the price of that day applies.
+
+    Returns:
+        USD, or ``None`` when the model, the provider or the token counts are unknown.
+    """
+    if kind not in ("generation", "embedding"):
+        return None
+    model = props.get(S.MODEL)
+    if not isinstance(model, str) or not model:
+        return None
+    if _number(props.get(S.INPUT_TOKENS)) is None and _number(props.get(S.OUTPUT_TOKENS)) is None:
+        return None
+    raw_provider = props.get(S.PROVIDER)
+    provider = _provider_id(raw_provider)
+    if _unpriced(model, provider):
+        return None
+    prices = _genai_prices()
+    input_tokens = _tokens(props, S.INPUT_TOKENS)
+    cache_read = _tokens(props, S.CACHE_READ_INPUT_TOKENS)
+    cache_write = _tokens(props, S.CACHE_CREATION_INPUT_TOKENS)
+    exclusive = props.get(S.CACHE_REPORTING_EXCLUSIVE)
+    if not isinstance(exclusive, bool):
+        exclusive = is_anthropic(raw_provider if isinstance(raw_provider, str) else None, model)
+    # genai-prices wants the whole prompt, cached parts included.
+    total_input = input_tokens + cache_read + cache_write if exclusive else input_tokens
+    output = _tokens(props, S.OUTPUT_TOKENS)
+    if _REASONING_BILLED_APART.match(model.lower()):
+        output += _tokens(props, S.REASONING_TOKENS)
+    usage: dict[str, int] = {"input_tokens": max(total_input, cache_read + cache_write)}
+    if output:
+        usage["output_tokens"] = output
+    if cache_read:
+        usage["cache_read_tokens"] = cache_read
+    if cache_write:
+        usage["cache_write_tokens"] = cache_write
+        write_5m = _tokens(props, S.CACHE_CREATION_5M_INPUT_TOKENS)
+        write_1h = _tokens(props, S.CACHE_CREATION_1H_INPUT_TOKENS)
+        if write_1h and write_5m + write_1h <= cache_write:
+            usage["cache_write_1h_tokens"] = write_1h
+            usage["cache_write_5m_tokens"] = cache_write - write_1h
+    when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else None
+    try:
+        result = prices.calc_price(
+            prices.Usage(**usage),
+            model_ref=model,
+            provider_id=provider,
+            genai_request_timestamp=when,
+        )
+    except Exception:
+        log.debug("genai-prices could not price %r %r", model, usage, exc_info=True)
+        return None
+    return float(result.total_price)
+
+
+def span_cost(props: Mapping[str, Any], kind: str, at: float | None = None) -> Cost | None:
+    """A span's cost: ``$ai_total_cost_usd`` when present, else :func:`estimate_cost`.
+
+    Returns:
+        ``(usd, estimated)``, or ``None`` when neither is known.
+    """
+    reported = _number(props.get(S.TOTAL_COST_USD))
+    if reported is not None:
+        return reported, False
+    estimate = estimate_cost(props, kind, at)
+    return (estimate, True) if estimate is not None else None
