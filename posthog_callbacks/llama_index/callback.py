@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import logging
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -15,15 +14,7 @@ from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-d
 )
 
 from ..spans import OpenSpan, SpanKind
-from ..tracing import RunTable
-from .common import (
-    HandlerOptions,
-    TraceInfo,
-    check_exporter,
-    describe_error,
-    log,
-    new_id,
-)
+from ..tracing import WarnOnce
 from .extract import (
     fill_generation,
     model_and_provider,
@@ -31,20 +22,28 @@ from .extract import (
     response_fields,
     tools_of,
 )
+from .instrument import is_instrumented
 from .payloads import describe_end, describe_start, last_content
-from .stream import record_stream_end, wrap_response_stream
+from .runs import DoorRuns, as_recorder
+from .trace import HandlerOptions, TraceInfo, describe_error, new_id
 
 __all__ = ["CallbackHandler"]
+
+log = logging.getLogger(__name__)
 
 _ROOT = "root"  # LlamaIndex's BASE_TRACE_EVENT: the parent of top-level events
 
 
 class _Active:
-    """The trace running in this task or thread (a ContextVar value)."""
+    """The trace running in this task or thread (a ContextVar value).
+
+    ``trace`` is ``None`` when this handler does not record the trace (the
+    ``instrument()`` door records it).
+    """
 
     __slots__ = ("depth", "root_key", "trace")
 
-    def __init__(self, trace: TraceInfo, root_key: str | None) -> None:
+    def __init__(self, trace: TraceInfo | None, root_key: str | None) -> None:
         self.trace = trace
         self.root_key = root_key
         self.depth = 0
@@ -58,8 +57,14 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
     kept open until they end), ``EMBEDDING`` events embeddings, everything else spans
     with their query strings, retrieved nodes, tool arguments and outputs.
 
+    When :func:`~posthog_callbacks.llama_index.instrument` is active for the same
+    exporter, this handler steps aside (records nothing new), so each model call is
+    recorded once, by the richer instrumentation door.
+
     Args:
-        exporter: The :class:`~posthog_callbacks.PosthogExporter` to record into.
+        exporter: A :class:`~posthog_callbacks.PosthogExporter`, a ``posthog.Posthog``
+            client (wrapped in an exporter), or ``None`` for an exporter configured from
+            the environment (``POSTHOG_API_KEY``).
         distinct_id: PostHog distinct id for every event (a ``trace_context`` ``user_id``
             wins).
         session_id: ``$ai_session_id`` for every trace.
@@ -83,7 +88,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
 
     def __init__(
         self,
-        exporter: Any,
+        exporter: Any = None,
         *,
         distinct_id: str | None = None,
         session_id: str | None = None,
@@ -96,33 +101,33 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         event_starts_to_ignore: Sequence[CBEventType] | None = None,
         event_ends_to_ignore: Sequence[CBEventType] | None = None,
     ) -> None:
-        check_exporter(exporter)
-        super().__init__(list(event_starts_to_ignore or []), list(event_ends_to_ignore or []))
-        self.exporter = exporter
+        recorder = as_recorder(exporter)
         self.options = HandlerOptions.build(
             distinct_id, session_id, trace_id, properties, groups, tags, metadata, privacy_mode
         )
-        self.runs: RunTable[str] = RunTable()
-        exporter.register_runs(self.runs)
+        super().__init__(list(event_starts_to_ignore or []), list(event_ends_to_ignore or []))
+        self.exporter = recorder
+        self._warned = WarnOnce(log)
+        self.runs = DoorRuns(recorder, self._warned)
         self._active: ContextVar[_Active | None] = ContextVar(
             f"posthog_llama_cb_{id(self)}", default=None
         )
         self._open_llm: ContextVar[str | None] = ContextVar(
             f"posthog_llama_cb_llm_{id(self)}", default=None
         )
-        self._skipped: OrderedDict[str, str] = OrderedDict()  # inner LLM event -> outer
-        self._lock = threading.Lock()
-        self._warned: set[str] = set()
+
+    def open_runs(self) -> int:
+        """How many callback-manager events are still open (streams included)."""
+        return len(self.runs)
 
     def _warn(self, where: str) -> None:
-        if where not in self._warned:
-            self._warned.add(where)
-            log.warning(
-                "posthog_callbacks: LlamaIndex CallbackHandler failed in %s "
-                "(further failures there are not logged)",
-                where,
-                exc_info=True,
-            )
+        self._warned(
+            where,
+            "posthog_callbacks: LlamaIndex CallbackHandler failed in %s "
+            "(further failures there are not logged)",
+            where,
+            exc_info=True,
+        )
 
     # -- traces ---------------------------------------------------------------------------
 
@@ -132,6 +137,9 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             active = self._active.get()
             if active is not None:
                 active.depth += 1  # a stream's model call re-entering its query's trace
+                return
+            if is_instrumented(self.exporter):
+                self._active.set(_Active(None, None))  # instrument() records this trace
                 return
             trace = self.options.new_trace(self.exporter, active_instrument_tags.get())
             root_key = None
@@ -146,7 +154,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                     is_root=True,
                 )
                 root_key = trace.root_key = "root:" + span_id
-                self._add(root_key, span)
+                self.runs.add(root_key, span)
             self._active.set(_Active(trace, root_key))
         except Exception:
             self._warn("start_trace")
@@ -163,34 +171,11 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                 active.depth -= 1
                 return
             self._active.set(None)
-            if active.root_key is None:
-                return
             root = self.runs.get(active.root_key)
-            if root is None:
-                return
-            root.extra["ended"] = True
-            if root.extra.get("streams") or self.runs.open_in_trace(root.trace_id) > 1:
-                return
-            if self.runs.pop(active.root_key) is root:
-                self.exporter.submit(root.finish())
+            if root is not None:
+                self.runs.end_root(root)
         except Exception:
             self._warn("end_trace")
-
-    def _add(self, key: str, span: OpenSpan) -> None:
-        evicted = self.runs.add(key, span)
-        if evicted:
-            self.exporter.close_runs(evicted, "too many open runs (evicted)")
-
-    def _submit(self, span: OpenSpan) -> None:
-        self.exporter.submit(span.finish())
-        root_key = span.extra.get("root_key")
-        if root_key is None:
-            return
-        root = self.runs.get(root_key)
-        if root is None or not root.extra.get("ended") or root.extra.get("streams"):
-            return
-        if self.runs.open_in_trace(span.trace_id) == 1 and self.runs.pop(root_key) is root:
-            self.exporter.submit(root.finish())
 
     # -- events ---------------------------------------------------------------------------
 
@@ -224,10 +209,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         if event_type == CBEventType.LLM:
             outer = self._open_llm.get()
             if outer is not None and self.runs.get(outer) is not None:
-                with self._lock:
-                    self._skipped[event_id] = outer  # chat() -> complete(): one generation
-                    if len(self._skipped) > 10_000:
-                        self._skipped.popitem(last=False)
+                self.runs.skip(event_id, outer)  # chat() -> complete(): one generation
                 return
         trace, span_id, parent_span, root_key, top_level = self._place(parent)
         if trace is None:
@@ -255,7 +237,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                 if root.input is None:
                     root.input = last_content(value) if kind is SpanKind.GENERATION else value
                 span.extra["feeds_root"] = True
-        self._add(event_id, span)
+        self.runs.add(event_id, span)
 
     def _place(
         self, parent: OpenSpan | None
@@ -267,9 +249,11 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                 return trace, new_id(), parent.span_id, trace.root_key, False
         active = self._active.get()
         if active is not None:
-            if not active.trace.sampled or active.root_key is None:
+            if active.trace is None or not active.trace.sampled or active.root_key is None:
                 return None, "", None, None, False
             return (active.trace, new_id(), active.trace.root_span_id, active.root_key, True)
+        if is_instrumented(self.exporter):
+            return None, "", None, None, False  # instrument() records this call
         # An event outside any trace (e.g. a direct embedding call) is its own root.
         trace = self.options.new_trace(self.exporter)
         if not trace.sampled:
@@ -292,13 +276,12 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
     def _end(self, event_type: CBEventType, payload: dict[str, Any], event_id: str) -> None:
         span = self.runs.pop(event_id)
         if span is None:
-            outer_id = self._skipped.pop(event_id, None)
-            if outer_id is not None:
-                outer = self.runs.get(outer_id)
+            outer = self.runs.take_skipped(event_id)
+            if outer is not None:
                 response = payload.get(EventPayload.RESPONSE) or payload.get(
                     EventPayload.COMPLETION
                 )
-                if outer is not None and response is not None:
+                if response is not None:
                     outer.extra["inner_usage"] = response_fields(response, outer.provider)[0]
             return
         if event_type == CBEventType.LLM and self._open_llm.get() == event_id:
@@ -312,7 +295,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                 self._propagate_error(span)
             except Exception:
                 self._warn("error propagation")
-        self._submit(span)
+        self.runs.submit(span)
 
     def _fill_end(self, span: OpenSpan, event_type: CBEventType, payload: dict[str, Any]) -> None:
         """Record an event's end payload on its span (its output, error or stream)."""
@@ -366,37 +349,8 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
     def _wrap_stream(self, span: OpenSpan, response: Any) -> None:
         """Keep the trace open while a returned token stream is read (maybe later)."""
         root_key = span.extra.get("root_key")
-        root = self.runs.get(root_key) if root_key else None
+        root = self.runs.get(root_key)
         active = self._active.get()
         if root is None or active is None or active.root_key != root_key:
             return
-
-        def done(err: BaseException | None, complete: bool, text: str) -> None:
-            self._stream_done(root, err, complete, text)
-
-        if wrap_response_stream(
-            response, lambda: self._active.set(active), self._active.reset, done
-        ):
-            with self._lock:
-                root.extra["streams"] = root.extra.get("streams", 0) + 1
-
-    def _stream_done(
-        self, root: OpenSpan, err: BaseException | None, complete: bool, text: str
-    ) -> None:
-        with self._lock:
-            root.extra["streams"] = root.extra.get("streams", 1) - 1
-        try:
-            record_stream_end(root, err, complete, text)
-        except Exception:
-            self._warn("stream end")  # the root is still finished below
-        try:
-            key = "root:" + root.span_id
-            if (
-                root.extra.get("ended")
-                and not root.extra["streams"]
-                and (self.runs.open_in_trace(root.trace_id) <= 1)
-                and self.runs.pop(key) is root
-            ):
-                self.exporter.submit(root.finish())
-        except Exception:
-            self._warn("stream end")
+        self.runs.wrap_stream(response, root, lambda: self._active.set(active), self._active.reset)

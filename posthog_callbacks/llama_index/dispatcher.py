@@ -4,32 +4,50 @@ LlamaIndex wraps hundreds of methods in dispatcher spans (text splitters, refine
 programs, ``_query`` beside ``query``, ``predict`` around ``complete``). Exporting them
 all gives an unreadable tree and doubled model calls, so every dispatcher span becomes a
 *node*: a few kinds are *visible* (workflow runs and steps, tools, query and chat
-engines, retrievers, synthesizers, rerankers, and any top-level call) and the rest are
-transparent, their children attached to the nearest visible ancestor. Model calls and
-embeddings come from the ``LLMChat*`` / ``LLMCompletion*`` / ``Embedding*`` events, one
-generation per outermost model call, kept open until the stream's end event.
+engines, retrievers, synthesizers, rerankers, batch embedding calls and any top-level
+call) and the rest are transparent, their children attached to the nearest visible
+ancestor.
+
+Model calls and embeddings come from the ``LLMChat*`` / ``LLMCompletion*`` /
+``Embedding*`` events, keyed by the dispatcher span that emitted them, so a stream's
+later progress and end events find them after that span has closed: one generation per
+outermost model call, kept open until the stream's end event, and one embedding per
+embedding call (a batch call fires several start events, then their end events in the
+same order, inside one dispatcher span). Structured prediction
+(``LLMStructuredPredict*`` events) is a ``structured_predict <OutputCls>`` span around
+the one model call it makes.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from ..spans import OpenSpan, SpanKind
-from ..tracing import RunTable
-from .common import (
-    HandlerOptions,
-    TraceInfo,
-    describe_error,
-    log,
-    new_id,
+from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
+    active_instrument_tags,
 )
-from .leaves import LeafEvents
+from llama_index.core.instrumentation.span import active_span_id
+
+from ..spans import OpenSpan, SpanKind, snapshot
+from ..tracing import Recorder, WarnOnce
+from .extract import (
+    base_url_of,
+    fill_embedding,
+    fill_generation,
+    messages_to_dicts,
+    model_and_provider,
+    model_parameters,
+    response_fields,
+    tools_of,
+)
 from .nodes import (
+    EMBED,
+    EMBED_BATCH_METHODS,
+    LLM,
     MODEL_KINDS,
     ROOTABLE,
     RUN,
@@ -45,25 +63,33 @@ from .nodes import (
     span_output,
     split_id,
 )
-from .stream import record_stream_end, wrap_response_stream
+from .runs import DoorRuns
+from .trace import HandlerOptions, TraceInfo, describe_error, new_id
 
-__all__ = ["InstrumentCore"]
+__all__ = ["DispatcherRecorder"]
+
+log = logging.getLogger(__name__)
 
 
-class InstrumentCore(LeafEvents):
-    """State shared by the span handler and the event handler of one ``instrument()``."""
+class DispatcherRecorder:
+    """What one ``instrument()`` records: its span handler and event handler feed it.
 
-    def __init__(self, exporter: Any, options: HandlerOptions) -> None:
+    Args:
+        exporter: Where finished spans go.
+        options: The handler options given to ``instrument()``.
+    """
+
+    def __init__(self, exporter: Recorder, options: HandlerOptions) -> None:
         self.exporter = exporter
         self.options = options
-        self.runs: RunTable[str] = RunTable()
+        self._warn = WarnOnce(log)
+        self.runs = DoorRuns(exporter, self._warn, self._forget_root)
         self.nodes: dict[str, Node] = {}
-        self.lingering: dict[str, float] = {}  # roots kept open for a stream
-        self._skipped: OrderedDict[str, str] = OrderedDict()  # inner model call -> outer
+        self.lingering: dict[str, float] = {}  # roots kept open for a stream or a child
         self._awaiting_first: dict[int, str] = {}  # LLM instance -> its newest generation
+        self._embeddings: dict[str, list[str]] = {}  # dispatcher span -> open embeddings
         self._classes = class_table()
         self._kind_cache: dict[type, int] = {}
-        self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._roots_seen = 0
         self.events: dict[str, Callable[[Any], None]] = {
@@ -85,22 +111,26 @@ class InstrumentCore(LeafEvents):
             "LLMStructuredPredictInProgressEvent": self._on_structured_progress,
             "LLMStructuredPredictEndEvent": self._on_structured_end,
         }
-        self._sp_pending = ContextVar(f"posthog_llama_sp_{id(self)}", default=None)
-        self._sp_open = ContextVar(f"posthog_llama_sp_open_{id(self)}", default=None)
-        exporter.register_runs(self.runs)
+        # A streaming structured prediction of this task or thread: (run key, trace, span
+        # id) until its model call claims it, and its run key until its end event.
+        self._sp_pending: ContextVar[tuple[str, TraceInfo, str] | None] = ContextVar(
+            f"posthog_llama_sp_{id(self)}", default=None
+        )
+        self._sp_open: ContextVar[str | None] = ContextVar(
+            f"posthog_llama_sp_open_{id(self)}", default=None
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 
     def warn(self, where: str) -> None:
         """Log a failure once per place; never raise."""
-        if where not in self._warned:
-            self._warned.add(where)
-            log.warning(
-                "posthog_callbacks: LlamaIndex instrumentation failed in %s "
-                "(further failures there are not logged)",
-                where,
-                exc_info=True,
-            )
+        self._warn(
+            where,
+            "posthog_callbacks: LlamaIndex instrumentation failed in %s "
+            "(further failures there are not logged)",
+            where,
+            exc_info=True,
+        )
 
     def _kind_of(self, instance: Any) -> int:
         """Classify an instance whose class is not in the cache yet, and cache it."""
@@ -112,36 +142,24 @@ class InstrumentCore(LeafEvents):
         self._kind_cache[type(instance)] = kind
         return kind
 
-    def _add(self, key: str, span: OpenSpan) -> None:
-        evicted = self.runs.add(key, span)
-        if evicted:
-            self.exporter.close_runs(evicted, "too many open runs (evicted)")
-
-    def _submit(self, span: OpenSpan, end_time: float | None = None) -> None:
-        self.exporter.submit(span.finish(end_time))
-        root_key = span.extra.get("root_key")
-        if root_key is not None:
-            self._maybe_finish_root(root_key, span.trace_id)
-
-    def _maybe_finish_root(self, root_key: str, trace_id: str) -> None:
-        """Finish a root that ended while a stream of its trace was still open."""
-        root = self.runs.get(root_key)
-        if root is None or "ended" not in root.extra or root.extra.get("streams"):
-            return
-        if self.runs.open_in_trace(trace_id) <= 1 and self.runs.pop(root_key) is root:
-            self._drop_lingering(root)
-            self.exporter.submit(root.finish())
-
-    def _drop_lingering(self, root: OpenSpan) -> None:
+    def _forget_root(self, root: OpenSpan) -> None:
         li_id = root.extra.get("li_id")
         if li_id is not None and self.lingering.pop(li_id, None) is not None:
             self.nodes.pop(li_id, None)
 
-    # -- spans ----------------------------------------------------------------------------
+    def close(self, reason: str) -> None:
+        """Close every open run (used by ``uninstrument()``)."""
+        self.runs.close(reason)
+        self.nodes.clear()
+        self.lingering.clear()
+        self._embeddings.clear()
+
+    # -- dispatcher spans -----------------------------------------------------------------
 
     def span_enter(
         self, id_: str, instance: Any, parent_id: str | None, bound_args: Any, tags: Any
     ) -> None:
+        """A dispatcher span opened: a visible span, or a transparent node."""
         # Hot path: ~15 dispatcher spans a query, most of them hidden.
         parent = self.nodes.get(parent_id) if parent_id else None
         if instance is None:
@@ -157,11 +175,11 @@ class InstrumentCore(LeafEvents):
         ):
             return
         if parent is None:
-            if kind in MODEL_KINDS:
+            cls, method = split_id(id_)
+            if kind in MODEL_KINDS and not (kind == EMBED and method in EMBED_BATCH_METHODS):
                 # A direct model call: its generation (from the events) is the root.
                 self.nodes[id_] = Node(None, kind, None, None, instance)
                 return
-            cls, method = split_id(id_)
             self._enter_root(id_, instance, kind, cls, method, bound_args, tags)
             return
         node = Node(
@@ -203,10 +221,6 @@ class InstrumentCore(LeafEvents):
         self, id_: str, instance: Any, kind: int, cls: str, method: str, bound_args: Any, tags: Any
     ) -> None:
         if tags is None:
-            from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
-                active_instrument_tags,
-            )
-
             tags = active_instrument_tags.get()
         trace = self.options.new_trace(self.exporter, tags)
         node = Node(trace, kind, None, None, instance)
@@ -259,9 +273,10 @@ class InstrumentCore(LeafEvents):
             span.extra["root_key"] = trace.root_key
         node.vis_id = span_id
         node.key = key
-        self._add(key, span)
+        self.runs.add(key, span)
 
     def span_exit(self, id_: str, result: Any) -> None:
+        """A dispatcher span returned ``result``."""
         node = self.nodes.pop(id_, None)
         if node is None or node.key is None:
             return
@@ -278,18 +293,21 @@ class InstrumentCore(LeafEvents):
         self._end(node, span, id_, result)
 
     def span_drop(self, id_: str, err: BaseException | None) -> None:
+        """A dispatcher span raised ``err``: its open model calls end with it."""
         node = self.nodes.pop(id_, None)
         if node is None:
             return
-        for key in (node.gen_key, "emb:" + id_):
-            leaf = self.runs.pop(key) if key is not None else None
-            if leaf is not None:  # a model call that raised: no end event follows
-                self._mark_error(leaf, err)
-                try:
-                    self._first_token_seen(leaf)
-                except Exception:
-                    self.warn("span drop")
-                self._submit(leaf)
+        leaves = self._take_embeddings(id_)
+        gen = self.runs.pop(node.gen_key) if node.gen_key is not None else None
+        if gen is not None:
+            leaves.append(gen)
+        for leaf in leaves:  # a model call that raised: no end event follows
+            self._mark_error(leaf, err)
+            try:
+                self._first_token_seen(leaf)
+            except Exception:
+                self.warn("span drop")
+            self.runs.submit(leaf)
         if node.key is None:
             return
         span = self.runs.get(node.key)
@@ -310,22 +328,21 @@ class InstrumentCore(LeafEvents):
         key = node.key
         assert key is not None
         root_key = node.trace.root_key if node.trace is not None else None
-        root = self.runs.get(root_key) if root_key is not None else None
+        root = self.runs.get(root_key)
         if root is not None and result is not None:
             try:
                 self._wrap_stream(result, root)  # a stream read after this call returns
             except Exception:
                 self.warn("stream wrap")
-        if key.startswith("root:") and (
-            span.extra.get("streams") or self.runs.open_in_trace(span.trace_id) > 1
-        ):
-            now = time.time()
-            span.extra["ended"] = now
-            self.nodes[id_] = node  # late children of the trace still resolve here
-            self.lingering[id_] = now
+        if key.startswith("root:"):
+            # Late children of the trace (a stream's model call) still resolve here.
+            self.nodes[id_] = node
+            self.lingering[id_] = time.time()
+            if self.runs.end_root(span):
+                self._forget_root(span)
             return
         if self.runs.pop(key) is span:
-            self._submit(span)
+            self.runs.submit(span)
 
     def _purge_lingering(self) -> None:
         with self._lock:
@@ -340,48 +357,23 @@ class InstrumentCore(LeafEvents):
                     self.lingering.pop(li_id, None)
                     self.nodes.pop(li_id, None)
 
-    # -- streams returned to the caller -----------------------------------------------------
-
-    def _wrap_stream(self, result: Any, root: OpenSpan) -> bool:
+    def _wrap_stream(self, result: Any, root: OpenSpan) -> None:
         """Keep the trace open while a returned token stream is read.
 
         The stream's model call starts lazily, often after the call returned (or in a
         chat engine's writer thread): reading it under the root's dispatcher span id makes
         LlamaIndex parent that call inside this trace.
         """
-        from llama_index.core.instrumentation.span import active_span_id
-
         li_id = root.extra.get("li_id")
-
-        def done(err: BaseException | None, complete: bool, text: str) -> None:
-            self._stream_done(root, err, complete, text)
-
-        if li_id is None or not wrap_response_stream(
-            result, lambda: active_span_id.set(li_id), active_span_id.reset, done
-        ):
-            return False
-        with self._lock:
-            root.extra["streams"] = root.extra.get("streams", 0) + 1
-        return True
-
-    def _stream_done(
-        self, root: OpenSpan, err: BaseException | None, complete: bool, text: str
-    ) -> None:
-        with self._lock:
-            root.extra["streams"] = root.extra.get("streams", 1) - 1
-        try:
-            record_stream_end(root, err, complete, text)
-        except Exception:
-            self.warn("stream end")  # the root is still finished below
-        try:
-            if "ended" in root.extra:
-                self._maybe_finish_root("root:" + root.span_id, root.trace_id)
-        except Exception:
-            self.warn("stream end")
+        if li_id is not None:
+            self.runs.wrap_stream(
+                result, root, lambda: active_span_id.set(li_id), active_span_id.reset
+            )
 
     # -- events ---------------------------------------------------------------------------
 
     def handle(self, event: Any) -> None:
+        """An instrumentation event: model calls, embeddings, step outputs, cancels."""
         handler = self.events.get(type(event).__name__)
         if handler is not None:
             handler(event)
@@ -403,8 +395,296 @@ class InstrumentCore(LeafEvents):
             if span is not None:
                 span.status = "cancelled"
 
-    def close(self, reason: str) -> None:
-        """Close every open run (used by ``uninstrument()``)."""
-        self.exporter.close_runs(self.runs.drain(), reason)
-        self.nodes.clear()
-        self.lingering.clear()
+    def _place_leaf(
+        self, node: Node | None, hints: Any = None
+    ) -> tuple[TraceInfo, str, str | None] | None:
+        """Trace, span id and parent of a model call or embedding at ``node``."""
+        trace = node.trace if node is not None else None
+        if trace is None:
+            trace = self.options.new_trace(self.exporter, hints)
+            if node is not None:
+                node.trace = trace
+            if not trace.sampled:
+                return None
+            return trace, trace.root_span_id, trace.root_parent_id
+        if not trace.sampled:
+            return None
+        parent = node.attach_to if node is not None else None
+        return trace, new_id(), parent or trace.root_span_id
+
+    # -- model calls ------------------------------------------------------------------------
+
+    def _on_llm_start(self, event: Any) -> None:
+        li_id = event.span_id
+        node = self.nodes.get(li_id) if li_id else None
+        if (
+            node is not None
+            and node.enclosing_gen is not None
+            and self.runs.get(node.enclosing_gen) is not None
+        ):
+            self.runs.skip(li_id, node.enclosing_gen)  # chat() -> complete(): one generation
+            return
+        instance = node.instance if node is not None else None
+        if type(instance).__name__ == "StructuredLLM":
+            return  # as_structured_llm(): its structured_predict span holds the model call
+        is_chat = type(event).__name__ == "LLMChatStartEvent"
+        if is_chat:
+            messages = messages_to_dicts(event.messages)
+        else:
+            messages = [{"role": "user", "content": getattr(event, "prompt", None)}]
+        if instance is not None:
+            # CustomLLM.astream_complete() returns a generator that calls stream_complete()
+            # only when read, outside the outer call's span: same model, same input, no
+            # token yet -> the same model call.
+            outer_key = self._awaiting_first.get(id(instance))
+            outer = self.runs.get(outer_key)
+            if (
+                outer_key is not None
+                and outer is not None
+                and outer.first_token_time is None
+                and outer.input == messages
+            ):
+                if li_id:
+                    self.runs.skip(li_id, outer_key)
+                return
+        placed = self._place_leaf(node, getattr(event, "tags", None))
+        if placed is None:
+            return
+        trace, span_id, parent = placed
+        model_dict = getattr(event, "model_dict", None)
+        model, provider = model_and_provider(model_dict, instance)
+        name = model or (type(instance).__name__ if instance is not None else "llm")
+        span = trace.span(
+            span_id,
+            parent,
+            SpanKind.GENERATION,
+            f"{name}.chat" if is_chat else f"{name}.complete",
+            is_root=parent is None,
+        )
+        span.model = model
+        span.provider = provider
+        kwargs = getattr(event, "additional_kwargs", None)
+        span.input = messages
+        span.model_parameters = model_parameters(model_dict, kwargs, instance)
+        span.tools = tools_of(kwargs)
+        if instance is not None:
+            span.base_url = base_url_of(instance)
+        key = "gen:" + (li_id or span_id)
+        span.extra["root_key"] = trace.root_key
+        span.extra["li_id"] = li_id or span_id
+        if node is not None:
+            node.gen_key = key
+        if instance is not None:
+            if len(self._awaiting_first) > 10_000:
+                self._awaiting_first.clear()
+            self._awaiting_first[id(instance)] = key
+            span.extra["instance_id"] = id(instance)
+        self.runs.add(key, span)
+
+    def _first_token_seen(self, span: OpenSpan) -> None:
+        instance_id = span.extra.get("instance_id")
+        if instance_id is not None and self._awaiting_first.get(instance_id) == (
+            "gen:" + str(span.extra.get("li_id"))
+        ):
+            self._awaiting_first.pop(instance_id, None)
+
+    def _on_llm_progress(self, event: Any) -> None:
+        span = self.runs.get("gen:" + str(event.span_id))
+        if span is not None and span.first_token_time is None:
+            span.first_token_time = time.time()
+            self._first_token_seen(span)
+            if span.model_parameters is None or "stream" not in span.model_parameters:
+                span.model_parameters = {**(span.model_parameters or {}), "stream": True}
+
+    def _on_llm_end(self, event: Any) -> None:
+        li_id = str(event.span_id)
+        span = self.runs.pop("gen:" + li_id)
+        response = getattr(event, "response", None)
+        if span is None:
+            outer = self.runs.take_skipped(li_id)
+            if outer is not None and outer.usage is None and response is not None:
+                outer.extra["inner_usage"] = response_fields(response, outer.provider)[0]
+            return
+        try:
+            self._first_token_seen(span)
+            fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
+        except Exception:
+            self.warn("LLM end")  # still sent below, with what was read
+        self.runs.submit(span)
+
+    # -- embeddings -------------------------------------------------------------------------
+
+    def _on_embed_start(self, event: Any) -> None:
+        li_id = event.span_id
+        node = self.nodes.get(li_id) if li_id else None
+        placed = self._place_leaf(node, getattr(event, "tags", None))
+        if placed is None:
+            return
+        trace, span_id, parent = placed
+        model_dict = getattr(event, "model_dict", None)
+        model, provider = model_and_provider(model_dict, node.instance if node else None)
+        span = trace.span(
+            span_id,
+            parent,
+            SpanKind.EMBEDDING,
+            f"{model or 'embedding'}.embed",
+            is_root=parent is None,
+        )
+        span.model = model
+        span.provider = provider
+        span.extra["root_key"] = trace.root_key
+        key = "emb:" + span_id
+        with self._lock:
+            # A batch fires every start, then every end in the same order: first in, first out.
+            self._embeddings.setdefault(str(li_id), []).append(key)
+        self.runs.add(key, span)
+
+    def _take_embedding(self, li_id: str) -> OpenSpan | None:
+        """The oldest open embedding of dispatcher span ``li_id``."""
+        with self._lock:
+            keys = self._embeddings.get(li_id)
+            if not keys:
+                return None
+            key = keys.pop(0)
+            if not keys:
+                del self._embeddings[li_id]
+        return self.runs.pop(key)
+
+    def _take_embeddings(self, li_id: str) -> list[OpenSpan]:
+        """Every open embedding of dispatcher span ``li_id``."""
+        with self._lock:
+            keys = self._embeddings.pop(li_id, None)
+        if not keys:
+            return []
+        return [span for key in keys if (span := self.runs.pop(key)) is not None]
+
+    def _on_embed_end(self, event: Any) -> None:
+        span = self._take_embedding(str(event.span_id))
+        if span is None:
+            return
+        try:
+            fill_embedding(span, getattr(event, "chunks", None))
+        except Exception:
+            self.warn("embedding end")  # still sent below, with what was read
+        self.runs.submit(span)
+
+    def _on_exception(self, event: Any) -> None:
+        li_id = str(event.span_id)
+        exc = getattr(event, "exception", None)
+        leaves = self._take_embeddings(li_id)
+        gen = self.runs.pop("gen:" + li_id)
+        if gen is not None:
+            leaves.append(gen)
+        for span in leaves:
+            try:
+                self._first_token_seen(span)
+                if isinstance(exc, GeneratorExit):
+                    span.status = "abandoned"
+                    span.usage_missing_reason = "the stream was closed before its end"
+                else:
+                    span.error = describe_error(exc)
+            except Exception:
+                span.error = span.error or "error"
+                self.warn("exception event")
+            self.runs.submit(span)
+
+    # -- structured prediction ------------------------------------------------------------
+
+    def _on_structured_start(self, event: Any) -> None:
+        """Open a ``structured_predict <OutputCls>`` span around the model call it makes."""
+        li_id = event.span_id
+        node = self.nodes.get(li_id) if li_id else None
+        streaming = (
+            node is None
+            or node.kind != LLM
+            or node.key is not None
+            or split_id(li_id)[1] not in ("structured_predict", "astructured_predict")
+        )
+        if streaming:
+            # (a)stream_structured_predict starts when first read, after its dispatcher
+            # span closed: the event carries the reader's span, or none.
+            node = Node(
+                node.trace if node is not None else None,
+                LLM,
+                node.attach_to if node is not None else None,
+                None,
+                None,
+            )
+        assert node is not None
+        trace = node.trace
+        is_root = trace is None
+        if trace is None:
+            trace = self.options.new_trace(self.exporter, getattr(event, "tags", None))
+            node.trace = trace
+        if not trace.sampled:
+            return
+        output_cls = getattr(event, "output_cls", None)
+        cls_name = getattr(output_cls, "__name__", None) or type(output_cls).__name__
+        template = getattr(event, "template", None)
+        payload: dict[str, Any] = {"template_args": snapshot(getattr(event, "template_args", None))}
+        text = getattr(template, "template", None)
+        messages = getattr(template, "message_templates", None)
+        if isinstance(text, str):
+            payload["template"] = text
+        elif isinstance(messages, list):
+            payload["messages"] = messages_to_dicts(messages)
+        key_id = li_id if not streaming else "sp:" + new_id()
+        self._open_visible(
+            node,
+            key_id,
+            trace,
+            f"structured_predict {cls_name}",
+            payload,
+            None if is_root else node.parent_vis or trace.root_span_id,
+            is_root=is_root,
+        )
+        assert node.key is not None and node.vis_id is not None
+        span = self.runs.get(node.key)
+        if span is not None:
+            span.extra["structured"] = True
+            span.extra["sp_key"] = node.key
+            span.extra["sp_stream"] = streaming
+        if streaming:
+            self._sp_pending.set((node.key, trace, node.vis_id))
+            self._sp_open.set(node.key)
+
+    def claim_structured_stream(self, id_: str, kind: int, instance: Any) -> bool:
+        """Put the model call of a streaming structured prediction under its span."""
+        pending = self._sp_pending.get()
+        if pending is None or kind != LLM or type(instance).__name__ == "StructuredLLM":
+            return False
+        self._sp_pending.set(None)
+        key, trace, span_id = pending
+        if self.runs.get(key) is None:
+            return False
+        self.nodes[id_] = Node(trace, LLM, span_id, None, instance)
+        return True
+
+    def _structured_span(self, event: Any) -> OpenSpan | None:
+        node = self.nodes.get(str(event.span_id)) if event.span_id else None
+        span = self.runs.get(node.key if node is not None else None)
+        if span is not None and span.extra.get("structured"):
+            return span
+        return self.runs.get(self._sp_open.get())
+
+    def _on_structured_progress(self, event: Any) -> None:
+        span = self._structured_span(event)
+        if span is not None:
+            span.output = getattr(event, "output", None)  # the newest partial object
+
+    def _on_structured_end(self, event: Any) -> None:
+        span = self._structured_span(event)
+        if span is None:
+            return
+        try:
+            output = getattr(event, "output", None)
+            copy = getattr(output, "model_copy", None)
+            span.output = copy() if callable(copy) else output  # the caller may change it
+            span.extra["output"] = True
+        except Exception:
+            self.warn("structured predict end")  # still ended, with what was read
+        if not span.extra.get("sp_stream"):
+            return  # ends with its dispatcher span
+        self._sp_open.set(None)
+        if self.runs.pop(span.extra["sp_key"]) is span:
+            self.runs.submit(span)

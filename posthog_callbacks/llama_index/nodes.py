@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
+    active_instrument_tags,
+)
+
 from ..spans import snapshot
-from .common import TraceInfo
 from .extract import compact, messages_to_dicts, nodes_summary, text_of
+from .trace import TraceInfo
 
 __all__ = [
+    "EMBED_BATCH_METHODS",
     "MODEL_KINDS",
     "STEP_TAG",
     "VISIBLE_METHODS",
@@ -42,6 +47,8 @@ VISIBLE_METHODS: dict[int, frozenset[str]] = {
 }
 STEP_TAG = "llamaindex.step.input_event"
 MODEL_KINDS = frozenset({LLM, EMBED})
+# A top-level batch embedding call is a visible root: it makes one embedding call per batch.
+EMBED_BATCH_METHODS = frozenset({"get_text_embedding_batch", "aget_text_embedding_batch"})
 
 
 def class_table() -> list[tuple[type, int]]:
@@ -105,10 +112,6 @@ class Node:
 def run_input(tags: Any) -> Any:
     """A workflow run's start event summary (set as instrument tags, not passed)."""
     if not isinstance(tags, dict):
-        from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
-            active_instrument_tags,
-        )
-
         tags = active_instrument_tags.get()
     return tags.get("llamaindex.start_event") if isinstance(tags, dict) else None
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
 from ..spans import OpenSpan
-from .common import describe_error
+from .trace import describe_error
 
 __all__ = ["StreamDone", "record_stream_end", "wrap_response_stream"]
 

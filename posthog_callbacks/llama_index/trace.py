@@ -1,4 +1,4 @@
-"""Shared pieces of the LlamaIndex front doors: options, per-call context, trace identity.
+"""What a LlamaIndex trace is, for both front doors: options, per-call context, identity.
 
 Nothing here imports ``llama_index``.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,16 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spans import OpenSpan, SpanKind, error_text
+from ..tracing import Recorder, trace_owner
 
 __all__ = [
     "FRAMEWORK",
     "HandlerOptions",
     "TraceInfo",
     "TraceOverrides",
-    "check_exporter",
-    "current_overrides",
     "describe_error",
-    "log",
     "new_id",
     "trace_context",
 ]
@@ -56,9 +53,6 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-log = logging.getLogger("posthog_callbacks")
-
-
 @dataclass(frozen=True)
 class TraceOverrides:
     """Per-call identity and labels set with :func:`trace_context`."""
@@ -74,11 +68,6 @@ class TraceOverrides:
 _OVERRIDES: ContextVar[TraceOverrides | None] = ContextVar(
     "posthog_callbacks_llama_index_trace", default=None
 )
-
-
-def current_overrides() -> TraceOverrides | None:
-    """The innermost :func:`trace_context` of the running task or thread, if any."""
-    return _OVERRIDES.get()
 
 
 @contextlib.contextmanager
@@ -179,18 +168,20 @@ class HandlerOptions:
             privacy_mode=bool(privacy_mode),
         )
 
-    def new_trace(self, sampled_by: Any, hints: Any = None) -> TraceInfo:
+    def new_trace(self, exporter: Recorder, hints: Any = None) -> TraceInfo:
         """Identity of a new top-level call.
 
         Precedence: :func:`trace_context` > LlamaIndex ``instrument_tags`` (``hints``:
-        ``user_id`` / ``userId``, ``session_id`` / ``sessionId``) > handler options.
+        ``user_id`` / ``userId``, ``session_id`` / ``sessionId``) > handler options > the
+        exporter's ``default_distinct_id`` (applied by the exporter).
         """
         over = _OVERRIDES.get()
-        user = session = None
-        if hints and type(hints) is dict:
-            user = hints.get("user_id") or hints.get("userId")
-            session = hints.get("session_id") or hints.get("sessionId")
-        wanted = (over.trace_id if over and over.trace_id else None) or self.trace_id
+        owner = trace_owner(
+            hints if type(hints) is dict else None,
+            distinct_id=self.distinct_id,
+            session_id=self.session_id,
+        )
+        wanted = (over.trace_id if over is not None else None) or self.trace_id
         trace_id = wanted or new_id()
         root_span_id = trace_id
         if wanted:
@@ -202,26 +193,26 @@ class HandlerOptions:
                 self._claimed[wanted] = None
                 if len(self._claimed) > 10_000:
                     self._claimed.popitem(last=False)
-        props = self.properties
-        if over and over.properties:
-            props = {**(props or {}), **over.properties}
-        meta = self.metadata
-        if over and over.metadata:
-            meta = {**(meta or {}), **over.metadata}
+        props, meta, tags = self.properties, self.metadata, self.tags
+        distinct_id, session_id = owner
+        if over is not None:
+            if over.properties:
+                props = {**(props or {}), **over.properties}
+            if over.metadata:
+                meta = {**(meta or {}), **over.metadata}
+            tags = tags + over.tags
+            distinct_id = over.distinct_id or distinct_id
+            session_id = over.session_id or session_id
         try:
-            sampled = bool(sampled_by.is_sampled(trace_id))
+            sampled = bool(exporter.is_sampled(trace_id))
         except Exception:
             sampled = True
         return TraceInfo(
             trace_id=trace_id,
             root_span_id=root_span_id,
-            distinct_id=(over.distinct_id if over and over.distinct_id else None)
-            or (str(user) if user else None)
-            or self.distinct_id,
-            session_id=(over.session_id if over and over.session_id else None)
-            or (str(session) if session else None)
-            or self.session_id,
-            tags=self.tags + (over.tags if over else ()),
+            distinct_id=distinct_id,
+            session_id=session_id,
+            tags=tags,
             metadata=meta,
             properties=props,
             groups=self.groups,
@@ -280,13 +271,6 @@ class TraceInfo:
             span.tags = self.tags
             span.metadata = self.metadata
         return span
-
-
-def check_exporter(exporter: Any) -> None:
-    """Raise ``TypeError`` unless ``exporter`` has the methods the front doors call."""
-    for method in ("submit", "register_runs", "close_runs", "is_sampled"):
-        if not callable(getattr(exporter, method, None)):
-            raise TypeError(f"exporter must be a PosthogExporter, got {exporter!r}")
 
 
 def describe_error(err: BaseException | None) -> str:

@@ -47,7 +47,7 @@ def test_query_engine(
     assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (11, 3)
     assert gen["$ai_output_choices"] == [{"role": "assistant", "content": "forty two"}]
     assert "What?" in gen["$ai_input"][0]["content"]
-    assert handler.runs.drain() == []
+    assert handler.open_runs() == 0
 
 
 def test_index_construction_is_one_trace(handler: CallbackHandler, events: Events) -> None:
@@ -93,7 +93,7 @@ def test_streaming_query_keeps_the_trace_open(
     assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (11, 3)
     root = props(next(e for e in got if e["event"] == "$ai_trace"))
     assert root["$ai_output_state"] == "forty two"
-    assert handler.runs.drain() == []
+    assert handler.open_runs() == 0
 
 
 def test_model_error(
@@ -110,7 +110,7 @@ def test_model_error(
     assert gen["$ai_is_error"] is True and gen["$ai_error"] == "RuntimeError: model down"
     root = props(next(e for e in got if e["event"] == "$ai_trace"))
     assert root["$ai_is_error"] is True
-    assert handler.runs.drain() == []
+    assert handler.open_runs() == 0
 
 
 def test_custom_llm_chat_is_one_generation(handler: CallbackHandler, events: Events) -> None:
@@ -147,7 +147,7 @@ async def test_fifty_concurrent_aqueries(
         assert {e["distinct_id"] for e in group} == {f"user-{i}"}
         gen = next(e for e in group if e["event"] == "$ai_generation")
         assert f"question {i}" in props(gen)["$ai_input"][0]["content"]
-    assert handler.runs.drain() == []
+    assert handler.open_runs() == 0
 
 
 def test_bad_options_raise_at_construction(exporter: PosthogExporter) -> None:
@@ -179,7 +179,7 @@ def test_streaming_chat_engine_is_one_trace(
     assert gen["$ai_output_choices"][0]["content"] == "forty two"
     root = props(next(e for e in got if e["event"] == "$ai_trace"))
     assert (root["$ai_span_name"], root["$ai_input_state"]) == ("chat", "hi")
-    assert handler.runs.drain() == []
+    assert handler.open_runs() == 0
 
 
 async def test_async_streaming_query(
@@ -196,7 +196,7 @@ async def test_async_streaming_query(
     assert (gens[0]["$ai_input_tokens"], gens[0]["$ai_output_tokens"]) == (11, 3)
     root = props(next(e for e in got if e["event"] == "$ai_trace"))
     assert root["$ai_output_state"] == "forty two"
-    assert handler.runs.drain() == []
+    assert handler.open_runs() == 0
 
 
 def test_abandoned_stream_is_closed_by_the_ttl() -> None:

@@ -15,9 +15,9 @@ from llama_index.core import Settings, VectorStoreIndex
 from posthog_callbacks import PosthogExporter
 from posthog_callbacks.llama_index import CallbackHandler, InstrumentHandle
 from posthog_callbacks.llama_index import callback as _llama_callback
-from posthog_callbacks.llama_index import dispatcher as _llama_instrument
+from posthog_callbacks.llama_index import dispatcher as _llama_dispatcher
 from posthog_callbacks.llama_index import extract as _llama_extract
-from posthog_callbacks.llama_index import leaves as _llama_leaves
+from posthog_callbacks.llama_index import runs as _llama_runs
 from support.llama_helpers import Events, UsageLLM, check_trees, one, props, tree
 
 QUERY_TREE = [
@@ -70,7 +70,7 @@ def test_embedding_end_failure_still_sends_the_embedding(
     events: Events,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_llama_leaves, "fill_embedding", _boom)
+    monkeypatch.setattr(_llama_dispatcher, "fill_embedding", _boom)
     _query(index)
     assert instrumented.open_runs() == 0
     got = events()
@@ -91,10 +91,10 @@ def test_span_exit_failure_still_ends_the_spans(
     events: Events,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_llama_instrument, "span_output", _boom)
+    monkeypatch.setattr(_llama_dispatcher, "span_output", _boom)
     _query(index)
     assert instrumented.open_runs() == 0
-    assert instrumented._core.nodes == {}
+    assert instrumented.open_nodes() == 0
     got = events()
     check_trees(got)
     assert tree(got) == QUERY_TREE
@@ -112,8 +112,7 @@ def test_span_drop_failure_still_sends_the_failed_runs(
     events: Events,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_llama_instrument, "describe_error", _boom)
-    monkeypatch.setattr(_llama_leaves, "describe_error", _boom)
+    monkeypatch.setattr(_llama_dispatcher, "describe_error", _boom)
     Settings.llm = UsageLLM(fail_with="model down")
     with pytest.raises(RuntimeError, match="model down"):  # the program's own error only
         index.as_query_engine(similarity_top_k=2).query("What is the answer?")
@@ -133,7 +132,7 @@ def test_stream_end_failure_still_finishes_the_trace(
     events: Events,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_llama_instrument, "record_stream_end", _boom)
+    monkeypatch.setattr(_llama_runs, "record_stream_end", _boom)
     response = index.as_query_engine(streaming=True).query("What is the answer?")
     assert "".join(response.response_gen) == "forty two"  # type: ignore[union-attr]
     assert instrumented.open_runs() == 0

@@ -1,0 +1,157 @@
+"""The open runs of one LlamaIndex front door and how a trace ends.
+
+Both doors share one lifecycle: a trace's root may end before its children (a tool still
+running) or before the caller has read the stream it returned, so the root stays open,
+marked ended, until the last child or stream of its trace is done. The folded model calls
+(``chat()`` -> ``complete()``: one generation) are remembered here too, so the inner
+call's usage can reach the outer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ..exporter import PosthogExporter
+from ..spans import OpenSpan
+from ..tracing import Recorder, RootCompletion, RunTable, WarnOnce
+from .stream import record_stream_end, wrap_response_stream
+
+__all__ = ["DoorRuns", "as_recorder", "root_key_of"]
+
+log = logging.getLogger(__name__)
+
+_MAX_SKIPPED = 10_000
+
+
+def as_recorder(target: Any) -> Recorder:
+    """A ``PosthogExporter``, a ``posthog.Posthog`` client or ``None`` as a recorder."""
+    if target is None:
+        return PosthogExporter()
+    if isinstance(target, PosthogExporter):
+        return target
+    if callable(getattr(target, "capture", None)):  # a posthog.Posthog client
+        return PosthogExporter(sink=target)
+    if isinstance(target, Recorder):
+        return target  # an exporter-like object (tests, wrappers)
+    raise TypeError(
+        "LlamaIndex front doors need a PosthogExporter or a posthog.Posthog client, "
+        f"not {type(target).__name__}"
+    )
+
+
+def root_key_of(root: OpenSpan) -> str:
+    """Run-table key of a trace root."""
+    return "root:" + root.span_id
+
+
+class DoorRuns:
+    """Open runs of one front door: add, end, finish the root when its trace is done.
+
+    Args:
+        exporter: Where finished spans go.
+        warn: The door's warn-once logger.
+        on_root_finished: Called with a root finished after its own end (by its last
+            child or stream), so the door can forget what it kept for it.
+    """
+
+    __slots__ = ("_lock", "_on_root_finished", "_roots", "_skipped", "exporter", "table", "warn")
+
+    def __init__(
+        self,
+        exporter: Recorder,
+        warn: WarnOnce,
+        on_root_finished: Callable[[OpenSpan], None] | None = None,
+    ) -> None:
+        self.exporter = exporter
+        self.warn = warn
+        self.table: RunTable[str] = RunTable()
+        self._roots: RootCompletion[str] = RootCompletion(self.table, exporter)
+        self._on_root_finished = on_root_finished
+        self._skipped: OrderedDict[str, str] = OrderedDict()  # inner model call -> outer key
+        self._lock = threading.Lock()
+        exporter.register_runs(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def get(self, key: str | None) -> OpenSpan | None:
+        """The open run under ``key``."""
+        return self.table.get(key)
+
+    def pop(self, key: str) -> OpenSpan | None:
+        """Remove and return the open run under ``key``."""
+        return self.table.pop(key)
+
+    def add(self, key: str, span: OpenSpan) -> None:
+        """Open ``span`` under ``key`` (the oldest run is closed if the table is full)."""
+        evicted = self.table.add(key, span)
+        if evicted:
+            self.exporter.close_runs(evicted, "too many open runs (evicted)")
+
+    def submit(self, span: OpenSpan, end_time: float | None = None) -> None:
+        """Export a span already taken from the table; finish its root if it was the last."""
+        self.exporter.submit(span.finish(end_time))
+        root_key = span.extra.get("root_key")
+        if root_key is not None:
+            self._finished(self._roots.child_ended(root_key))
+
+    def end_root(self, root: OpenSpan) -> bool:
+        """The root's own end: export it now, or when its last child or stream is done.
+
+        Returns:
+            True when the root was exported now.
+        """
+        return self._roots.end_root(root_key_of(root), root) is not None
+
+    def wrap_stream(
+        self,
+        result: Any,
+        root: OpenSpan,
+        enter: Callable[[], Any],
+        leave: Callable[[Any], None],
+    ) -> bool:
+        """Keep ``root`` open while the stream ``result`` returned is read.
+
+        ``enter`` / ``leave`` put the reader back into the trace around every read, so
+        the model call the stream makes lands in it.
+        """
+
+        def done(err: BaseException | None, complete: bool, text: str) -> None:
+            try:
+                record_stream_end(root, err, complete, text)
+            except Exception:
+                self.warn("stream end", "posthog_callbacks: recording a stream end failed")
+            try:
+                self._finished(self._roots.stream_closed(root_key_of(root), root))
+            except Exception:
+                self.warn("stream close", "posthog_callbacks: closing a stream's trace failed")
+
+        if not wrap_response_stream(result, enter, leave, done):
+            return False
+        self._roots.stream_opened(root)
+        return True
+
+    def _finished(self, root: OpenSpan | None) -> None:
+        if root is not None and self._on_root_finished is not None:
+            self._on_root_finished(root)
+
+    def skip(self, inner: str, outer_key: str) -> None:
+        """Remember that the model call ``inner`` is part of the run under ``outer_key``."""
+        with self._lock:
+            self._skipped[inner] = outer_key
+            if len(self._skipped) > _MAX_SKIPPED:
+                self._skipped.popitem(last=False)
+
+    def take_skipped(self, inner: str) -> OpenSpan | None:
+        """The open outer run of a folded model call that just ended, if any."""
+        with self._lock:
+            outer_key = self._skipped.pop(inner, None)
+        return self.table.get(outer_key)
+
+    def close(self, reason: str) -> None:
+        """Close every open run as unfinished with ``reason``."""
+        self.exporter.close_runs(self.table.drain(), reason)
