@@ -24,6 +24,7 @@ __all__ = [
     "plain",
     "response_output",
     "run_name",
+    "safe_name",
     "user_metadata",
     "user_tags",
 ]
@@ -205,6 +206,22 @@ def response_output(gens: Sequence[Any]) -> list[dict[str, Any]]:
 def messages_input(messages: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
     return [message_to_dict(m) for row in messages for m in row]
+
+
+def safe_name(value: Any, default: str) -> str:
+    """``value`` as a name without calling a user ``__str__``.
+
+    A string as it is, a number as text, ``default`` for ``None`` or ``""``, else
+    ``<TypeName>``.
+    """
+    t = type(value)
+    if t is str:
+        return value or default  # type: ignore[no-any-return]
+    if value is None:
+        return default
+    if t is int or t is float or t is bool:
+        return str(value)
+    return f"<{t.__name__}>"
 
 
 def run_name(serialized: Any, kwargs: Mapping[str, Any], default: str) -> str:

@@ -11,8 +11,9 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from langchain_core.callbacks.base import BaseCallbackHandler
@@ -48,6 +49,48 @@ def _make_exporter(target: Any) -> Any:
         "CallbackHandler needs a PosthogExporter or a posthog.Posthog client, "
         f"not {type(target).__name__}"
     )
+
+
+class _SharedRuns:
+    """The open LangChain runs of one exporter, shared by every handler recording into it.
+
+    Sharing is what makes each run recorded once whichever of our handlers see it (an
+    explicit ``CallbackHandler(ex)`` in ``callbacks`` plus :func:`instrument`, the same
+    handler class passed twice, a handler per call): the first handler to start a run owns
+    it (``span.extra["by"]``) and the others leave it alone, except that an explicit
+    handler takes a run over from an ``instrument()`` handler (its options win). The table
+    belongs to the exporter, not to a handler, so open runs outlive a per-call handler.
+    """
+
+    __slots__ = ("skipped", "table")
+
+    def __init__(self) -> None:
+        self.table: RunTable[UUID] = RunTable()
+        # Runs of traces the exporter did not sample: run id -> trace id.
+        self.skipped: dict[UUID, str] = {}
+
+
+_shared_lock = threading.Lock()
+_shared: weakref.WeakKeyDictionary[Any, _SharedRuns] = weakref.WeakKeyDictionary()
+
+
+def _runs_of(exporter: Any) -> _SharedRuns:
+    """The shared runs of ``exporter`` (its own, when it cannot be a weak dict key)."""
+    try:
+        with _shared_lock:
+            runs = _shared.get(exporter)
+            if runs is None:
+                runs = _shared[exporter] = _SharedRuns()
+                fresh = True
+            else:
+                fresh = False
+    except TypeError:  # not weak-referenceable or not hashable
+        runs, fresh = _SharedRuns(), True
+    if fresh:
+        register = getattr(exporter, "register_runs", None)
+        if callable(register):
+            register(runs.table)
+    return runs
 
 
 def _lineage(node: Any) -> Iterator[OpenSpan]:
@@ -87,6 +130,9 @@ class CallbackHandler(BaseCallbackHandler):
 
     run_inline = True
     raise_error = False
+    #: True for the handler :func:`instrument` attaches: an explicit handler of ours on
+    #: the same exporter takes over the runs it sees.
+    steps_aside: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -116,16 +162,13 @@ class CallbackHandler(BaseCallbackHandler):
         self._groups = dict(groups) if groups else None
         self._tags = tuple(tags) if tags else ()
         self._privacy_mode = bool(privacy_mode)
-        self._runs: RunTable[UUID] = RunTable()
-        # Runs of traces the exporter did not sample: run id -> trace id.
-        self._skipped: dict[UUID, str] = {}
+        shared = _runs_of(self._exporter)
+        self._runs: RunTable[UUID] = shared.table
+        self._skipped: dict[UUID, str] = shared.skipped
         self._failures: set[str] = set()
         self._failure_lock = threading.Lock()
         self.callback_errors = 0
         self.disabled = False
-        register = getattr(self._exporter, "register_runs", None)
-        if callable(register):
-            register(self._runs)
 
     @property
     def exporter(self) -> Any:
@@ -133,7 +176,7 @@ class CallbackHandler(BaseCallbackHandler):
         return self._exporter
 
     def open_runs(self) -> int:
-        """How many runs are in flight (for tests and diagnostics)."""
+        """How many LangChain runs are in flight in this handler's exporter (diagnostics)."""
         return len(self._runs)
 
     # -- chains -------------------------------------------------------------------
@@ -392,42 +435,49 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         """A ``dispatch_custom_event`` becomes an instant span under the run that sent it."""
         try:
-            self._point(run_id, str(name), cv.plain(data), None)
+            parent = self._owned(run_id)
+            if parent is not None:
+                self._point(parent, cv.safe_name(name, "custom_event"), cv.plain(data), None)
         except Exception as exc:
             self._failed("on_custom_event", exc)
 
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """An agent's decision to call a tool, as an instant span under the agent run."""
         try:
-            self._point(
-                run_id,
-                f"agent_action: {getattr(action, 'tool', '?')}",
-                {
-                    "tool": getattr(action, "tool", None),
-                    "tool_input": cv.plain(getattr(action, "tool_input", None)),
-                    "log": getattr(action, "log", None),
-                },
-                None,
-            )
+            parent = self._owned(run_id)
+            if parent is not None:
+                tool = getattr(action, "tool", None)
+                self._point(
+                    parent,
+                    f"agent_action: {cv.safe_name(tool, '?')}",
+                    {
+                        "tool": tool,
+                        "tool_input": cv.plain(getattr(action, "tool_input", None)),
+                        "log": getattr(action, "log", None),
+                    },
+                    None,
+                )
         except Exception as exc:
             self._failed("on_agent_action", exc)
 
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """An agent's final answer, as an instant span under the agent run."""
         try:
-            self._point(
-                run_id,
-                "agent_finish",
-                getattr(finish, "log", None),
-                cv.plain(getattr(finish, "return_values", None)),
-            )
+            parent = self._owned(run_id)
+            if parent is not None:
+                self._point(
+                    parent,
+                    "agent_finish",
+                    getattr(finish, "log", None),
+                    cv.plain(getattr(finish, "return_values", None)),
+                )
         except Exception as exc:
             self._failed("on_agent_finish", exc)
 
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Count retries of a run (``retries`` property of its event)."""
         try:
-            span = self._runs.get(run_id)
+            span = self._owned(run_id)
             if span is not None:
                 span.extra["retries"] = span.extra.get("retries", 0) + 1
         except Exception as exc:
@@ -435,12 +485,24 @@ class CallbackHandler(BaseCallbackHandler):
 
     # -- shared endings -----------------------------------------------------------------
 
+    def _owned(self, run_id: UUID) -> OpenSpan | None:
+        """The open run ``run_id`` if this handler records it (another of ours may)."""
+        span = self._runs.get(run_id)
+        if span is None or span.extra.get("by") is not self:
+            return None
+        return span
+
     def _take(self, run_id: UUID, inputs: Any = None) -> OpenSpan | None:
         """Remove the ending run from the table; streaming runs report real inputs here."""
-        span = self._runs.pop(run_id)
+        span = self._runs.get(run_id)
         if span is None:
             self._skipped.pop(run_id, None)  # a run of a trace that was not sampled
-        elif inputs is not None:
+            return None
+        if span.extra.get("by") is not self:
+            return None  # another handler of ours records it
+        if self._runs.pop(run_id) is None:
+            return None  # closed meanwhile (TTL sweep, eviction, shutdown)
+        if inputs is not None:
             span.input = cv.plain(inputs)
         return span
 
@@ -470,10 +532,7 @@ class CallbackHandler(BaseCallbackHandler):
             self._failed(callback, exc)
             self._rescue(span)
 
-    def _point(self, run_id: UUID, name: str, input_: Any, output: Any) -> None:
-        parent = self._runs.get(run_id)
-        if parent is None:
-            return
+    def _point(self, parent: OpenSpan, name: str, input_: Any, output: Any) -> None:
         now = time.time()
         span = OpenSpan(
             trace_id=parent.trace_id,
@@ -520,6 +579,14 @@ class CallbackHandler(BaseCallbackHandler):
         metadata: Mapping[str, Any] | None,
     ) -> OpenSpan | None:
         if self.disabled:
+            return None
+        claimed = self._runs.get(run_id)
+        if claimed is not None:
+            owner = claimed.extra.get("by")
+            if owner is self or self.steps_aside or not getattr(owner, "steps_aside", False):
+                return None
+            self._runs.pop(run_id)  # an explicit handler's options win over instrument()'s
+        elif run_id in self._skipped:
             return None
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         if parent is not None:
@@ -579,6 +646,7 @@ class CallbackHandler(BaseCallbackHandler):
             tags=span_tags,
             privacy_mode=self._privacy_mode,
         )
+        span.extra["by"] = self
         if parent is not None:
             span.extra["parent"] = parent
         evicted = self._runs.add(run_id, span)

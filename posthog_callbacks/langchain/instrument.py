@@ -18,6 +18,16 @@ _lock = threading.Lock()
 _handles: list[InstrumentHandle] = []
 
 
+class _InstrumentedHandler(CallbackHandler):
+    """The handler :func:`instrument` attaches to every run.
+
+    An explicit ``CallbackHandler`` on the same exporter among a run's callbacks records
+    that run instead (its options win); together they still record each run once.
+    """
+
+    steps_aside = True
+
+
 class InstrumentHandle:
     """An active :func:`instrument` call; :meth:`uninstrument` detaches its handler.
 
@@ -50,8 +60,9 @@ def instrument(exporter: Any = None, **options: Any) -> InstrumentHandle:
     """Attach one ``CallbackHandler`` to every LangChain run in the process.
 
     Uses langchain-core's ``register_configure_hook`` with a context variable whose default
-    is the handler, so runs on any thread or task pick it up (a handler passed explicitly
-    in ``callbacks`` as well is not deduplicated: pass one or the other).
+    is the handler, so runs on any thread or task pick it up. Each run is still recorded
+    once per exporter: when an explicit ``CallbackHandler`` on the same exporter is among a
+    run's callbacks, that handler records the run (with its own options) instead.
 
     Args:
         exporter: A ``PosthogExporter`` or ``posthog.Posthog`` client.
@@ -60,15 +71,15 @@ def instrument(exporter: Any = None, **options: Any) -> InstrumentHandle:
     Returns:
         A handle whose ``uninstrument()`` detaches the handler.
     """
-    handler = CallbackHandler(exporter, **options)
+    handler = _InstrumentedHandler(exporter, **options)
     var: ContextVar[Any] = ContextVar(f"posthog_callbacks_langchain_{id(handler)}", default=handler)
     handle = InstrumentHandle(handler, var)
     with _lock:
-        if _handles:
+        if any(h.handler.exporter is handler.exporter for h in _handles):
             log.warning(
-                "posthog_callbacks: langchain.instrument() called again without "
-                "uninstrument(): every run is now recorded by %d handlers",
-                len(_handles) + 1,
+                "posthog_callbacks: langchain.instrument() called again for the same "
+                "exporter: runs are still recorded once, with the first call's options; "
+                "call uninstrument() first to change them"
             )
         lc_context.register_configure_hook(var, True)
         _handles.append(handle)

@@ -131,3 +131,54 @@ class CompletionFake(BaseLLM):
                 "model_name": "gpt-3.5-turbo-instruct-0914",
             },
         )
+
+
+class CountingChatModel(BaseChatModel):
+    """Ground truth for dedup tests: counts the calls it served and the tokens it reported.
+
+    Each answer reports ``input_tokens`` = words in the last message + 3 and
+    ``output_tokens`` = 2 (so sums over calls are distinctive).
+    """
+
+    served: dict[str, int] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.served = {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+
+    @property
+    def _llm_type(self) -> str:
+        return "counting"
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        return LangSmithParams(ls_provider="openai", ls_model_name="count-1", ls_model_type="chat")
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        words = len(str(messages[-1].content).split()) + 3
+        self.served["calls"] += 1
+        self.served["input_tokens"] += words
+        self.served["output_tokens"] += 2
+        message = AIMessage(
+            content="ok",
+            usage_metadata={"input_tokens": words, "output_tokens": 2, "total_tokens": words + 2},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._answer(messages)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        await asyncio.sleep(0)
+        return self._answer(messages)
