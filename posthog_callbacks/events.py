@@ -19,9 +19,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import schema
 from ._version import __version__
+from .pricing import FREE, ModelPrice, find_price
 from .serialize import REDACTED, Serializer, is_secret_key
 from .spans import FinishedSpan, SpanKind, Usage
-from .usage import is_anthropic
+from .usage import is_anthropic, is_local_provider, posthog_adds_reasoning
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -61,6 +62,8 @@ class EventConfig:
     mask: Callable[[Any], Any] | None = None
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     secrets: tuple[str, ...] = ()
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    """Custom prices by lowercased model id (``pricing.parse_prices``)."""
 
 
 _UTC = timezone.utc
@@ -188,23 +191,58 @@ def _safe_url(url: str) -> str:
 def _usage_properties(
     props: dict[str, Any], usage: Usage, provider: str | None, model: str | None
 ) -> None:
+    """Token properties with the semantics PostHog's cost engine expects.
+
+    ``usage`` follows LangChain's convention (input includes cache reads and writes,
+    output includes reasoning); PostHog wants, per model: Anthropic input without the
+    cache, flagged by ``$ai_cache_reporting_exclusive``; Gemini 2.5/3 output without
+    reasoning (PostHog adds ``$ai_reasoning_tokens`` back); a 5m/1h cache-write split only
+    as a pair. See docs/events.md, "How PostHog prices these events".
+    """
     input_tokens = usage.input_tokens
+    output_tokens = usage.output_tokens
     cache_read = usage.cache_read_tokens
     cache_creation = usage.cache_creation_tokens
-    if input_tokens is not None and is_anthropic(provider, model):
+    reasoning = usage.reasoning_tokens
+    anthropic = is_anthropic(provider, model)
+    if input_tokens is not None and anthropic:
         input_tokens = max(0, input_tokens - (cache_read or 0) - (cache_creation or 0))
+    if output_tokens is not None and reasoning and posthog_adds_reasoning(model):
+        output_tokens = max(0, output_tokens - reasoning)
+    c5, c1 = usage.cache_creation_5m_tokens, usage.cache_creation_1h_tokens
+    if (c5 or 0) + (c1 or 0) == 0:
+        c5 = c1 = None  # an all-zero split would make PostHog bill real writes as 0
+    elif c5 is None or c1 is None:
+        c5, c1 = c5 or 0, c1 or 0  # PostHog uses the split only as a pair
     for key, value in (
         (schema.INPUT_TOKENS, input_tokens),
-        (schema.OUTPUT_TOKENS, usage.output_tokens),
+        (schema.OUTPUT_TOKENS, output_tokens),
         (schema.TOTAL_TOKENS, usage.total_tokens),
         (schema.CACHE_READ_INPUT_TOKENS, cache_read),
         (schema.CACHE_CREATION_INPUT_TOKENS, cache_creation),
-        (schema.CACHE_CREATION_5M_INPUT_TOKENS, usage.cache_creation_5m_tokens),
-        (schema.CACHE_CREATION_1H_INPUT_TOKENS, usage.cache_creation_1h_tokens),
-        (schema.REASONING_TOKENS, usage.reasoning_tokens),
+        (schema.CACHE_CREATION_5M_INPUT_TOKENS, c5),
+        (schema.CACHE_CREATION_1H_INPUT_TOKENS, c1),
+        (schema.REASONING_TOKENS, reasoning),
     ):
         if value is not None:
             props[key] = value
+    if cache_read is not None or cache_creation is not None:
+        # Explicit, so PostHog never guesses (its guess differs from ours for routed ids).
+        props[schema.CACHE_REPORTING_EXCLUSIVE] = anthropic
+    if usage.web_search_count:
+        props[schema.WEB_SEARCH_COUNT] = usage.web_search_count
+
+
+def _price_properties(props: dict[str, Any], span: FinishedSpan, cfg: EventConfig) -> None:
+    """Custom prices: per-call (already in ``props`` from run metadata) > the exporter's
+    ``prices=`` > free for a local runtime (Ollama, LM Studio, ...)."""
+    if schema.INPUT_TOKEN_PRICE in props and schema.OUTPUT_TOKEN_PRICE in props:
+        return
+    price = find_price(cfg.prices, span.model)
+    if price is None and is_local_provider(span.provider):
+        price = FREE
+    if price is not None:
+        props.update(price.properties())
 
 
 def _model_parameters(props: dict[str, Any], params: Mapping[str, Any], ser: Serializer) -> None:
@@ -292,6 +330,9 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
             props[schema.USAGE_MISSING_REASON] = (
                 span.usage_missing_reason or "the provider reported no token usage"
             )
+        _price_properties(props, span, cfg)
+        if span.service_tier:
+            props[schema.SERVICE_TIER] = _text(span.service_tier, ser)
         if span.model_parameters:
             _model_parameters(props, span.model_parameters, ser)
         if span.tools:

@@ -5,20 +5,28 @@ All functions here are small, total and never raise: bad input gives ``None``.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .spans import Usage
 
 __all__ = [
+    "LOCAL_PROVIDERS",
     "PROVIDER_ALIASES",
     "is_anthropic",
+    "is_local_provider",
     "normalize_provider",
+    "posthog_adds_reasoning",
     "provider_from_class",
     "sum_usage",
     "usage_from_mapping",
+    "web_search_count",
 ]
+
+log = logging.getLogger(__name__)
 
 # LangChain ``ls_provider`` ids, LlamaIndex class names and common spellings -> the
 # provider name PostHog's own SDKs send (its cost engine matches on these).
@@ -83,7 +91,26 @@ PROVIDER_ALIASES: dict[str, str] = {
     "openaiembeddings": "openai",
     "azureopenaiembedding": "azure",
     "azureopenaiembeddings": "azure",
+    "lmstudio": "lmstudio",
+    "llamacpp": "llamacpp",
+    "chatllamacpp": "llamacpp",
+    "llamafile": "llamafile",
+    "chatllamafile": "llamafile",
+    "vllm": "vllm",
+    "vllmopenai": "vllm",
+    "localai": "localai",
+    "gpt4all": "gpt4all",
+    "mlx": "mlx",
+    "chatmlx": "mlx",
+    "mlxlm": "mlx",
 }
+
+LOCAL_PROVIDERS: frozenset[str] = frozenset(
+    {"ollama", "lmstudio", "llamacpp", "llamafile", "vllm", "localai", "gpt4all", "mlx"}
+)
+"""Runtimes that serve models on the user's own hardware: no per-token bill. PostHog's
+price table would otherwise fuzzily match their tags to hosted rows (``deepseek-r1:8b``
+priced as hosted DeepSeek-R1), so events.py sends a zero custom price for them."""
 
 # Class-name fragments, tried in order when the exact name is not in the table.
 _CLASS_HINTS: tuple[tuple[str, str], ...] = (
@@ -95,6 +122,10 @@ _CLASS_HINTS: tuple[tuple[str, str], ...] = (
     ("googlegenai", "gemini"),
     ("googlegenerativeai", "gemini"),
     ("ollama", "ollama"),
+    ("lmstudio", "lmstudio"),
+    ("llamacpp", "llamacpp"),
+    ("llamafile", "llamafile"),
+    ("vllm", "vllm"),
     ("mistral", "mistral"),
     ("groq", "groq"),
     ("cohere", "cohere"),
@@ -144,15 +175,42 @@ def provider_from_class(class_name: Any) -> str | None:
 def is_anthropic(provider: str | None, model: str | None) -> bool:
     """Whether PostHog prices this call as Anthropic (uncached ``$ai_input_tokens``).
 
-    Matches PostHog's own rule: provider ``anthropic``, or a Claude model served by any
-    provider (Bedrock, Vertex AI, ...).
+    Exactly PostHog's rule (``matchProvider(event, "anthropic")`` in its cost engine's
+    ``input-costs.ts``): provider ``anthropic``, or a model id containing ``anthropic``
+    (Bedrock's ``us.anthropic.claude-...``) or starting with ``claude`` (Vertex AI's
+    ``claude-sonnet-4@...``). A routed id such as ``vertex_ai/claude-...`` is *not*
+    Anthropic to PostHog, so it is not to us either: a rule wider than PostHog's would
+    subtract the cache on our side and PostHog would subtract it again.
     """
     if provider and provider.lower() == "anthropic":
         return True
     if model:
         m = model.lower()
-        return "anthropic" in m or m.startswith("claude") or ".claude" in m or "/claude" in m
+        return "anthropic" in m or m.startswith("claude")
     return False
+
+
+# PostHog's REASONING_COST_MODELS (output-costs.ts), matched on the id after its last "/".
+_REASONING_ADDED = re.compile(r"gemini-2\.5-|gemini-3(?:\.\d+)?-")
+
+
+def posthog_adds_reasoning(model: str | None) -> bool:
+    """Whether PostHog adds ``$ai_reasoning_tokens`` to the output it bills for ``model``.
+
+    PostHog does this for Gemini 2.5 and 3 (``^gemini-2\\.5-``, ``^gemini-3(\\.\\d+)?-`` on
+    the part after the last ``/``), whose API reports thinking tokens beside the
+    candidates. For those models ``$ai_output_tokens`` must exclude reasoning, or it is
+    billed twice.
+    """
+    if not model:
+        return False
+    bare = model.lower().rsplit("/", 1)[-1]
+    return _REASONING_ADDED.match(bare) is not None
+
+
+def is_local_provider(provider: str | None) -> bool:
+    """Whether ``provider`` (normalised) is a local runtime in :data:`LOCAL_PROVIDERS`."""
+    return provider is not None and provider.lower() in LOCAL_PROVIDERS
 
 
 def _count(value: Any) -> int | None:
@@ -247,10 +305,7 @@ def _usage_metadata(um: dict[str, Any]) -> Usage | None:
         c1 = details.get("ephemeral_1h_input_tokens")
         if not _counts_ok(cr, cc, c5, c1):
             return None
-        if c5 is not None or c1 is not None:
-            split = (c5 or 0) + (c1 or 0)
-            if cc is None or cc < split:
-                cc = split
+        c5, c1, cc = _ttl_split(c5, c1, cc)
     out_details = um.get("output_token_details")
     if out_details:
         if type(out_details) is not dict or not out_details.keys() <= _LC_OUTPUT_DETAILS:
@@ -258,7 +313,55 @@ def _usage_metadata(um: dict[str, Any]) -> Usage | None:
         rs = out_details.get("reasoning")
         if not _counts_ok(rs):
             return None
-    return Usage(it, ot, tt, cr, cc, c5, c1, rs)
+    return Usage(it, _with_reasoning(it, ot, tt, rs), tt, cr, cc, c5, c1, rs)
+
+
+def _ttl_split(
+    c5: int | None, c1: int | None, creation: int | None
+) -> tuple[int | None, int | None, int | None]:
+    """Anthropic's 5-minute / 1-hour cache-write split, made consistent for PostHog.
+
+    PostHog bills the split instead of the aggregate only when both keys are present
+    (``hasCacheWriteBreakdown`` in input-costs.ts). So: an all-zero split is dropped (it
+    would bill real writes as 0); a single reported key gets the other as 0;
+    langchain-anthropic and langchain-aws report ``cache_creation=0`` beside a non-zero
+    split, so the split is the write count; a split smaller than a reported aggregate
+    is incomplete and dropped, leaving the aggregate (billed at the 5-minute rate).
+
+    Returns:
+        ``(five_minute, one_hour, aggregate)``.
+    """
+    if c5 is None and c1 is None:
+        return None, None, creation
+    c5, c1 = c5 or 0, c1 or 0
+    split = c5 + c1
+    if split == 0:
+        return None, None, creation
+    if creation is None or creation <= split:
+        return c5, c1, split
+    return None, None, creation
+
+
+def _with_reasoning(
+    input_tokens: int | None, output: int | None, total: int | None, reasoning: int | None
+) -> int | None:
+    """``output`` including reasoning tokens, whichever way the source counted them.
+
+    LangChain's convention is output *including* reasoning (langchain-google-genai,
+    langchain-openai, langchain-aws); langchain-google-vertexai reports Gemini's
+    ``candidates_token_count`` alone beside ``reasoning``. Gemini's total counts thoughts
+    once, so a total that already holds input + output + reasoning says the output
+    excluded them.
+    """
+    if (
+        output is not None
+        and reasoning
+        and total is not None
+        and input_tokens is not None
+        and input_tokens + output + reasoning <= total
+    ):
+        return output + reasoning
+    return output
 
 
 def _usage_from_mapping(raw: Any) -> Usage | None:
@@ -277,6 +380,11 @@ def _usage_from_mapping(raw: Any) -> Usage | None:
     billed = raw.get("billed_units")
     if isinstance(billed, Mapping) and _get(raw, "input_tokens", "output_tokens") is None:
         raw = billed
+
+    if isinstance(raw.get("input_token_details"), Mapping) or isinstance(
+        raw.get("output_token_details"), Mapping
+    ):
+        return _langchain_usage(raw)
 
     input_details = _get(raw, "input_token_details", "prompt_tokens_details")
     output_details = _get(raw, "output_token_details", "completion_tokens_details")
@@ -325,11 +433,7 @@ def _usage_from_mapping(raw: Any) -> Usage | None:
             if cache_1h is not None
             else _count(_get(input_details, "ephemeral_1h_input_tokens", "cache_creation_1h"))
         )
-    split = _add(cache_5m, cache_1h)
-    if split is not None and (cache_creation is None or cache_creation < split):
-        # langchain-anthropic reports cache_creation=0 beside the TTL split (it moves the
-        # writes into ephemeral_5m/1h_input_tokens): the split is the real write count.
-        cache_creation = split
+    cache_5m, cache_1h, cache_creation = _ttl_split(cache_5m, cache_1h, cache_creation)
 
     reasoning = _count(_get(raw, "reasoning_tokens", "thoughts_token_count"))
     if reasoning is None and output_details is not None:
@@ -377,8 +481,57 @@ def _usage_from_mapping(raw: Any) -> Usage | None:
         cache_creation_5m_tokens=cache_5m,
         cache_creation_1h_tokens=cache_1h,
         reasoning_tokens=reasoning,
+        web_search_count=web_search_count(raw),
     )
     return None if usage.is_empty() else usage
+
+
+def _langchain_usage(raw: Mapping[str, Any]) -> Usage | None:
+    """LangChain ``UsageMetadata`` with keys the fast path does not take.
+
+    LangChain's rule: ``input_tokens`` counts every input type, cache reads and writes
+    live in ``input_token_details`` and reasoning in ``output_token_details``. Raw
+    provider keys beside it (``cache_read_input_tokens``, ``prompt_tokens``, ...) are
+    never added on top: they count the same tokens again.
+    """
+    details = raw.get("input_token_details")
+    details = details if isinstance(details, Mapping) else {}
+    out_details = raw.get("output_token_details")
+    out_details = out_details if isinstance(out_details, Mapping) else {}
+    it = _count(raw.get("input_tokens"))
+    ot = _count(raw.get("output_tokens"))
+    tt = _count(raw.get("total_tokens"))
+    rs = _count(out_details.get("reasoning"))
+    c5, c1, cc = _ttl_split(
+        _count(details.get("ephemeral_5m_input_tokens")),
+        _count(details.get("ephemeral_1h_input_tokens")),
+        _count(details.get("cache_creation")),
+    )
+    usage = Usage(
+        input_tokens=it,
+        output_tokens=_with_reasoning(it, ot, tt, rs),
+        total_tokens=tt,
+        cache_read_tokens=_count(details.get("cache_read")),
+        cache_creation_tokens=cc,
+        cache_creation_5m_tokens=c5,
+        cache_creation_1h_tokens=c1,
+        reasoning_tokens=rs,
+        web_search_count=web_search_count(raw),
+    )
+    return None if usage.is_empty() else usage
+
+
+def web_search_count(raw: Any) -> int | None:
+    """Server-side web searches in a usage shape: Anthropic's
+    ``server_tool_use.web_search_requests`` (a mapping or an SDK object); ``None`` when
+    not reported. Never raises."""
+    try:
+        server = _get(raw, "server_tool_use")
+        if server is None:
+            return None
+        return _count(_get(server, "web_search_requests"))
+    except Exception:
+        return None
 
 
 def sum_usage(usages: Iterable[Usage | None]) -> Usage | None:

@@ -7,7 +7,9 @@ import pytest
 from posthog_callbacks.spans import Usage
 from posthog_callbacks.usage import (
     is_anthropic,
+    is_local_provider,
     normalize_provider,
+    posthog_adds_reasoning,
     provider_from_class,
     sum_usage,
     usage_from_mapping,
@@ -194,3 +196,75 @@ def test_is_anthropic() -> None:
     assert is_anthropic("vertex_ai", "claude-3-haiku@20240307")
     assert not is_anthropic("openai", "gpt-4o")
     assert not is_anthropic(None, None)
+
+
+def test_is_anthropic_is_posthogs_rule_exactly() -> None:
+    # PostHog's matchProvider: provider anthropic, model containing "anthropic", or a
+    # model starting with "claude". Wider rules made PostHog subtract the cache twice.
+    assert is_anthropic("openrouter", "anthropic/claude-3.5-sonnet")
+    assert not is_anthropic("litellm", "vertex_ai/claude-3-5-sonnet@20240620")
+    assert not is_anthropic("bedrock", "eu.meta.claude-lookalike")
+
+
+@pytest.mark.parametrize(
+    ("model", "adds"),
+    [
+        ("gemini-2.5-flash", True),
+        ("gemini-2.5-pro-preview-05-06", True),
+        ("models/gemini-3-pro-preview", True),
+        ("google/gemini-3.1-flash-lite", True),
+        ("Gemini-2.5-Flash", True),
+        ("gemini-2.0-flash", False),
+        ("gemini-3", False),
+        ("o3-mini", False),
+        (None, False),
+    ],
+)
+def test_posthog_adds_reasoning(model: str | None, adds: bool) -> None:
+    assert posthog_adds_reasoning(model) is adds
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ollama", "ollama"),
+        ("LMStudio", "lmstudio"),
+        ("llama_cpp", "llamacpp"),
+        ("ChatLlamaCpp", "llamacpp"),
+        ("vllm", "vllm"),
+    ],
+)
+def test_local_runtimes(raw: str, expected: str) -> None:
+    assert normalize_provider(raw) == expected
+    assert is_local_provider(normalize_provider(raw))
+    assert not is_local_provider("openai") and not is_local_provider(None)
+
+
+def test_vertex_output_without_thoughts_is_made_inclusive() -> None:
+    vertex = {
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "total_tokens": 60,
+        "input_token_details": {"cache_read": 0},
+        "output_token_details": {"reasoning": 30},
+    }
+    genai = {**vertex, "output_tokens": 50}
+    assert (
+        usage_from_mapping(vertex)
+        == usage_from_mapping(genai)
+        == Usage(10, 50, 60, 0, None, None, None, 30)
+    )
+
+
+def test_web_search_count_from_sdk_objects() -> None:
+    class ServerToolUse:
+        web_search_requests = 2
+
+    class AnthropicUsage:
+        def __init__(self) -> None:
+            self.input_tokens = 5
+            self.output_tokens = 1
+            self.server_tool_use = ServerToolUse()
+
+    usage = usage_from_mapping(AnthropicUsage())
+    assert usage is not None and usage.web_search_count == 2
