@@ -6,6 +6,7 @@ dead and hung hosts, queue overflow, and what the bytes on the wire may and may 
 
 from __future__ import annotations
 
+import enum
 import gzip
 import json
 import logging
@@ -362,7 +363,11 @@ def test_submit_returns_while_the_worker_is_stuck_on_a_hung_server(
 
 def test_a_dead_host_never_blocks_the_caller_and_losses_are_counted() -> None:
     sink = PosthogSink(
-        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=1, backoff_base=0.01,
+        api_key=TEST_API_KEY,
+        host=closed_port_url(),
+        timeout=1,
+        max_retries=1,
+        backoff_base=0.01,
         retry_window=0,
     )
     exporter = PosthogExporter(sink=sink, flush_at=1)
@@ -651,3 +656,108 @@ def test_server_rejects_malformed_batches(capture_server: CaptureServer) -> None
     )
     assert requests.post(capture_server.url + "/capture/", json={}).status_code == 404
     assert len(capture_server.events) == 2
+
+
+# -- one bad value costs at most its own field, one bad event at most itself ------------
+
+
+class _Plain(enum.Enum):
+    OK = object()  # orjson cannot encode the value: the field becomes a placeholder
+
+
+class _Opaque:
+    def __repr__(self) -> str:  # never called: it would stall the sender
+        raise AssertionError("__repr__ called")
+
+    __str__ = __repr__
+
+
+def raw_event(i: int, **props: Any) -> dict[str, Any]:
+    return {
+        "event": "$ai_span",
+        "distinct_id": "d",
+        "properties": {"$ai_trace_id": "t", "i": i, **props},
+        "timestamp": "2024-01-01T00:00:00+00:00",
+        "uuid": str(uuid.uuid4()),
+    }
+
+
+def test_values_json_cannot_carry_cost_only_their_field(capture_server: CaptureServer) -> None:
+    sink = PosthogSink(api_key=TEST_API_KEY, host=capture_server.url)
+    events = [
+        raw_event(0, big=10**5000),  # over Python's 4,300-digit str() limit
+        raw_event(1, wide=2**70),  # beyond 64 bits, printable
+        raw_event(2, status=_Plain.OK),
+        raw_event(3, http_status=_Opaque()),
+        raw_event(4, text="a\ud800b", **{"\udfff": 1}),  # lone surrogates, value and key
+        raw_event(5, keyed={1: "a", None: "b", (1, 2): "c"}),
+        raw_event(6, fine="ok"),
+    ]
+    assert sink.send(events) == 0
+    arrived = {e["properties"]["i"]: e for e in capture_server.events}
+    assert sorted(arrived) == list(range(7))
+    assert [e["uuid"] for e in capture_server.events] == [e["uuid"] for e in events]
+    props = {i: e["properties"] for i, e in arrived.items()}
+    assert props[0]["big"] == "<int too large>"
+    assert props[1]["wide"] == str(2**70)
+    assert props[2]["status"] == "<object>"
+    assert props[3]["http_status"] == "<_Opaque>"
+    assert props[4]["text"] == "a\ufffdb" and props[4]["\ufffd"] == 1
+    assert props[5]["keyed"] == {"1": "a", "null": "b", "<tuple>": "c"}
+    assert props[6]["fine"] == "ok"
+    assert sink.dropped_invalid == 0
+
+
+def test_an_event_over_the_size_limit_costs_only_itself(capture_server: CaptureServer) -> None:
+    sink = PosthogSink(api_key=TEST_API_KEY, host=capture_server.url)
+    huge = raw_event(1, blob="x" * (8 * 1024 * 1024))
+    events = [raw_event(0), huge, raw_event(2)]
+    assert sink.send(events) == 1
+    assert [e["properties"]["i"] for e in capture_server.events] == [0, 2]
+    assert sink.dropped_invalid == 1
+
+
+def test_an_event_that_cannot_be_encoded_at_all_costs_only_itself(
+    capture_server: CaptureServer,
+) -> None:
+    sink = PosthogSink(api_key=TEST_API_KEY, host=capture_server.url)
+    deep: Any = "leaf"
+    for _ in range(400):  # deeper than any encoder goes
+        deep = [deep]
+    events = [raw_event(0), raw_event(1, deep=deep), raw_event(2)]
+    assert sink.send(events) == 0
+    arrived = {e["properties"]["i"]: e["properties"] for e in capture_server.events}
+    assert sorted(arrived) == [0, 1, 2]
+    flat = json.dumps(arrived[1]["deep"])
+    assert "<too deep>" in flat and "leaf" not in flat
+
+
+def test_jsonl_sink_writes_valid_utf8_lines_and_costs_a_bad_value_only_its_field(
+    tmp_path: Any,
+) -> None:
+    from posthog_callbacks import JsonlSink
+
+    sink = JsonlSink(tmp_path / "out.jsonl")
+    events = [raw_event(0, text="lone \ud800"), raw_event(1, big=10**5000), raw_event(2)]
+    assert sink.send(events) == 0
+    lines = (tmp_path / "out.jsonl").read_bytes().decode("utf-8").splitlines()
+    parsed = [json.loads(line) for line in lines]
+    assert [p["properties"]["i"] for p in parsed] == [0, 1, 2]
+    assert parsed[0]["properties"]["text"] == "lone \ufffd"
+    assert parsed[1]["properties"]["big"] == "<int too large>"
+
+
+def test_the_sdk_path_of_a_wrapped_client_also_costs_a_bad_value_only_its_field(
+    capture_server: CaptureServer,
+) -> None:
+    client = posthog.Posthog(TEST_API_KEY, host=capture_server.url)
+    try:
+        sink = PosthogSink(client=client)
+        assert sink.send([raw_event(0, big=10**5000), raw_event(1, text="\ud800")]) == 0
+    finally:
+        client.shutdown()
+    props = [e["properties"] for e in capture_server.events]
+    assert [(p["i"], p.get("big"), p.get("text")) for p in props] == [
+        (0, "<int too large>", None),
+        (1, None, "\ufffd"),
+    ]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from posthog_callbacks import PosthogExporter, PosthogSink
+from posthog_callbacks import JsonlSink, PosthogExporter, PosthogSink
 from support.capture_server import TEST_API_KEY, CaptureServer, ExporterFactory, closed_port_url
 from support.reliability_helpers import Ledger, arrived_uuids, assert_exactly_once
 
@@ -142,7 +142,11 @@ def test_requests_that_time_out_are_resent_with_the_same_uuids(
 
 def test_a_down_server_costs_the_caller_nothing_and_every_loss_is_counted() -> None:
     sink = PosthogSink(
-        api_key=TEST_API_KEY, host=closed_port_url(), timeout=1, max_retries=2, backoff_base=0.01,
+        api_key=TEST_API_KEY,
+        host=closed_port_url(),
+        timeout=1,
+        max_retries=2,
+        backoff_base=0.01,
         retry_window=0,
     )
     exporter = PosthogExporter(sink=sink, flush_at=10, shutdown_timeout=2)
@@ -358,3 +362,104 @@ def test_fork_child_works_and_does_not_resend_the_parents_queue_or_open_runs(
     # the child opened its own connection instead of writing on the parent's pooled one
     parent_peers = {q.peer for q in capture_server.requests if q not in child_requests}
     assert child_requests and not {q.peer for q in child_requests} & parent_peers
+
+
+def _fork_child(exporter: PosthogExporter, w: int, name: str) -> None:
+    """In a forked child: record one trace, flush, shut down, report through ``w``; exit."""
+    code = 1
+    try:
+        ledger = Ledger()
+        ledger.trace(exporter, name)
+        ok = exporter.flush(timeout=10)
+        exporter.shutdown(timeout=5)
+        stats = exporter.stats()
+        report = {"sent": ledger.uuids, "ok": ok, "stats": stats.__dict__, "lost": stats.dropped}
+        os.write(w, json.dumps(report).encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    """The child's exit status, or None (after killing it) when it hung."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None
+
+
+def fork_while_recording(exporter: PosthogExporter, forks: int) -> tuple[Ledger, list[Any]]:
+    """Fork ``forks`` times while 3 threads record; returns the parent's ledger and the
+    children's reports (None for a child that hung)."""
+    parent = Ledger()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def record(t: int) -> None:
+        i = 0
+        while not stop.is_set():
+            mine = Ledger()
+            mine.trace(exporter, f"parent-{t}-{i}")
+            with lock:
+                parent.uuids.extend(mine.uuids)
+            i += 1
+            time.sleep(0.001)  # a busy program, not a flood: the queue never fills
+
+    threads = [threading.Thread(target=record, args=(t,)) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    reports: list[Any] = []
+    try:
+        for n in range(forks):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                _fork_child(exporter, w, f"child-{n}")
+            os.close(w)
+            status = _wait_child(pid, timeout=20)
+            with os.fdopen(r) as fh:
+                data = fh.read()
+            reports.append(json.loads(data) if status == 0 and data else None)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return parent, reports
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_many_forks_while_threads_record_give_working_children_and_an_untouched_parent(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(flush_at=5, flush_interval=0.05)
+    parent, reports = fork_while_recording(exporter, forks=30)
+    assert None not in reports, f"{reports.count(None)} of 30 children hung or failed"
+    assert all(r["ok"] for r in reports)
+    for r in reports:  # each child: its own 3 events, recorded and sent, nothing else
+        assert (r["stats"]["recorded"], r["stats"]["sent"], r["lost"]) == (3, 3, 0)
+    assert exporter.flush(timeout=20)
+    stats = exporter.stats()
+    assert (stats.recorded, stats.sent, stats.dropped) == (len(parent.uuids),) * 2 + (0,)
+    children = [u for r in reports for u in r["sent"]]
+    assert_exactly_once(parent.uuids + children, arrived_uuids(capture_server.events))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_many_forks_with_a_jsonl_sink_every_child_writes_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    exporter = PosthogExporter(sink=JsonlSink(path), flush_at=5, flush_interval=0.05)
+    try:
+        parent, reports = fork_while_recording(exporter, forks=30)
+        assert exporter.flush(timeout=20)
+    finally:
+        exporter.shutdown(timeout=5)
+    assert None not in reports, f"{reports.count(None)} of 30 children hung or failed"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    children = [u for r in reports for u in r["sent"]]
+    assert_exactly_once(parent.uuids + children, [json.loads(line)["uuid"] for line in lines])

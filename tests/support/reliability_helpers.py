@@ -79,12 +79,13 @@ def assert_exactly_once(sent: Sequence[str], arrived: Sequence[str]) -> None:
     counts = collections.Counter(arrived)
     missing = [u for u in sent if u not in counts]
     twice = [u for u, n in counts.items() if n > 1]
-    extra = [u for u in counts if u not in set(sent)]
+    expected = set(sent)
+    extra = [u for u in counts if u not in expected]
     summary = (
         f"sent {len(sent)}, arrived {len(arrived)} ({len(counts)} distinct): "
         f"missing {len(missing)}, duplicated {len(twice)}, unexpected {len(extra)}"
     )
-    assert not missing and not twice and not extra and len(sent) == len(set(sent)), summary
+    assert not missing and not twice and not extra and len(sent) == len(expected), summary
 
 
 def encoded_size(event: dict[str, Any]) -> int:
