@@ -7,6 +7,7 @@
 from ._version import __version__
 from .exporter import ExporterStats, PosthogExporter
 from .manual import SpanHandle, TraceHandle
+from .pricing import ModelPrice
 from .sinks import JsonlSink, MemorySink, PosthogSink, Sink, SinkError
 from .spans import FinishedSpan, OpenSpan, SpanKind, Usage
 
@@ -15,6 +16,7 @@ __all__ = [
     "FinishedSpan",
     "JsonlSink",
     "MemorySink",
+    "ModelPrice",
     "OpenSpan",
     "PosthogExporter",
     "PosthogSink",

@@ -28,6 +28,7 @@ from .events import (
     metric_event,
 )
 from .manual import TraceHandle
+from .pricing import parse_prices
 from .serialize import Serializer
 from .sinks import DEFAULT_HOST, JsonlSink, PosthogSink, Sink
 from .spans import FinishedSpan, OpenSpan
@@ -66,6 +67,10 @@ class PosthogExporter(Pipeline):
         sample_rate: Fraction of traces kept, decided once per trace id (whole traces).
         mask: Called with every input and output (JSON-safe) before it leaves the process;
             returns the value to send.
+        prices: Custom prices for models PostHog does not price (or prices differently):
+            ``{"my-azure-deployment": {"input": 2.5e-6, "output": 1e-5}}`` in USD **per
+            token** (PostHog's unit; ``ModelPrice.per_million(2.5, 10)`` converts), with
+            optional ``cache_read`` / ``cache_write``. Sent as ``$ai_*_token_price``.
         max_queue_size: Bound on queued spans; beyond it spans are dropped and counted.
         max_batch_size: Most events per request.
         request_timeout: Seconds per HTTP request.
@@ -95,6 +100,7 @@ class PosthogExporter(Pipeline):
         sink: Any = None,
         sample_rate: float = 1.0,
         mask: Callable[[Any], Any] | None = None,
+        prices: Mapping[str, Any] | None = None,
         max_queue_size: int = 10_000,
         max_batch_size: int = 1000,
         request_timeout: float = 10.0,
@@ -128,6 +134,7 @@ class PosthogExporter(Pipeline):
             raise TypeError(
                 "mask must be a callable taking a value and returning the value to send"
             )
+        parsed_prices = parse_prices(prices)
         self.serverless = serverless
         self.sample_rate = float(sample_rate)
         self.privacy_mode = privacy_mode
@@ -158,6 +165,7 @@ class PosthogExporter(Pipeline):
             if isinstance(max_event, int)
             else DEFAULT_MAX_EVENT_BYTES,
             secrets=secrets,
+            prices=parsed_prices,
         )
 
         self._queue: collections.deque[Item] = collections.deque()

@@ -353,3 +353,29 @@ def test_web_search_count_and_service_tier() -> None:
     props = props_of(gen(model="gpt-4o", usage=Usage(input_tokens=1, web_search_count=0)))
     assert "$ai_web_search_count" not in props
     assert "$ai_service_tier" not in props
+
+
+def test_exporter_option_end_to_end() -> None:
+    from posthog_callbacks import MemorySink, ModelPrice, PosthogExporter
+
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink, prices={"gpt-4o-deploy": ModelPrice.per_million(2.5, 10)})
+    with exporter.trace("answer") as trace:
+        with trace.generation("chat", model="gpt-4o-deploy", provider="azure") as g:
+            g.update(usage={"input_tokens": 1000, "output_tokens": 100})
+        with trace.generation("local", model="qwen3:4b", provider="ollama") as g:
+            g.update(usage={"input_tokens": 10, "output_tokens": 5})
+    exporter.shutdown()
+    gens = {
+        e["properties"]["$ai_span_name"]: e["properties"]
+        for e in sink.events
+        if e["event"] == "$ai_generation"
+    }
+    assert gens["chat"]["$ai_input_token_price"] == pytest.approx(2.5e-6)
+    assert posthog_cost(gens["chat"]) == pytest.approx(1000 * 2.5 * M + 100 * 10 * M)
+    assert (gens["local"]["$ai_input_token_price"], gens["local"]["$ai_output_token_price"]) == (
+        0,
+        0,
+    )
+    with pytest.raises(ValueError, match="per single token"):
+        PosthogExporter(sink=MemorySink(), prices={"m": {"input": 2.5, "output": 10}})
