@@ -11,6 +11,8 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 
@@ -21,10 +23,18 @@ USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
 
 
 class UsageLLM(CustomLLM):
-    """A MockLLM that answers "forty two" and reports OpenAI-shaped usage in ``raw``."""
+    """A MockLLM that answers "forty two" and reports OpenAI-shaped usage in ``raw``.
+
+    It counts the model calls it served (``calls``), the oracle for what is exported.
+    """
 
     answer: str = "forty two"
     fail_with: str | None = None
+    calls: int = 0
+
+    def served_tokens(self) -> tuple[int, int]:
+        """Input and output tokens reported over every call served."""
+        return self.calls * USAGE["prompt_tokens"], self.calls * USAGE["completion_tokens"]
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -34,6 +44,7 @@ class UsageLLM(CustomLLM):
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         if self.fail_with:
             raise RuntimeError(self.fail_with)
+        self.calls += 1
         return CompletionResponse(
             text=self.answer, raw={"model": "mock-gpt-0613", "usage": dict(USAGE)}
         )
@@ -42,6 +53,8 @@ class UsageLLM(CustomLLM):
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
+        self.calls += 1
+
         def gen() -> CompletionResponseGen:
             text = ""
             words = self.answer.split(" ")
@@ -123,3 +136,25 @@ def tree(events: Sequence[dict[str, Any]]) -> list[str]:
 
     walk(root, 0)
     return lines
+
+
+class CountingEmbedding(MockEmbedding):
+    """A ``MockEmbedding`` that records the texts of every embedding call it served."""
+
+    served: list[list[str]] = Field(default_factory=list)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        self.served.append(list(texts))
+        return [self._get_vector() for _ in texts]
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        self.served.append(list(texts))
+        return [self._get_vector() for _ in texts]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        self.served.append([query])
+        return self._get_vector()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        self.served.append([query])
+        return self._get_vector()
