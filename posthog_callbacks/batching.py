@@ -23,9 +23,9 @@ from typing import Any
 from .events import EventConfig, _span_to_event_sized
 from .sinks import Sink
 from .spans import FinishedSpan, OpenSpan
-from .tracing import RunTable
+from .tracing import RunRegistry, WarnOnce
 
-log = logging.getLogger("posthog_callbacks")
+log = logging.getLogger(__name__)
 
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # PostHog caps bodies at 20 MiB; the SDK aims for 5
 Item = FinishedSpan | dict[str, Any]
@@ -89,7 +89,7 @@ class Pipeline:
     open_run_ttl: float
     sink: Sink | None
     _config: EventConfig
-    _warned: set[str]
+    _warn: WarnOnce
     _queue: collections.deque[Item]
     _lock: threading.Lock
     _done: threading.Condition
@@ -97,7 +97,7 @@ class Pipeline:
     _enqueued: int
     _processed: int
     _counts: collections.Counter[str]
-    _tables: weakref.WeakSet[RunTable[Any]]
+    _registry: RunRegistry
     _worker: threading.Thread | None
     _outbox: collections.deque[list[dict[str, Any]]]
     _out_cv: threading.Condition
@@ -117,11 +117,7 @@ class Pipeline:
 
     def _warn_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
         # One warning per kind of problem: a broken sink must not flood the user's logs.
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message, *args, exc_info=exc_info)
-        elif exc_info:
-            log.debug(message, *args, exc_info=True)
+        self._warn(key, message, *args, exc_info=exc_info)
 
     def _sweep_interval(self) -> float:
         return float(min(30.0, self.open_run_ttl / 4))
@@ -143,8 +139,8 @@ class Pipeline:
             return
         self._pid = os.getpid()
         self._counts = collections.Counter()
-        for table in list(self._tables):
-            table.drain()
+        self._registry.reset_after_fork()
+        self._warn.reset_after_fork()
         self._lock = threading.Lock()
         self._done = threading.Condition(threading.Lock())
         self._wake = threading.Event()
@@ -189,10 +185,9 @@ class Pipeline:
         if now < self._next_sweep:
             return
         self._next_sweep = now + self._sweep_interval()
-        for table in list(self._tables):
-            expired = table.expired(self.open_run_ttl)
-            if expired:
-                self.close_runs(expired, f"run never ended (closed after {self.open_run_ttl:g}s)")
+        expired = self._registry.expired(self.open_run_ttl)
+        if expired:
+            self.close_runs(expired, f"run never ended (closed after {self.open_run_ttl:g}s)")
 
     def _process_batch(self) -> None:
         items: list[Item] = []

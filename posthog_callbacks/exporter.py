@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -27,16 +26,16 @@ from .events import (
     feedback_event,
     metric_event,
 )
-from .manual import TraceHandle
+from .manual import ManualTracer, TraceHandle
 from .pricing import parse_prices
 from .serialize import Serializer
 from .sinks import DEFAULT_HOST, JsonlSink, PosthogSink, Sink
 from .spans import FinishedSpan, OpenSpan
-from .tracing import RunTable
+from .tracing import RunRegistry, RunTable, WarnOnce
 
 __all__ = ["ExporterStats", "PosthogExporter"]
 
-log = logging.getLogger("posthog_callbacks")
+log = logging.getLogger(__name__)
 
 
 def _positive(name: str, value: Any, kind: type) -> Any:
@@ -109,7 +108,7 @@ class PosthogExporter(Pipeline):
         open_run_ttl: float = 900.0,
         enabled: bool = True,
     ) -> None:
-        self._warned: set[str] = set()
+        self._warn = WarnOnce(log)
         self.flush_at = int(
             _positive(
                 "flush_at", flush_at if flush_at is not None else (10 if serverless else 20), int
@@ -175,9 +174,9 @@ class PosthogExporter(Pipeline):
         self._enqueued = 0
         self._processed = 0
         self._counts = collections.Counter[str]()
-        self._tables: weakref.WeakSet[RunTable[Any]] = weakref.WeakSet()
-        self.manual_runs: RunTable[str] = RunTable()
-        self._tables.add(self.manual_runs)
+        self._registry = RunRegistry()
+        self._manual = ManualTracer(self)
+        self._registry.register(self._manual.runs)
         self._worker: threading.Thread | None = None
         # Translated batches wait here for the sender thread, so the worker translates the
         # next batch while the previous one is on the wire (the SDK's encode, gzip and the
@@ -305,11 +304,16 @@ class PosthogExporter(Pipeline):
 
     def register_runs(self, table: RunTable[Any]) -> None:
         """Let the exporter sweep ``table`` (TTL) and drain it at shutdown."""
-        self._tables.add(table)
+        self._registry.register(table)
         if self.enabled and self._worker is None and self._pid == os.getpid():
             self._start_worker()  # sweeps run even before the first span is submitted
 
     # -- manual tracing, feedback --------------------------------------------------------
+
+    @property
+    def manual_runs(self) -> RunTable[str]:
+        """Open spans of the manual API (for tests and diagnostics)."""
+        return self._manual.runs
 
     def trace(
         self,
@@ -327,8 +331,7 @@ class PosthogExporter(Pipeline):
 
         Exceptions inside mark the span and its trace as errors and re-raise.
         """
-        return TraceHandle.start(
-            self,
+        return self._manual.trace(
             name,
             input=input,
             distinct_id=distinct_id,
@@ -420,8 +423,7 @@ class PosthogExporter(Pipeline):
             self._after_fork()
         bound = self.shutdown_timeout if timeout is None else timeout
         try:
-            for table in list(self._tables):
-                self.close_runs(table.drain(), "run still open at shutdown")
+            self.close_runs(self._registry.drain(), "run still open at shutdown")
         except Exception:  # pragma: no cover - defensive
             log.debug("posthog_callbacks: closing open runs failed", exc_info=True)
         self._deadline = time.monotonic() + bound
@@ -479,7 +481,7 @@ class PosthogExporter(Pipeline):
             dropped_shutdown=c["dropped_shutdown"],
             not_sampled=c["not_sampled"],
             queued=queued,
-            open_runs=sum(len(t) for t in list(self._tables)),
+            open_runs=self._registry.open_runs(),
             closed_orphans=c["closed_orphans"],
             batches=c["batches"],
             in_flight=max(0, self._enqueued - processed - queued),

@@ -1,27 +1,171 @@
 """Manual, framework-neutral tracing: ``exporter.trace(...)`` and its children.
 
 Handles are explicit objects (no ambient context), so they work the same from threads and
-asyncio tasks. Open spans sit in the exporter's ``manual_runs`` table, so a span that is
-never ended is still closed as an error after the TTL or at shutdown.
+asyncio tasks. Open spans sit in the tracer's run table, registered with the exporter, so
+a span that is never ended is still closed as an error after the TTL or at shutdown.
+
+Shared trace ids: several traces may be started with the same ``trace_id=`` at once (one
+conversation traced from several workers). The first active one is the trace's root (the
+``$ai_trace`` event, span id = trace id); the others started while it is active become
+``$ai_span`` events under it, each with a span id of its own. Each handle tracks its own
+open children, so ending one of them never closes (or reports as "never ended") the
+children of another. Once no trace with that id is active, the next one is a root again.
+
+Tracing calls never raise for bad arguments: a value that cannot be used is dropped (or
+turned into text), a warning is logged once per kind of problem, and the span is still
+recorded with everything else it was given.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .spans import OpenSpan, SpanKind, Usage, error_text, snapshot
+from .tracing import Recorder, RunTable, WarnOnce, child_span, safe_text
 from .usage import normalize_provider, usage_from_mapping
 
-if TYPE_CHECKING:
-    from .exporter import PosthogExporter
+__all__ = ["ManualTracer", "SpanHandle", "TraceHandle"]
 
-__all__ = ["SpanHandle", "TraceHandle"]
+log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+
+
+class ManualTracer:
+    """The manual API's state within one exporter: open spans and shared trace ids.
+
+    Args:
+        recorder: Where finished spans go. The caller registers :attr:`runs` with it (the
+            exporter does so without starting its worker).
+    """
+
+    __slots__ = ("_active", "_lock", "recorder", "runs", "warn")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.runs: RunTable[str] = RunTable()
+        self.warn = WarnOnce(log)
+        self._active: dict[str, int] = {}  # trace id -> manual roots active with it
+        self._lock = threading.Lock()
+
+    def bad(self, argument: str, value: Any) -> None:
+        """Warn (once per argument) that ``value`` was not usable."""
+        self.warn(
+            "arg:" + argument,
+            "posthog_callbacks: ignoring an unusable %s argument of type %s "
+            "(the span is still recorded; further cases are not logged)",
+            argument,
+            type(value).__name__,
+        )
+
+    def trace(
+        self,
+        name: Any,
+        *,
+        input: Any = None,
+        distinct_id: Any = None,
+        session_id: Any = None,
+        trace_id: Any = None,
+        metadata: Any = None,
+        tags: Any = None,
+        properties: Any = None,
+    ) -> TraceHandle:
+        """Open a trace (see ``PosthogExporter.trace``); never raises."""
+        tid = None
+        if trace_id is not None and trace_id != "":
+            tid = safe_text(trace_id)
+            if tid is None:
+                self.bad("trace_id", trace_id)
+        shared = False
+        if tid is None:
+            tid = str(uuid.uuid4())
+            registered = False
+        else:
+            with self._lock:
+                count = self._active.get(tid, 0)
+                self._active[tid] = count + 1
+                shared = count > 0
+            registered = True
+        span = OpenSpan(
+            trace_id=tid,
+            span_id=str(uuid.uuid4()) if shared else tid,
+            parent_id=tid if shared else None,
+            kind=SpanKind.SPAN if shared else SpanKind.TRACE,
+            name=self.text("name", name) or "trace",
+            input=snapshot(input),
+            distinct_id=self.text("distinct_id", distinct_id),
+            session_id=self.text("session_id", session_id),
+            metadata=self.mapping("metadata", metadata),
+            tags=self.tags(tags),
+            properties=self.mapping("properties", properties),
+        )
+        return TraceHandle(self, span, None, registered)
+
+    def release(self, trace_id: str) -> None:
+        """A root started with an explicit ``trace_id`` ended."""
+        with self._lock:
+            count = self._active.get(trace_id, 0) - 1
+            if count > 0:
+                self._active[trace_id] = count
+            else:
+                self._active.pop(trace_id, None)
+
+    # -- argument cleaning (never raises) ------------------------------------------------
+
+    def text(self, argument: str, value: Any) -> str | None:
+        """``value`` as text; ``None`` (with a warning) when it cannot be."""
+        if value is None or type(value) is str:
+            return value or None
+        text = safe_text(value)
+        if text is None:
+            self.bad(argument, value)
+        return text
+
+    def mapping(self, argument: str, value: Any) -> dict[str, Any] | None:
+        """A snapshot of a mapping argument with text keys; ``None`` for anything else."""
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.bad(argument, value)
+            return None
+        try:
+            out: dict[str, Any] = {}
+            for key, item in list(value.items()):
+                name = key if type(key) is str else safe_text(key)
+                if name is None:
+                    self.bad(argument + " key", key)
+                    continue
+                out[name] = snapshot(item)
+            return out or None
+        except Exception:
+            self.bad(argument, value)
+            return None
+
+    def tags(self, value: Any) -> tuple[str, ...]:
+        """Tags as a tuple of text; a single string is one tag."""
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,) if value else ()
+        try:
+            items = list(value)
+        except Exception:
+            self.bad("tags", value)
+            return ()
+        out = []
+        for item in items:
+            text = safe_text(item)
+            if text is None:
+                self.bad("tags item", item)
+            elif text not in out:
+                out.append(text)
+        return tuple(out)
 
 
 class SpanHandle:
@@ -31,16 +175,18 @@ class SpanHandle:
     the span (and its trace) as errors and propagates.
     """
 
-    __slots__ = ("_ended", "_exporter", "_span", "_trace")
+    __slots__ = ("_ended", "_root", "_span", "_tracer")
 
-    def __init__(
-        self, exporter: PosthogExporter, span: OpenSpan, trace: TraceHandle | None
-    ) -> None:
-        self._exporter = exporter
+    def __init__(self, tracer: ManualTracer, span: OpenSpan, root: TraceHandle | None) -> None:
+        self._tracer = tracer
         self._span = span
-        self._trace = trace
+        self._root = root
         self._ended = False
-        exporter.manual_runs.add(span.span_id, span)
+        evicted = tracer.runs.add(span.span_id, span)
+        if root is not None:
+            root._open.add(span.span_id)
+        if evicted:
+            tracer.recorder.close_runs(evicted, "evicted: too many spans open at once")
 
     @property
     def span_id(self) -> str:
@@ -73,38 +219,61 @@ class SpanHandle:
         """Set fields of the span; omitted arguments leave the current value alone.
 
         ``usage`` takes a :class:`Usage` or any provider's usage mapping (``input_tokens``,
-        ``prompt_tokens``, ...; input counts include cached tokens).
+        ``prompt_tokens``, ...; input counts include cached tokens). Never raises: an
+        unusable argument is skipped with a warning.
         """
         s = self._span
+        t = self._tracer
         if input is not _UNSET:
             s.input = snapshot(input)
         if output is not _UNSET:
             s.output = snapshot(output)
-        if name:
-            s.name = name
-        if model:
-            s.model = model
-        if provider:
-            s.provider = normalize_provider(provider)
+        for field, value in (
+            ("name", name),
+            ("model", model),
+            ("status", status),
+            ("base_url", base_url),
+            ("stop_reason", stop_reason),
+        ):
+            if value is not None:
+                text = t.text(field, value)
+                if text is not None:
+                    setattr(s, field, text)
+        if provider is not None:
+            s.provider = normalize_provider(t.text("provider", provider)) or s.provider
         if usage is not None:
-            s.usage = usage if isinstance(usage, Usage) else usage_from_mapping(usage)
-        if model_parameters:
-            s.model_parameters = dict(model_parameters)
+            s.usage = self._usage(usage) or s.usage
+        if model_parameters is not None:
+            s.model_parameters = t.mapping("model_parameters", model_parameters)
         if tools is not None:
             s.tools = snapshot(tools)
-        if metadata:
-            s.metadata = {**(s.metadata or {}), **metadata}
+        if metadata is not None:
+            extra = t.mapping("metadata", metadata)
+            if extra:
+                s.metadata = {**(s.metadata or {}), **extra}
         if error is not None:
-            s.error = error_text(error) if isinstance(error, BaseException) else str(error)
-        if status:
-            s.status = status
+            s.error = (
+                error_text(error)
+                if isinstance(error, BaseException)
+                else (t.text("error", error) or "error")
+            )
         if http_status is not None:
-            s.http_status = http_status
-        if base_url:
-            s.base_url = base_url
-        if stop_reason:
-            s.stop_reason = stop_reason
+            if isinstance(http_status, int) and not isinstance(http_status, bool):
+                s.http_status = int(http_status)
+            else:
+                t.bad("http_status", http_status)
         return self
+
+    def _usage(self, usage: Any) -> Usage | None:
+        if isinstance(usage, Usage):
+            return usage
+        try:
+            parsed = usage_from_mapping(usage) if isinstance(usage, Mapping) else None
+        except Exception:
+            parsed = None
+        if parsed is None:
+            self._tracer.bad("usage", usage)
+        return parsed
 
     def mark_first_token(self) -> None:
         """Record now as the time the first streamed token arrived."""
@@ -114,32 +283,24 @@ class SpanHandle:
     def _child(
         self,
         kind: SpanKind,
-        name: str,
+        name: Any,
         input: Any,
-        metadata: Mapping[str, Any] | None,
-        model: str | None = None,
-        provider: str | None = None,
-        model_parameters: Mapping[str, Any] | None = None,
+        metadata: Any,
+        model: Any = None,
+        provider: Any = None,
+        model_parameters: Any = None,
         tools: Any = None,
     ) -> SpanHandle:
-        parent = self._span
-        span = OpenSpan(
-            trace_id=parent.trace_id,
-            span_id=str(uuid.uuid4()),
-            parent_id=parent.span_id,
-            kind=kind,
-            name=name,
-            input=snapshot(input),
-            metadata=dict(metadata) if metadata else None,
-            model=model,
-            provider=normalize_provider(provider),
-            model_parameters=dict(model_parameters) if model_parameters else None,
-            tools=snapshot(tools),
-            distinct_id=parent.distinct_id,
-            session_id=parent.session_id,
-            properties=parent.properties,
-        )
-        return SpanHandle(self._exporter, span, self._trace or self)  # type: ignore[arg-type]
+        t = self._tracer
+        span = child_span(self._span, str(uuid.uuid4()), kind, t.text("name", name) or kind.value)
+        span.input = snapshot(input)
+        span.metadata = t.mapping("metadata", metadata)
+        span.model = t.text("model", model)
+        span.provider = normalize_provider(t.text("provider", provider))
+        span.model_parameters = t.mapping("model_parameters", model_parameters)
+        span.tools = snapshot(tools)
+        root = self._root if self._root is not None else self
+        return SpanHandle(t, span, root)  # type: ignore[arg-type]
 
     def span(
         self, name: str, *, input: Any = None, metadata: Mapping[str, Any] | None = None
@@ -176,23 +337,28 @@ class SpanHandle:
         return self._child(SpanKind.EMBEDDING, name, input, metadata, model, provider)
 
     def end(self, *, output: Any = _UNSET, error: str | BaseException | None = None) -> None:
-        """End the span and queue it for export (idempotent)."""
+        """End the span and queue it for export (idempotent, never raises)."""
         if self._ended:
             return
         self._ended = True
         try:
-            if output is not _UNSET:
-                self._span.output = snapshot(output)
-            if error is not None:
-                self.update(error=error)
-            if self._span.error is not None and self._trace is not None:
-                root = self._trace._span
-                if root.error is None:
-                    root.error = f"span {self._span.name!r} failed: {self._span.error}"
-            self._exporter.manual_runs.pop(self._span.span_id)
-            self._exporter.submit(self._span.finish())
+            self._finish(output, error)
         except Exception:  # pragma: no cover - defensive: never raise into the caller
-            pass
+            self._tracer.warn("end", "posthog_callbacks: ending a span failed", exc_info=True)
+
+    def _finish(self, output: Any, error: Any) -> None:
+        s = self._span
+        if output is not _UNSET:
+            s.output = snapshot(output)
+        if error is not None:
+            self.update(error=error)
+        root = self._root
+        if root is not None:
+            root._open.discard(s.span_id)
+            if s.error is not None and root._span.error is None:
+                root._span.error = f"span {s.name!r} failed: {s.error}"
+        if self._tracer.runs.pop(s.span_id) is s:
+            self._tracer.recorder.submit(s.finish())
 
     def __enter__(self) -> SpanHandle:
         return self
@@ -218,40 +384,18 @@ class SpanHandle:
 
 
 class TraceHandle(SpanHandle):
-    """The root of a manual trace (an ``$ai_trace`` event when it ends)."""
+    """The root of a manual trace (an ``$ai_trace`` event when it ends).
 
-    __slots__ = ()
+    A trace started with the ``trace_id`` of another trace still active becomes a span
+    under that trace instead (see the module docstring).
+    """
 
-    @classmethod
-    def start(
-        cls,
-        exporter: PosthogExporter,
-        name: str,
-        *,
-        input: Any,
-        distinct_id: str | None,
-        session_id: str | None,
-        trace_id: str | None,
-        metadata: Mapping[str, Any] | None,
-        tags: Iterable[str] | None,
-        properties: Mapping[str, Any] | None,
-    ) -> TraceHandle:
-        """Open the root span of a new trace."""
-        tid = str(trace_id) if trace_id else str(uuid.uuid4())
-        span = OpenSpan(
-            trace_id=tid,
-            span_id=tid,
-            parent_id=None,
-            kind=SpanKind.TRACE,
-            name=name,
-            input=snapshot(input),
-            distinct_id=distinct_id,
-            session_id=session_id,
-            metadata=dict(metadata) if metadata else None,
-            tags=tuple(str(t) for t in tags) if tags else (),
-            properties=dict(properties) if properties else None,
-        )
-        return cls(exporter, span, None)
+    __slots__ = ("_open", "_shared_id")
+
+    def __init__(self, tracer: ManualTracer, span: OpenSpan, root: None, shared_id: bool) -> None:
+        self._open: set[str] = set()
+        self._shared_id = shared_id
+        super().__init__(tracer, span, root)
 
     def __enter__(self) -> TraceHandle:
         return self
@@ -259,14 +403,17 @@ class TraceHandle(SpanHandle):
     async def __aenter__(self) -> TraceHandle:
         return self
 
-    def end(self, *, output: Any = _UNSET, error: str | BaseException | None = None) -> None:
+    def _finish(self, output: Any, error: Any) -> None:
         """End the trace; any child still open is closed as an error first."""
-        if not self._ended:
-            leftovers = [
-                s
-                for s in self._exporter.manual_runs.pop_trace(self.trace_id)
-                if s is not self._span
-            ]
-            self._exporter.manual_runs.add(self._span.span_id, self._span)
-            self._exporter.close_runs(leftovers, "span never ended (its trace ended first)")
-        super().end(output=output, error=error)
+        runs = self._tracer.runs
+        leftovers = [
+            span for span_id in self._open.copy() if (span := runs.pop(span_id)) is not None
+        ]
+        self._open.clear()
+        if leftovers:
+            self._tracer.recorder.close_runs(leftovers, "span never ended (its trace ended first)")
+        try:
+            super()._finish(output, error)
+        finally:
+            if self._shared_id:
+                self._tracer.release(self._span.trace_id)

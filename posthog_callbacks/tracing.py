@@ -1,28 +1,266 @@
-"""The open-run table: run key -> span in flight, with a trace index and a TTL sweep.
+"""Trace assembly shared by every front door (LangChain, both LlamaIndex doors, manual API).
 
-Every front door keeps one. Parent links are resolved through it (never through ambient
-context), so threads, asyncio tasks and ``batch()`` cannot cross wires. The exporter
-sweeps registered tables on its worker, closing runs that outlived the TTL as errors, and
-drains them at shutdown: memory stays bounded even when a framework forgets an end
-callback.
+A front door turns framework callbacks into :class:`~posthog_callbacks.spans.OpenSpan`
+records and hands finished ones to a :class:`Recorder` (the exporter). Everything it needs
+for that, apart from reading its framework's payloads, lives here:
+
+* :class:`Recorder` - the only exporter surface a front door may call (``submit``,
+  ``close_runs``, ``is_sampled``, ``register_runs``). Front doors type their exporter as a
+  ``Recorder`` and never import ``exporter.py``; ``exporter.as_exporter`` builds one from
+  whatever the user passed.
+* :class:`RunTable` - the open-run table: run key -> span in flight, indexed by trace,
+  bounded (add-with-eviction). Parent links are resolved through it, never through ambient
+  context, so threads, asyncio tasks and ``batch()`` cannot cross wires.
+* :func:`trace_owner` - who a trace belongs to (distinct id and session), one rule for all
+  doors; :func:`child_span` - a child ``OpenSpan`` inheriting its parent's identity.
+* :class:`RootCompletion` - "finish the root when it has ended and its last open child
+  (or stream) has ended", for doors whose root can end before its children.
+* :class:`WarnOnce` - log one warning per kind of failure, count the rest.
+* :class:`RunRegistry` - the exporter's side: the tables it sweeps (TTL) and drains at
+  shutdown. A table whose owner is garbage-collected while runs are open hands those runs
+  to the registry, so they are still closed as unfinished and counted.
+
+A front door typically does::
+
+    class Handler:
+        def __init__(self, exporter: Recorder) -> None:
+            self._exporter = exporter
+            self._runs: RunTable[UUID] = RunTable()
+            exporter.register_runs(self._runs)       # TTL sweep, shutdown, outlives us
+            self._warn = WarnOnce(log)
+
+        def on_start(self, run_id, parent_run_id, name, metadata):
+            parent = self._runs.get(parent_run_id)
+            if parent is not None:
+                span = child_span(parent, str(run_id), SpanKind.SPAN, name)
+            else:
+                trace_id = str(run_id)
+                if not self._exporter.is_sampled(trace_id):
+                    return
+                owner = trace_owner(metadata, distinct_id=self.distinct_id)
+                span = OpenSpan(trace_id, trace_id, None, SpanKind.TRACE, name,
+                                distinct_id=owner.distinct_id, session_id=owner.session_id)
+            evicted = self._runs.add(run_id, span)
+            if evicted:
+                self._exporter.close_runs(evicted, "evicted: too many runs open at once")
+
+        def on_end(self, run_id, output):
+            span = self._runs.pop(run_id)
+            if span is not None:
+                span.output = output
+                self._exporter.submit(span.finish())
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
+import logging
 import threading
 import time
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+import weakref
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
-from .spans import OpenSpan
+from .spans import FinishedSpan, OpenSpan, SpanKind
 
-__all__ = ["RunTable"]
+__all__ = [
+    "Recorder",
+    "RootCompletion",
+    "RunRegistry",
+    "RunTable",
+    "TraceOwner",
+    "WarnOnce",
+    "child_span",
+    "safe_text",
+    "trace_owner",
+]
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 
 
+@runtime_checkable
+class Recorder(Protocol):
+    """What a front door calls on the exporter (``PosthogExporter`` implements it).
+
+    Every method is safe to call from any thread and never raises.
+    """
+
+    def submit(self, span: FinishedSpan) -> None:
+        """Queue a finished span for export (sampling is applied here too)."""
+
+    def close_runs(self, spans: Iterable[OpenSpan], reason: str) -> None:
+        """Finish runs that never ended normally as errors with ``reason``, count them
+        (``closed_orphans``) and queue them."""
+
+    def is_sampled(self, trace_id: str) -> bool:
+        """Whether trace ``trace_id`` is kept; the same answer every time for one id."""
+
+    def register_runs(self, table: RunTable[Any]) -> None:
+        """Let the exporter sweep ``table`` (TTL) and drain it at shutdown, also after the
+        table's owner is gone."""
+
+
+# -- warn once --------------------------------------------------------------------------
+
+
+class WarnOnce:
+    """Logs one warning per key; repeats go to debug. Thread-safe, never raises.
+
+    Args:
+        logger: Where warnings go (a ``posthog_callbacks.*`` logger).
+
+    Attributes:
+        count: How many times :meth:`__call__` was called (first and repeated failures).
+    """
+
+    __slots__ = ("_lock", "_logger", "_seen", "count")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __call__(self, key: str, message: str, *args: Any, exc_info: Any = False) -> bool:
+        """Warn with ``message % args`` the first time ``key`` is seen.
+
+        Returns:
+            True when this call logged the warning (the first one for ``key``).
+        """
+        with self._lock:
+            self.count += 1
+            first = key not in self._seen
+            if first:
+                self._seen.add(key)
+        try:
+            if first:
+                self._logger.warning(message, *args, exc_info=exc_info)
+            elif exc_info:
+                self._logger.debug(message, *args, exc_info=exc_info)
+        except Exception:  # pragma: no cover - a broken log handler is not our failure
+            pass
+        return first
+
+    def seen(self, key: str) -> bool:
+        """Whether ``key`` was warned about already."""
+        return key in self._seen
+
+    def reset_after_fork(self) -> None:
+        """Replace the lock (a fork may have copied it held)."""
+        self._lock = threading.Lock()
+
+
+# -- identity ---------------------------------------------------------------------------
+
+
+def safe_text(value: Any) -> str | None:
+    """``str(value)`` for an id or label, ``None`` for ``None``, ``""`` or a failing ``__str__``.
+
+    Plain ``str`` values (the usual case) are returned as they are; nothing else's
+    ``__str__`` is trusted to succeed.
+    """
+    if value is None:
+        return None
+    if type(value) is str:
+        return value or None
+    try:
+        text = str(value)
+    except Exception:
+        return None
+    return text if type(text) is str and text else None
+
+
+class TraceOwner(NamedTuple):
+    """Who a trace belongs to.
+
+    Attributes:
+        distinct_id: PostHog distinct id, ``None`` when unknown (the exporter then uses
+            its ``default_distinct_id``, else sends personless events).
+        session_id: ``$ai_session_id``, ``None`` when unknown.
+    """
+
+    distinct_id: str | None
+    session_id: str | None
+
+
+_USER_KEYS = ("user_id", "userId")
+_SESSION_KEYS = ("session_id", "sessionId", "thread_id")
+
+
+def _first(metadata: Any, keys: tuple[str, ...]) -> str | None:
+    if not metadata or not isinstance(metadata, Mapping):
+        return None
+    for key in keys:
+        try:
+            text = safe_text(metadata.get(key))
+        except Exception:
+            return None
+        if text is not None:
+            return text
+    return None
+
+
+def trace_owner(
+    metadata: Mapping[str, Any] | None,
+    *,
+    distinct_id: Any = None,
+    session_id: Any = None,
+) -> TraceOwner:
+    """The owner of a trace (or of one run within it), one rule for every front door.
+
+    Distinct id: metadata ``user_id`` / ``userId`` > ``distinct_id`` (the handler's option,
+    or the parent run's owner) > the exporter's ``default_distinct_id`` > personless (the
+    last two applied by the exporter when this returns ``None``).
+    Session: metadata ``session_id`` / ``sessionId`` > LangGraph ``thread_id`` >
+    ``session_id`` (the handler's option, or the parent's session).
+
+    Never raises: a metadata value or option that cannot be turned into text is skipped.
+    """
+    return TraceOwner(
+        _first(metadata, _USER_KEYS) or safe_text(distinct_id),
+        _first(metadata, _SESSION_KEYS) or safe_text(session_id),
+    )
+
+
+def child_span(
+    parent: OpenSpan,
+    span_id: str,
+    kind: SpanKind,
+    name: str,
+    *,
+    start_time: float | None = None,
+) -> OpenSpan:
+    """A new open span under ``parent``, in its trace, inheriting who and how it is exported.
+
+    Inherited: trace id, distinct id, session, properties, groups, privacy mode and
+    framework. Not inherited: tags and metadata (they describe the run they are set on).
+    """
+    span = OpenSpan(
+        trace_id=parent.trace_id,
+        span_id=span_id,
+        parent_id=parent.span_id,
+        kind=kind,
+        name=name,
+        framework=parent.framework,
+        distinct_id=parent.distinct_id,
+        session_id=parent.session_id,
+        properties=parent.properties,
+        groups=parent.groups,
+        privacy_mode=parent.privacy_mode,
+    )
+    if start_time is not None:
+        span.start_time = start_time
+    return span
+
+
+# -- the open-run table -----------------------------------------------------------------
+
+
 class RunTable(Generic[K]):
-    """Thread-safe table of open runs.
+    """Thread-safe table of open runs, indexed by trace.
 
     Args:
         max_runs: Hard bound on open runs; adding beyond it evicts the oldest run, which
@@ -32,6 +270,8 @@ class RunTable(Generic[K]):
     __slots__ = ("__weakref__", "_by_trace", "_lock", "_runs", "max_runs")
 
     def __init__(self, max_runs: int = 100_000) -> None:
+        # ``_runs`` is never rebound: RunRegistry keeps a reference to this very dict so the
+        # runs outlive the table (see RunRegistry.register).
         self._runs: dict[K, OpenSpan] = {}
         self._by_trace: dict[str, set[K]] = {}
         self._lock = threading.Lock()
@@ -49,8 +289,9 @@ class RunTable(Generic[K]):
         evicted: list[OpenSpan] = []
         with self._lock:
             while len(self._runs) >= self.max_runs:
-                old_key = next(iter(self._runs))
-                evicted.append(self._pop_locked(old_key))  # type: ignore[arg-type]
+                old = self._pop_locked(next(iter(self._runs)))
+                if old is not None:
+                    evicted.append(old)
             self._runs[key] = span
             keys = self._by_trace.get(span.trace_id)
             if keys is None:
@@ -59,9 +300,9 @@ class RunTable(Generic[K]):
                 keys.add(key)
         return evicted
 
-    def get(self, key: K) -> OpenSpan | None:
-        """The open run under ``key``, if any."""
-        return self._runs.get(key)
+    def get(self, key: K | None) -> OpenSpan | None:
+        """The open run under ``key``, if any (``None`` for a ``None`` key)."""
+        return None if key is None else self._runs.get(key)
 
     def pop(self, key: K) -> OpenSpan | None:
         """Remove and return the run under ``key``, if any."""
@@ -105,3 +346,155 @@ class RunTable(Generic[K]):
             self._runs.clear()
             self._by_trace.clear()
             return spans
+
+    def reset_after_fork(self) -> None:
+        """Forget every run without taking the lock (a fork may have copied it held).
+
+        Only for the child of a fork, before any other thread exists: the parent's runs are
+        ended by the parent's threads, never by the child.
+        """
+        self._lock = threading.Lock()
+        self._runs.clear()
+        self._by_trace.clear()
+
+
+# -- root completion --------------------------------------------------------------------
+
+
+class RootCompletion(Generic[K]):
+    """Finishes a trace's root only when it has ended and nothing else of its trace is open.
+
+    For front doors whose root can end before its children (a LlamaIndex query returning a
+    stream, a tool still running): the root stays in the run table, marked ended, until the
+    last open child ends (:meth:`child_ended`) or the last stream is read
+    (:meth:`stream_closed`). State lives on the root span (``extra["ended"]``,
+    ``extra["streams"]``), so it goes away with the span however that ends (TTL,
+    eviction, shutdown).
+
+    Args:
+        runs: The front door's run table holding the root and its children.
+        recorder: Where the finished root goes.
+    """
+
+    __slots__ = ("_lock", "_recorder", "_runs")
+
+    def __init__(self, runs: RunTable[K], recorder: Recorder) -> None:
+        self._runs = runs
+        self._recorder = recorder
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def is_ended(root: OpenSpan) -> bool:
+        """Whether :meth:`end_root` was called for ``root``."""
+        return "ended" in root.extra
+
+    def end_root(self, key: K, root: OpenSpan, when: float | None = None) -> OpenSpan | None:
+        """The root's own end: finish it now, or as soon as its trace has nothing else open.
+
+        Returns:
+            The root when it was finished and submitted by this call, else ``None``.
+        """
+        root.extra["ended"] = time.time() if when is None else when
+        return self._maybe_finish(key, root)
+
+    def child_ended(self, root_key: K | None) -> OpenSpan | None:
+        """Call after a child of the root under ``root_key`` was popped from the table."""
+        root = self._runs.get(root_key)
+        if root is None or root_key is None:
+            return None
+        return self._maybe_finish(root_key, root)
+
+    def stream_opened(self, root: OpenSpan) -> None:
+        """A stream the root's caller will read keeps the root open until it is closed."""
+        with self._lock:
+            root.extra["streams"] = root.extra.get("streams", 0) + 1
+
+    def stream_closed(self, key: K, root: OpenSpan) -> OpenSpan | None:
+        """A stream opened with :meth:`stream_opened` was read to its end (or abandoned)."""
+        with self._lock:
+            root.extra["streams"] = max(0, root.extra.get("streams", 1) - 1)
+        return self._maybe_finish(key, root)
+
+    def _maybe_finish(self, key: K, root: OpenSpan) -> OpenSpan | None:
+        if "ended" not in root.extra or root.extra.get("streams"):
+            return None
+        if self._runs.open_in_trace(root.trace_id) > 1:
+            return None
+        if self._runs.pop(key) is not root:  # another thread finished it first
+            return None
+        self._recorder.submit(root.finish())
+        return root
+
+
+# -- the exporter's side ----------------------------------------------------------------
+
+
+def _hand_over(adopted: collections.deque[dict[Any, OpenSpan]], runs: dict[Any, OpenSpan]) -> None:
+    if runs:  # most tables die empty: keep nothing for them
+        adopted.append(runs)
+
+
+class RunRegistry:
+    """The run tables one exporter sweeps and drains, including those whose owner is gone.
+
+    Tables are held weakly, so a per-call handler and its table are freed as usual. When a
+    table is collected while runs are still open (a cancelled ``ainvoke``, an abandoned
+    stream, a handler made per call), its runs move here and are closed as unfinished by
+    the next TTL sweep or at shutdown, like every other open run.
+    """
+
+    __slots__ = ("_adopted", "_orphans", "_seq", "_tables")
+
+    def __init__(self) -> None:
+        self._tables: weakref.WeakSet[RunTable[Any]] = weakref.WeakSet()
+        # Filled from weakref finalizers, which may run inside any allocation of any thread
+        # (even one holding a RunTable lock): a deque append takes no lock of ours.
+        self._adopted: collections.deque[dict[Any, OpenSpan]] = collections.deque()
+        self._orphans: RunTable[int] = RunTable(max_runs=1 << 62)
+        self._seq = itertools.count()
+
+    def register(self, table: RunTable[Any]) -> None:
+        """Sweep and drain ``table`` from now on (idempotent)."""
+        if table in self._tables:
+            return
+        self._tables.add(table)
+        finalizer = weakref.finalize(table, _hand_over, self._adopted, table._runs)
+        finalizer.atexit = False
+
+    def _adopt(self) -> None:
+        while self._adopted:
+            try:
+                runs = self._adopted.popleft()
+            except IndexError:  # pragma: no cover - another thread took it
+                return
+            for span in list(runs.values()):
+                self._orphans.add(next(self._seq), span)
+            runs.clear()
+
+    def open_runs(self) -> int:
+        """Runs still open in every registered table, their owners alive or not."""
+        self._adopt()
+        return sum(len(t) for t in list(self._tables)) + len(self._orphans)
+
+    def expired(self, ttl: float) -> list[OpenSpan]:
+        """Remove and return every run older than ``ttl`` seconds."""
+        self._adopt()
+        spans = self._orphans.expired(ttl)
+        for table in list(self._tables):
+            spans.extend(table.expired(ttl))
+        return spans
+
+    def drain(self) -> list[OpenSpan]:
+        """Remove and return every open run (shutdown)."""
+        self._adopt()
+        spans = self._orphans.drain()
+        for table in list(self._tables):
+            spans.extend(table.drain())
+        return spans
+
+    def reset_after_fork(self) -> None:
+        """Forget every run in the child of a fork (the parent ends its own runs)."""
+        self._adopted.clear()
+        self._orphans.reset_after_fork()
+        for table in list(self._tables):
+            table.reset_after_fork()

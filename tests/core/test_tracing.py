@@ -1,0 +1,285 @@
+"""The trace-assembly core: owner rule, child spans, root completion, warn-once, run tables
+that outlive their owner."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from posthog_callbacks import MemorySink, PosthogExporter
+from posthog_callbacks.spans import FinishedSpan, OpenSpan, SpanKind
+from posthog_callbacks.tracing import (
+    Recorder,
+    RootCompletion,
+    RunRegistry,
+    RunTable,
+    TraceOwner,
+    WarnOnce,
+    child_span,
+    safe_text,
+    trace_owner,
+)
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.spans: list[FinishedSpan] = []
+        self.closed: list[tuple[str, str]] = []
+        self.tables: list[RunTable[Any]] = []
+
+    def submit(self, span: FinishedSpan) -> None:
+        self.spans.append(span)
+
+    def close_runs(self, spans: Any, reason: str) -> None:
+        self.closed.extend((s.name, reason) for s in spans)
+
+    def is_sampled(self, trace_id: str) -> bool:
+        return True
+
+    def register_runs(self, table: RunTable[Any]) -> None:
+        self.tables.append(table)
+
+
+def root(name: str = "root", trace_id: str = "t1", start: float | None = None) -> OpenSpan:
+    span = OpenSpan(trace_id, trace_id, None, SpanKind.TRACE, name)
+    if start is not None:
+        span.start_time = start
+    return span
+
+
+def test_the_exporter_and_a_fake_are_recorders() -> None:
+    assert isinstance(PosthogExporter(sink=MemorySink()), Recorder)
+    assert isinstance(FakeRecorder(), Recorder)
+    assert not isinstance(object(), Recorder)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "handler_user", "handler_session", "expected"),
+    [
+        ({"user_id": "u-md", "session_id": "s-md"}, "u-h", "s-h", ("u-md", "s-md")),
+        ({"userId": "u-camel", "sessionId": "s-camel"}, "u-h", "s-h", ("u-camel", "s-camel")),
+        ({"user_id": "a", "userId": "b"}, None, None, ("a", None)),
+        ({"thread_id": "thread-1"}, "u-h", "s-h", ("u-h", "thread-1")),
+        ({"session_id": "s", "thread_id": "thread-1"}, None, None, (None, "s")),
+        ({}, "u-h", "s-h", ("u-h", "s-h")),
+        (None, None, None, (None, None)),
+        ({"user_id": ""}, "u-h", None, ("u-h", None)),
+        ({"user_id": 42}, None, None, ("42", None)),
+        ({"user_id": Unprintable()}, "u-h", None, ("u-h", None)),
+        ("not a mapping", "u-h", "s-h", ("u-h", "s-h")),
+        ({1: "non-string key", "user_id": "u"}, None, None, ("u", None)),
+        ({}, Unprintable(), 7, (None, "7")),
+    ],
+)
+def test_trace_owner_precedence(
+    metadata: Any, handler_user: Any, handler_session: Any, expected: tuple[Any, Any]
+) -> None:
+    owner = trace_owner(metadata, distinct_id=handler_user, session_id=handler_session)
+    assert owner == TraceOwner(*expected)
+
+
+def test_the_exporter_default_distinct_id_applies_when_the_owner_is_unknown() -> None:
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink, default_distinct_id="anon")
+    owner = trace_owner({}, distinct_id=None)
+    span = root()
+    span.distinct_id = owner.distinct_id
+    exporter.submit(span.finish())
+    exporter.flush()
+    assert sink.events[0]["distinct_id"] == "anon"
+
+
+def test_safe_text() -> None:
+    assert safe_text("a") == "a"
+    assert safe_text("") is None
+    assert safe_text(None) is None
+    assert safe_text(3) == "3"
+    assert safe_text(Unprintable()) is None
+
+
+def test_child_span_inherits_identity_not_labels() -> None:
+    parent = OpenSpan(
+        "t1",
+        "p1",
+        "t1",
+        SpanKind.SPAN,
+        "parent",
+        framework="llama_index",
+        distinct_id="u1",
+        session_id="s1",
+        properties={"p": 1},
+        groups={"company": "acme"},
+        privacy_mode=True,
+        tags=("beta",),
+        metadata={"m": 1},
+    )
+    child = child_span(parent, "c1", SpanKind.GENERATION, "chat", start_time=5.0)
+    assert (child.trace_id, child.span_id, child.parent_id) == ("t1", "c1", "p1")
+    assert (child.kind, child.name, child.start_time) == (SpanKind.GENERATION, "chat", 5.0)
+    assert child.framework == "llama_index"
+    assert (child.distinct_id, child.session_id) == ("u1", "s1")
+    assert child.properties == {"p": 1} and child.groups == {"company": "acme"}
+    assert child.privacy_mode is True
+    assert child.tags == () and child.metadata is None
+
+
+def test_warn_once_logs_one_warning_per_key(caplog: pytest.LogCaptureFixture) -> None:
+    warn = WarnOnce(logging.getLogger("posthog_callbacks.test"))
+    with caplog.at_level(logging.DEBUG, logger="posthog_callbacks"):
+        assert warn("a", "first %s", 1) is True
+        assert warn("a", "again %s", 2) is False
+        assert warn("b", "other") is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["first 1", "other"]
+    assert warn.count == 3
+    assert warn.seen("a") and not warn.seen("c")
+
+
+def test_root_completion_waits_for_the_last_child_and_stream() -> None:
+    rec = FakeRecorder()
+    runs: RunTable[str] = RunTable()
+    roots = RootCompletion(runs, rec)
+    r = root()
+    runs.add("root", r)
+    c1 = child_span(r, "c1", SpanKind.SPAN, "c1")
+    c2 = child_span(r, "c2", SpanKind.SPAN, "c2")
+    runs.add("c1", c1)
+    runs.add("c2", c2)
+    roots.stream_opened(r)
+    assert roots.end_root("root", r) is None  # two children and a stream still open
+    assert RootCompletion.is_ended(r)
+    runs.pop("c1")
+    assert roots.child_ended("root") is None
+    runs.pop("c2")
+    assert roots.child_ended("root") is None  # the stream is still being read
+    assert roots.stream_closed("root", r) is r
+    assert [s.name for s in rec.spans] == ["root"]
+    assert len(runs) == 0
+    assert roots.child_ended("root") is None  # already finished: nothing twice
+    assert roots.child_ended(None) is None
+
+
+def test_root_completion_finishes_at_once_when_nothing_is_open() -> None:
+    rec = FakeRecorder()
+    runs: RunTable[str] = RunTable()
+    roots = RootCompletion(runs, rec)
+    r = root()
+    runs.add("root", r)
+    assert roots.end_root("root", r) is r
+    assert [s.name for s in rec.spans] == ["root"]
+
+
+def test_root_completion_submits_once_under_concurrent_child_ends() -> None:
+    for _ in range(50):
+        rec = FakeRecorder()
+        runs: RunTable[str] = RunTable()
+        roots = RootCompletion(runs, rec)
+        r = root()
+        runs.add("root", r)
+        for i in range(8):
+            runs.add(f"c{i}", child_span(r, f"c{i}", SpanKind.SPAN, f"c{i}"))
+        roots.end_root("root", r)
+        barrier = threading.Barrier(8)
+
+        def end(
+            i: int, barrier: threading.Barrier, runs: RunTable[str], roots: RootCompletion[str]
+        ) -> None:
+            barrier.wait()
+            runs.pop(f"c{i}")
+            roots.child_ended("root")
+
+        threads = [threading.Thread(target=end, args=(i, barrier, runs, roots)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [s.name for s in rec.spans] == ["root"]
+
+
+def test_run_table_evicts_the_oldest_beyond_its_bound() -> None:
+    runs: RunTable[int] = RunTable(max_runs=2)
+    spans = [root(f"r{i}", f"t{i}") for i in range(3)]
+    assert runs.add(0, spans[0]) == []
+    assert runs.add(1, spans[1]) == []
+    assert runs.add(2, spans[2]) == [spans[0]]
+    assert len(runs) == 2 and runs.open_in_trace("t0") == 0
+
+
+def test_run_table_reset_after_fork_does_not_take_a_held_lock() -> None:
+    runs: RunTable[str] = RunTable()
+    runs.add("a", root())
+    runs._lock.acquire()  # as if another thread held it when the process forked
+    runs.reset_after_fork()
+    assert len(runs) == 0
+    runs.add("b", root())  # the new lock works
+    assert runs.pop("b") is not None
+
+
+class Handler:
+    """A per-call handler, as ``config={"callbacks": [Handler(ex)]}`` makes one."""
+
+    def __init__(self, exporter: Recorder) -> None:
+        self.runs: RunTable[str] = RunTable()
+        exporter.register_runs(self.runs)
+
+    def start(self, name: str, start: float | None = None) -> None:
+        self.runs.add(name, root(name, f"trace-{name}", start))
+
+
+def test_open_runs_outlive_a_collected_handler_and_close_at_shutdown() -> None:
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink)
+    Handler(exporter).start("cancelled-ainvoke")
+    gc.collect()
+    assert exporter.stats().open_runs == 1
+    exporter.shutdown()
+    [event] = sink.events
+    assert event["event"] == "$ai_trace"
+    assert event["properties"]["$ai_span_name"] == "cancelled-ainvoke"
+    assert event["properties"]["$ai_is_error"] is True
+    assert event["properties"]["$ai_error"] == "run still open at shutdown"
+    stats = exporter.stats()
+    assert (stats.closed_orphans, stats.open_runs, stats.sent) == (1, 0, 1)
+
+
+def test_open_runs_of_a_collected_handler_are_closed_by_the_ttl_sweep() -> None:
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink, open_run_ttl=0.2, flush_interval=0.05)
+    Handler(exporter).start("stale", start=0.0)
+    Handler(exporter).start("fresh")
+    gc.collect()
+    for _ in range(200):
+        exporter.flush()
+        if sink.events:
+            break
+        threading.Event().wait(0.02)
+    [event] = sink.events
+    assert event["properties"]["$ai_span_name"] == "stale"
+    assert event["properties"]["$ai_error"] == "run never ended (closed after 0.2s)"
+    stats = exporter.stats()
+    assert (stats.closed_orphans, stats.open_runs) == (1, 1)
+    exporter.shutdown()
+    assert [e["properties"]["$ai_span_name"] for e in sink.events] == ["stale", "fresh"]
+
+
+def test_a_collected_empty_table_leaves_nothing_behind() -> None:
+    registry = RunRegistry()
+    for _ in range(100):
+        table: RunTable[str] = RunTable()
+        registry.register(table)
+        table.add("a", root())
+        table.pop("a")
+    del table
+    gc.collect()
+    assert len(registry._adopted) == 0
+    assert registry.open_runs() == 0
+    assert registry.drain() == []
