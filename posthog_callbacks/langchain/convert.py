@@ -49,6 +49,10 @@ _MAX_DEPTH = 10
 _MAX_ITEMS = 1000
 
 
+def _placeholder(value: Any) -> str:
+    return f"<{type(value).__name__}>"
+
+
 def _tool_call_to_openai(call: Any) -> Any:
     if not isinstance(call, dict):
         return call
@@ -56,9 +60,9 @@ def _tool_call_to_openai(call: Any) -> Any:
     arguments: Any = args
     if not isinstance(args, str):
         try:
-            arguments = json.dumps(args, default=str)
+            arguments = json.dumps(args, default=_placeholder)
         except Exception:
-            arguments = args
+            arguments = plain(args)
     return {
         "type": "function",
         "id": call.get("id"),
@@ -66,11 +70,28 @@ def _tool_call_to_openai(call: Any) -> Any:
     }
 
 
+def _invalid_tool_call_to_openai(call: Any) -> Any:
+    """An ``InvalidToolCall`` (arguments the model produced that did not parse) as a tool
+    call with its raw ``arguments`` string and the parse ``error``."""
+    if not isinstance(call, dict):
+        return call
+    out = {
+        "type": "function",
+        "id": call.get("id"),
+        "function": {"name": call.get("name"), "arguments": call.get("args")},
+    }
+    error = call.get("error")
+    if error is not None:
+        out["error"] = error
+    return out
+
+
 def message_to_dict(message: Any) -> dict[str, Any]:
     """Convert a LangChain message into a PostHog role/content dict (OpenAI shape).
 
-    Tool calls become ``tool_calls`` with JSON ``arguments``; tool results keep their
-    ``tool_call_id``. Content lists are copied, not serialised.
+    Tool calls become ``tool_calls`` with JSON ``arguments`` (PostHog's handler's shape);
+    invalid tool calls follow them with their raw ``arguments`` and an ``error``. Tool
+    results keep their ``tool_call_id``. Content lists are copied, not serialised.
     """
     mtype = getattr(message, "type", None)
     role = _ROLES.get(mtype) if isinstance(mtype, str) else None
@@ -87,8 +108,11 @@ def message_to_dict(message: Any) -> dict[str, Any]:
         result["name"] = name
     if role == "assistant":
         calls = getattr(message, "tool_calls", None)
-        if calls:
-            result["tool_calls"] = [_tool_call_to_openai(c) for c in calls]
+        invalid = getattr(message, "invalid_tool_calls", None)
+        if calls or invalid:
+            result["tool_calls"] = [_tool_call_to_openai(c) for c in calls or ()] + [
+                _invalid_tool_call_to_openai(c) for c in invalid or ()
+            ]
         extra = getattr(message, "additional_kwargs", None)
         if extra:
             for key in ("function_call", "refusal", "reasoning_content"):

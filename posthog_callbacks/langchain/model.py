@@ -18,6 +18,7 @@ from ..usage import (
     provider_from_class,
     sum_usage,
     usage_from_mapping,
+    web_search_count,
 )
 from .convert import class_name, generations, plain, response_output
 
@@ -26,8 +27,10 @@ __all__ = [
     "extract_model_parameters",
     "extract_provider_hint",
     "extract_served_model",
+    "extract_service_tier",
     "extract_stop_reason",
     "extract_usage",
+    "extract_web_searches",
     "finish_generation",
     "http_status",
     "model_name_from_params",
@@ -100,8 +103,13 @@ def finish_generation(span: OpenSpan, response: Any) -> None:
     if usage is None:
         span.usage_missing_reason = usage_missing_reason(span)
     else:
+        if usage.web_search_count is None:
+            searches = extract_web_searches(gens, llm_output)
+            if searches is not None:
+                usage = usage._replace(web_search_count=searches)
         span.usage = usage
     span.stop_reason = extract_stop_reason(gens)
+    span.service_tier = extract_service_tier(gens, llm_output)
 
 
 def usage_missing_reason(span: OpenSpan) -> str:
@@ -291,6 +299,67 @@ def extract_served_model(gens: Sequence[Any], llm_output: Any) -> str | None:
     return None
 
 
+def extract_service_tier(gens: Sequence[Any], llm_output: Any) -> str | None:
+    """The service tier the provider says it served (OpenAI ``service_tier``).
+
+    Taken from the response, not the request: a requested tier can be refused.
+    """
+    for gen in gens:
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        if meta:
+            value = meta.get("service_tier")
+            if isinstance(value, str) and value:
+                return value
+    if isinstance(llm_output, dict):
+        value = llm_output.get("service_tier")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _web_search_blocks(message: Any) -> int:
+    """OpenAI Responses ``web_search_call`` items (content blocks, or ``tool_outputs``
+    in ``additional_kwargs``) and LangChain v1 ``server_tool_call`` web searches."""
+    count = 0
+    content = getattr(message, "content", None)
+    extra = getattr(message, "additional_kwargs", None)
+    outputs = extra.get("tool_outputs") if isinstance(extra, dict) else None
+    for blocks in (content, outputs):
+        if type(blocks) is not list:
+            continue
+        for block in blocks:
+            if type(block) is not dict:
+                continue
+            kind = block.get("type")
+            if kind == "web_search_call" or (
+                kind == "server_tool_call" and block.get("name") == "web_search"
+            ):
+                count += 1
+    return count
+
+
+def extract_web_searches(gens: Sequence[Any], llm_output: Any) -> int | None:
+    """Server-side web searches of a model call (``$ai_web_search_count``), if reported.
+
+    LangChain's ``usage_metadata`` has no field for them: Anthropic reports
+    ``server_tool_use.web_search_requests`` in the raw usage (``response_metadata`` /
+    ``llm_output``), OpenAI's Responses API one ``web_search_call`` item per search.
+    """
+    total: int | None = None
+    for gen in gens:
+        message = getattr(gen, "message", None)
+        meta = getattr(message, "response_metadata", None)
+        found = web_search_count(meta.get("usage")) if isinstance(meta, dict) else None
+        if found is None:
+            blocks = _web_search_blocks(message)
+            found = blocks or None
+        if found is not None:
+            total = (total or 0) + found
+    if total is None and isinstance(llm_output, dict):
+        total = web_search_count(llm_output.get("usage"))
+    return total
+
+
 def extract_provider_hint(gens: Sequence[Any]) -> str | None:
     """``response_metadata["model_provider"]`` of the first generation, if any."""
     for gen in gens:
@@ -302,10 +371,30 @@ def extract_provider_hint(gens: Sequence[Any]) -> str | None:
     return None
 
 
+# LangChain's UsageMetadata: input_tokens counts every input type (cached included); cache
+# reads and writes live in input_token_details, reasoning in output_token_details.
+_USAGE_METADATA_KEYS = frozenset(
+    {"input_tokens", "output_tokens", "total_tokens", "input_token_details", "output_token_details"}
+)
+
+
+def _documented(um: Any) -> Any:
+    """``usage_metadata`` without keys outside LangChain's ``UsageMetadata``.
+
+    An integration that also copies raw provider keys into it (``cache_read_input_tokens``,
+    ``prompt_tokens``) must not have them read with the provider's meaning: they would
+    count cached tokens on top of an ``input_tokens`` that already includes them.
+    """
+    if isinstance(um, dict) and not um.keys() <= _USAGE_METADATA_KEYS:
+        return {k: v for k, v in um.items() if k in _USAGE_METADATA_KEYS}
+    return um
+
+
 def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
     """Token usage of a model call, summed over all its generations.
 
-    Order: ``usage_metadata`` of each generation's message, else ``llm_output``
+    Order: ``usage_metadata`` of each generation's message (read with LangChain's
+    meaning only, never combined with raw provider usage), else ``llm_output``
     (``token_usage`` / ``usage``), else per-generation ``response_metadata`` /
     ``generation_info`` usage shapes.
     """
@@ -313,7 +402,7 @@ def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
     for gen in gens:
         um = getattr(getattr(gen, "message", None), "usage_metadata", None)
         if um:
-            usages.append(usage_from_mapping(um))
+            usages.append(usage_from_mapping(_documented(um)))
     total = sum_usage(usages)
     if total is not None:
         return total

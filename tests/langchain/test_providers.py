@@ -65,6 +65,18 @@ def test_openai_chat_with_cached_and_reasoning_tokens(rec: Recorder) -> None:
     assert p["$ai_input"] == [{"role": "user", "content": "Capital of France?"}]
     assert p["$ai_output_choices"] == [{"role": "assistant", "content": "Paris."}]
     assert "$ai_time_to_first_token" not in p
+    assert p["$ai_service_tier"] == "default"
+
+
+def test_openai_served_service_tier(rec: Recorder) -> None:
+    with VCR.use_cassette("openai_flex_tier.yaml"):
+        ChatOpenAI(model="o4-mini", api_key="sk-test", max_retries=0, service_tier="flex").invoke(
+            "Capital of France?", config={"callbacks": [rec.handler()]}
+        )
+    p = _generation(rec)
+    assert p["$ai_service_tier"] == "flex"
+    assert p["$ai_model_parameters"]["service_tier"] == "flex"
+    assert p["$ai_input_tokens"] == 1200
 
 
 def test_openai_stream_with_usage(rec: Recorder) -> None:
@@ -161,6 +173,50 @@ def test_openai_tool_call_and_tools(rec: Recorder) -> None:
     ]
     assert p["$ai_stop_reason"] == "tool_calls"
     assert (p["$ai_input_tokens"], p["$ai_output_tokens"]) == (60, 16)
+
+
+def test_openai_invalid_tool_call_is_recorded_with_raw_arguments(rec: Recorder) -> None:
+    with VCR.use_cassette("openai_invalid_tool_call.yaml"):
+        msg = (
+            ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", max_retries=0)
+            .bind_tools([get_weather])
+            .invoke("Weather in Paris?", config={"callbacks": [rec.handler()]})
+        )
+    (bad,) = msg.invalid_tool_calls  # type: ignore[attr-defined]
+    p = _generation(rec)
+    assert p["$ai_output_choices"] == [
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "id": "call_w1",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "type": "function",
+                    "id": "call_w2",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Lyo'},
+                    "error": bad["error"],
+                },
+            ],
+        }
+    ]
+    assert bad["error"]
+
+
+def test_anthropic_web_search_count(rec: Recorder) -> None:
+    with VCR.use_cassette("anthropic_web_search.yaml"):
+        ChatAnthropic(
+            model="claude-sonnet-4-5", api_key="sk-test", max_tokens=1024, max_retries=0
+        ).bind_tools([{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]).invoke(
+            "How does PostHog record LLM calls?", config={"callbacks": [rec.handler()]}
+        )
+    p = _generation(rec)
+    assert p["$ai_web_search_count"] == 2
+    assert (p["$ai_input_tokens"], p["$ai_output_tokens"]) == (2100, 95)
+    assert "$ai_service_tier" not in p  # Anthropic's tier sits inside usage, as in PostHog's
 
 
 def test_anthropic_cache_read_and_creation(rec: Recorder) -> None:
