@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .batching import ExporterStats, Item, Pipeline, _register_exit
@@ -31,11 +31,44 @@ from .pricing import parse_prices
 from .serialize import Serializer
 from .sinks import DEFAULT_HOST, JsonlSink, PosthogSink, Sink
 from .spans import FinishedSpan, OpenSpan
-from .tracing import RunRegistry, RunTable, WarnOnce
+from .tracing import Recorder, RunRegistry, RunTable, WarnOnce
 
-__all__ = ["ExporterStats", "PosthogExporter"]
+__all__ = ["ExporterStats", "PosthogExporter", "as_exporter", "is_client"]
 
 log = logging.getLogger(__name__)
+
+
+def is_client(obj: Any) -> bool:
+    """Whether ``obj`` is used as a ``posthog.Posthog`` client (it has a ``capture`` method).
+
+    Checked before anything else, so a ``unittest.mock.MagicMock()`` standing in for a
+    client is a client, never a file path (it has ``__fspath__``) or a sink.
+    """
+    return not isinstance(obj, (str, bytes)) and callable(getattr(obj, "capture", None))
+
+
+class _CaptureSink:
+    """Delivers events through a client's own ``capture()`` (a client without a real API
+    key: a ``unittest.mock`` stand-in or a test double)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def send(self, events: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
+        for event in events:
+            self.client.capture(
+                distinct_id=event["distinct_id"],
+                event=event["event"],
+                properties=event["properties"],
+                timestamp=event.get("timestamp"),
+                uuid=event.get("uuid"),
+            )
+
+    def close(self) -> None:
+        """The client belongs to the caller: it is not shut down here."""
+
+    def __repr__(self) -> str:
+        return f"_CaptureSink({type(self.client).__name__})"
 
 
 def _positive(name: str, value: Any, kind: type) -> Any:
@@ -136,7 +169,6 @@ class PosthogExporter(Pipeline):
         parsed_prices = parse_prices(prices)
         self.serverless = serverless
         self.sample_rate = float(sample_rate)
-        self.privacy_mode = privacy_mode
         self.default_distinct_id = default_distinct_id
 
         api_key = (api_key or os.environ.get("POSTHOG_API_KEY") or "").strip() or None
@@ -149,6 +181,9 @@ class PosthogExporter(Pipeline):
             max_retries=max_retries,
         )
         self.enabled = bool(enabled) and self.sink is not None
+        if getattr(sink, "privacy_mode", False) is True and is_client(sink):
+            privacy_mode = True  # the wrapped client's privacy mode counts as ours
+        self.privacy_mode = privacy_mode
         max_event = getattr(self.sink, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
         secrets = tuple(
             s for s in (api_key, getattr(self.sink, "api_key", None)) if isinstance(s, str) and s
@@ -221,18 +256,23 @@ class PosthogExporter(Pipeline):
                     DEFAULT_HOST,
                 )
             return PosthogSink(api_key, host, timeout=request_timeout, max_retries=max_retries)
-        if isinstance(sink, (str, os.PathLike)):
-            return JsonlSink(sink)
-        if callable(getattr(sink, "send", None)) and callable(getattr(sink, "close", None)):
-            return sink  # type: ignore[no-any-return]
-        if callable(getattr(sink, "capture", None)) and hasattr(sink, "api_key"):
-            if not getattr(sink, "api_key", None):
+        if is_client(sink):
+            key = getattr(sink, "api_key", None)
+            if isinstance(key, str) and key.strip():
+                return PosthogSink(client=sink, max_retries=max_retries)
+            if not key:
                 self._warn_once(
                     "no-key",
                     "posthog_callbacks: the posthog client has no API key: nothing will be sent",
                 )
                 return None
-            return PosthogSink(client=sink, max_retries=max_retries)
+            # A stand-in client (unittest.mock, a test double): hand it every event through
+            # its own capture(), as PostHog's handler would.
+            return _CaptureSink(sink)
+        if isinstance(sink, (str, os.PathLike)):
+            return JsonlSink(sink)
+        if callable(getattr(sink, "send", None)) and callable(getattr(sink, "close", None)):
+            return sink  # type: ignore[no-any-return]
         raise TypeError(
             f"sink must be MemorySink(), JsonlSink(path), a file path, a posthog.Posthog "
             f"client, or an object with send(events, deadline) and close(); got {sink!r}"
@@ -493,3 +533,47 @@ class PosthogExporter(Pipeline):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+_client_exporters: dict[int, tuple[Any, PosthogExporter]] = {}
+_client_lock = threading.Lock()
+
+
+def as_exporter(target: Any = None) -> Recorder:
+    """The exporter a front door records into, from whatever the user passed.
+
+    Every front door (LangChain, both LlamaIndex doors) calls this with its ``exporter``
+    argument, so all accept the same things.
+
+    Args:
+        target: A :class:`PosthogExporter` (used as is); a ``posthog.Posthog`` client (or
+            anything with ``capture``, such as a ``MagicMock``), wrapped once as
+            ``PosthogExporter(sink=client)`` and reused for later calls with the same
+            client; ``None`` for an exporter configured from ``POSTHOG_API_KEY`` /
+            ``POSTHOG_HOST``; or an exporter-like object with ``submit``, ``close_runs``,
+            ``is_sampled`` and ``register_runs`` (a test double, a wrapper).
+
+    Raises:
+        TypeError: ``target`` is none of these.
+    """
+    if isinstance(target, PosthogExporter):
+        return target
+    if target is None:
+        return PosthogExporter()
+    if is_client(target):
+        with _client_lock:
+            known = _client_exporters.get(id(target))
+            if known is not None and known[0] is target:
+                return known[1]
+            exporter = PosthogExporter(sink=target)
+            # Holds the client: a per-call handler given the same client reuses one
+            # exporter (and its threads) instead of starting new ones each call.
+            _client_exporters[id(target)] = (target, exporter)
+            return exporter
+    if isinstance(target, Recorder):
+        return target
+    raise TypeError(
+        "expected a PosthogExporter, a posthog.Posthog client, None (an exporter configured "
+        "from POSTHOG_API_KEY) or an object with submit(), close_runs(), is_sampled() and "
+        f"register_runs(); got {type(target).__name__}"
+    )

@@ -402,3 +402,124 @@ def test_an_unprintable_exception_still_marks_the_span() -> None:
     assert by_name(sink.events)["step"]["properties"]["$ai_error"] == (
         "Unprintable: <unprintable error>"
     )
+
+
+# -- as_exporter and sink resolution -----------------------------------------------------
+
+
+def test_as_exporter_accepts_what_every_front_door_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import posthog
+
+    from posthog_callbacks.exporter import as_exporter
+    from posthog_callbacks.tracing import Recorder
+
+    exporter = PosthogExporter(sink=MemorySink())
+    assert as_exporter(exporter) is exporter
+
+    client = posthog.Posthog("phc_client_key", host="http://127.0.0.1:9")
+    wrapped = as_exporter(client)
+    assert isinstance(wrapped, PosthogExporter)
+    assert isinstance(wrapped.sink, PosthogSink) and wrapped.sink.client is client
+    assert as_exporter(client) is wrapped  # one exporter per client, not one per handler
+
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_from_env")
+    from_env = as_exporter(None)
+    assert isinstance(from_env, PosthogExporter)
+    assert isinstance(from_env.sink, PosthogSink) and from_env.sink.api_key == "phc_from_env"
+
+    class Fake:
+        def submit(self, span: Any) -> None: ...
+        def close_runs(self, spans: Any, reason: str) -> None: ...
+        def is_sampled(self, trace_id: str) -> bool:
+            return True
+
+        def register_runs(self, table: Any) -> None: ...
+
+    fake = Fake()
+    assert as_exporter(fake) is fake and isinstance(fake, Recorder)
+
+    for bad in (42, "phc_a_key_is_not_an_exporter", object()):
+        with pytest.raises(TypeError) as info:
+            as_exporter(bad)
+        assert str(info.value) == (
+            "expected a PosthogExporter, a posthog.Posthog client, None (an exporter "
+            "configured from POSTHOG_API_KEY) or an object with submit(), close_runs(), "
+            f"is_sampled() and register_runs(); got {type(bad).__name__}"
+        )
+
+
+def test_a_magicmock_client_is_a_client_not_a_file_path(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unittest.mock import MagicMock
+
+    from posthog_callbacks.exporter import as_exporter
+
+    monkeypatch.chdir(tmp_path)
+    client = MagicMock()
+    for exporter in (PosthogExporter(sink=client), as_exporter(client)):
+        assert isinstance(exporter, PosthogExporter)
+        with exporter.trace("t", input="q", distinct_id="u1") as trace:
+            trace.update(output="a")
+        assert exporter.flush()
+        exporter.shutdown()
+    assert list(tmp_path.iterdir()) == []  # no "<MagicMock ...>" file
+    assert client.capture.call_count == 2
+    for call in client.capture.call_args_list:
+        kwargs = call.kwargs
+        assert set(kwargs) == {"distinct_id", "event", "properties", "timestamp", "uuid"}
+        assert kwargs["event"] == "$ai_trace" and kwargs["distinct_id"] == "u1"
+        props = kwargs["properties"]
+        assert props["$ai_span_name"] == "t"
+        assert props["$ai_input_state"] == "q" and props["$ai_output_state"] == "a"
+    client.shutdown.assert_not_called()  # the caller's client is not ours to close
+
+
+def test_a_wrapped_clients_privacy_mode_is_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unittest.mock import MagicMock
+
+    import posthog
+
+    client = posthog.Posthog("phc_client_key", host="http://127.0.0.1:9", privacy_mode=True)
+    assert PosthogExporter(sink=client).privacy_mode is True
+    assert PosthogExporter(sink=posthog.Posthog("phc_k", host="http://x")).privacy_mode is False
+
+    private = MagicMock()
+    private.privacy_mode = True
+    exporter = PosthogExporter(sink=private)
+    assert exporter.privacy_mode is True
+    with exporter.trace("t", input="secret question", metadata={"k": "v"}) as trace:
+        with trace.generation(
+            "chat", model="gpt-4o-mini", provider="openai", input=[{"role": "user", "content": "q"}]
+        ) as gen:
+            gen.update(output=[{"role": "assistant", "content": "secret answer"}])
+        trace.update(output="secret answer")
+    exporter.flush()
+    sent = [c.kwargs for c in private.capture.call_args_list]
+    assert [e["event"] for e in sent] == ["$ai_generation", "$ai_trace"]
+    blob = json.dumps(sent, default=str)
+    assert "secret" not in blob and '"q"' not in blob
+    gen_props = sent[0]["properties"]
+    assert set(gen_props) == {
+        "$ai_framework",
+        "$ai_http_status",
+        "$ai_is_error",
+        "$ai_latency",
+        "$ai_lib",
+        "$ai_lib_version",
+        "$ai_model",
+        "$ai_parent_id",
+        "$ai_provider",
+        "$ai_span_id",
+        "$ai_span_name",
+        "$ai_trace_id",
+        "$ai_usage_missing_reason",
+        "$process_person_profile",
+    }
+    assert (gen_props["$ai_model"], gen_props["$ai_provider"]) == ("gpt-4o-mini", "openai")
+    assert "$ai_input_state" not in sent[1]["properties"]
+    assert "$ai_output_state" not in sent[1]["properties"]
+    # A mock's privacy_mode attribute (another MagicMock) is not taken as True.
+    assert PosthogExporter(sink=MagicMock()).privacy_mode is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -255,7 +256,7 @@ def test_open_runs_of_a_collected_handler_are_closed_by_the_ttl_sweep() -> None:
     sink = MemorySink()
     exporter = PosthogExporter(sink=sink, open_run_ttl=0.2, flush_interval=0.05)
     Handler(exporter).start("stale", start=0.0)
-    Handler(exporter).start("fresh")
+    Handler(exporter).start("fresh", start=time.time() + 3600)  # never stale in this test
     gc.collect()
     for _ in range(200):
         exporter.flush()
