@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from . import schema
 from ._version import __version__
 from .pricing import FREE, ModelPrice, find_price
-from .serialize import REDACTED, Serializer, is_secret_key
+from .serialize import REDACTED, Serializer, is_secret_key, truncate_to_bytes, wire_size
 from .spans import FinishedSpan, SpanKind, Usage
 from .usage import is_anthropic, is_local_provider, posthog_adds_reasoning
 
@@ -276,7 +276,8 @@ def span_to_event(span: FinishedSpan, cfg: EventConfig | None = None) -> dict[st
 
 def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str, Any], int]:
     """:func:`span_to_event`, plus an estimate of the event's JSON size in bytes."""
-    ser = Serializer(cfg.secrets)
+    ser = Serializer(cfg.secrets, cfg.max_event_bytes)
+    span = _bounded_ids(span, ser)
     extra: dict[str, Any] = {}
     if span.metadata:
         extra.update(span.metadata)
@@ -309,11 +310,12 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     if span.error is not None:
         props[schema.ERROR] = _error_text(span.error, private, cfg, ser)
     if span.status:
-        props[schema.SPAN_STATUS] = span.status
+        props[schema.SPAN_STATUS] = _text(span.status, ser)
     if span.tags:
-        for tag in span.tags:
-            props.setdefault(str(tag), True)
-        props[schema.TAGS] = list(span.tags)
+        tags = [ser.key(tag) for tag in span.tags[:_MAX_TAGS]]
+        for tag in tags:
+            props.setdefault(tag, True)
+        props[schema.TAGS] = tags
 
     if kind is SpanKind.GENERATION or kind is SpanKind.EMBEDDING:
         if span.model:
@@ -339,7 +341,7 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
             props[schema.TOOLS] = ser.convert(span.tools)
         if span.time_to_first_token is not None:
             props[schema.TIME_TO_FIRST_TOKEN] = round(span.time_to_first_token, 6)
-        props[schema.HTTP_STATUS] = span.http_status or (500 if span.is_error else 200)
+        props[schema.HTTP_STATUS] = _http_status(span.http_status, span.is_error)
         if span.base_url:
             props[schema.BASE_URL] = ser.string(_safe_url(span.base_url))
         if span.stop_reason:
@@ -359,13 +361,52 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
         "uuid": _event_uuid(span),
     }
     size = ser.size + 600
-    if size > cfg.max_event_bytes // 2:
+    # The estimate counts ASCII escapes and short keys loosely (at worst 12x low): measure
+    # exactly (as the posthog SDK encodes, non-ASCII escaped) whenever it could matter.
+    if size > cfg.max_event_bytes // 16:
         size = _fit(result, cfg.max_event_bytes)
     return result, size
 
 
+_MAX_TAGS = 100
+
+
+def _bounded_ids(span: FinishedSpan, ser: Serializer) -> FinishedSpan:
+    """``span`` with every identifier a bounded, scrubbed string (:meth:`Serializer.ident`)."""
+    ident = ser.ident
+    trace_id = ident(span.trace_id)
+    span_id = ident(span.span_id)
+    parent_id = None if span.parent_id is None else ident(span.parent_id)
+    distinct_id = None if span.distinct_id is None else ident(span.distinct_id)
+    session_id = None if span.session_id is None else ident(span.session_id)
+    if (
+        trace_id is span.trace_id
+        and span_id is span.span_id
+        and parent_id is span.parent_id
+        and distinct_id is span.distinct_id
+        and session_id is span.session_id
+    ):
+        return span
+    return span._replace(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        distinct_id=distinct_id,
+        session_id=session_id,
+    )
+
+
+def _http_status(value: Any, is_error: bool) -> int:
+    # Typed as int, but a provider or user may hand over an Enum, a string or an object.
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return int.__int__(value)
+    if type(value) is str and value.isdigit() and len(value) == 3:
+        return int(value)
+    return 500 if is_error else 200
+
+
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+    return wire_size(value)
 
 
 def _fit(event: dict[str, Any], limit: int) -> int:
@@ -384,21 +425,21 @@ def _fit(event: dict[str, Any], limit: int) -> int:
             break
         key = max(sizes, key=lambda k: sizes[k])
         keep = max(0, sizes[key] - (size - limit) - 256)
-        text = (
-            props[key]
-            if isinstance(props[key], str)
-            else json.dumps(props[key], ensure_ascii=False, default=str)
-        )
-        # Characters, not bytes: cut a little more for multi-byte text.
-        keep_chars = max(0, min(len(text), keep) * len(text) // max(1, len(text.encode())))
-        props[key] = text[:keep_chars] + f"…[truncated {len(text) - keep_chars} chars]"
-    # Still too big (huge metadata): drop everything that is not an $ai_ core field.
-    for key in [k for k in props if not k.startswith(_RESERVED_PREFIX)]:
-        props[key] = "[dropped: event size limit]"
-    for key in _CONTENT_KEYS:
-        if key in props:
-            props[key] = "[dropped: event size limit]"
+        value = props[key]
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        props[key] = truncate_to_bytes(text, keep)
+    # Still too big (huge metadata or groups): the largest properties go, biggest first.
+    size = _json_size(event)
+    sizes = {k: _json_size(v) for k, v in props.items()}
+    for key in sorted(sizes, key=lambda k: -sizes[k]):
+        if size <= limit:
+            break
+        props[key] = _DROPPED
+        size -= sizes[key] - len(_DROPPED) - 2
     return _json_size(event)
+
+
+_DROPPED = "[dropped: event size limit]"
 
 
 def feedback_event(
@@ -412,7 +453,9 @@ def feedback_event(
     timestamp: float,
 ) -> dict[str, Any]:
     """Build a ``$ai_feedback`` event for ``trace_id``."""
-    ser = Serializer(cfg.secrets)
+    ser = Serializer(cfg.secrets, cfg.max_event_bytes)
+    trace_id = ser.ident(trace_id)
+    distinct_id = None if distinct_id is None else ser.ident(distinct_id)
     props = _base(trace_id, "manual", None, cfg, ser, properties, None)
     if text is not None:
         props[schema.FEEDBACK_TEXT] = ser.string(str(text))
@@ -438,7 +481,9 @@ def metric_event(
     timestamp: float,
 ) -> dict[str, Any]:
     """Build a ``$ai_metric`` event for ``trace_id``."""
-    ser = Serializer(cfg.secrets)
+    ser = Serializer(cfg.secrets, cfg.max_event_bytes)
+    trace_id = ser.ident(trace_id)
+    distinct_id = None if distinct_id is None else ser.ident(distinct_id)
     props = _base(trace_id, "manual", None, cfg, ser, properties, None)
     props[schema.METRIC_NAME] = str(name)
     props[schema.METRIC_VALUE] = ser.convert(value)

@@ -1,96 +1,357 @@
 """Turn anything into JSON-safe values, redacting secrets and replacing base64 media.
 
 Runs on the exporter's worker. Never raises: whatever cannot be represented becomes a
-short placeholder string. Bounded in depth and width so a hostile object cannot make an
-event unbounded or the worker loop forever.
+short placeholder string. One :class:`Serializer` converts one event and bounds its total
+work (a node budget, not a per-level cap) and its size as encoded on the wire (bytes, with
+non-ASCII counted as the ``\\uXXXX`` escapes the posthog SDK sends). A container reached
+twice is converted once: a later reference reuses the converted copy while the byte budget
+allows, and a container inside itself becomes ``"<cycle>"``.
+
+Unknown objects are never asked to describe themselves: no ``repr()``, ``str()``,
+``__getattr__`` or ``model_dump()`` of user classes runs here, because one hanging or slow
+hook on the worker would stall every other trace. Their attributes are read from the
+instance ``__dict__`` / ``__slots__`` with ``object.__getattribute__`` (pydantic models and
+dataclasses included: their field values live there, so no user serializer or validator
+runs), and anything else becomes ``"<ClassName>"``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import decimal
 import enum
-import itertools
+import hashlib
+import json
+import logging
 import math
 import re
+import types
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["REDACTED", "Serializer", "is_secret_key"]
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "REDACTED",
+    "Serializer",
+    "is_secret_key",
+    "scrub",
+    "truncate_to_bytes",
+    "wire_size",
+]
+
+log = logging.getLogger(__name__)
 
 REDACTED = "[REDACTED]"
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 24
 MAX_ITEMS = 5000
+MAX_NODES = 200_000
+"""Containers, items and references one event may visit in total."""
+MAX_KEY_CHARS = 256
+MAX_ID_CHARS = 200
+"""PostHog rejects distinct ids longer than 200 characters."""
+_SCAN_MIN = 8
 _BASE64_MIN = 1024
+_I64_MIN = -(2**63)
+_U64_MAX = 2**64
+_MAX_INT_BITS = 14_000  # str(int) refuses more than 4,300 digits (~14,284 bits)
+
+# -- secrets ---------------------------------------------------------------------------
+#
+# Credential formats, one table compiled into one regex. Ported (loosened where a prefix
+# alone is distinctive enough: we redact, we do not alert) from gitleaks' default rules,
+# cmd/generate/config/rules/*.go -> config/gitleaks.toml (gitleaks v8, config at commit
+# 009e025ad4106ab333aa0b9dc4f2a884390d134c; rule ids below), and from Yelp detect-secrets'
+# plugins (detect_secrets/plugins/basic_auth.py, aws.py, keyword.py, v1.x). Each format
+# also carries gitleaks-style keywords: the regex runs only on text containing one.
+_FORMATS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    # gitleaks openai-api-key / anthropic-api-key (prefix only, short keys too)
+    ("openai-anthropic", r"\bsk-(?:[\w-]{16,}|(?=[\w-]{0,15}?\d)[\w-]{8,15}\b)", ("sk-",)),
+    ("posthog", r"\bph[cxs]_[A-Za-z0-9]{20,}", ("phc_", "phx_", "phs_")),
+    # gitleaks aws-access-token (the EXAMPLE allowlist dropped: documented keys go too)
+    (
+        "aws-access-token",
+        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
+        ("akia", "asia", "abia", "acca", "a3t"),
+    ),
+    # gitleaks github-pat, github-oauth, github-app-token, github-refresh-token
+    ("github-token", r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    ("github-fine-grained-pat", r"\bgithub_pat_\w{20,}", ("github_pat_",)),
+    ("gcp-api-key", r"\bAIza[\w-]{35}", ("aiza",)),
+    (
+        "stripe-access-token",
+        r"\b[sr]k_(?:test|live|prod)_[A-Za-z0-9]{10,99}",
+        ("sk_", "rk_"),
+    ),
+    ("huggingface-access-token", r"\bhf_[A-Za-z]{34}\b", ("hf_",)),
+    ("huggingface-organization-api-token", r"\bapi_org_[A-Za-z]{34}\b", ("api_org_",)),
+    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", ("xox",)),
+    # gitleaks jwt (header segment always starts with eyJ: '{"')
+    ("jwt", r"\beyJ[\w-]{10,}\.[\w-]{8,}\.[\w-]{8,}", ("eyj",)),
+    # gitleaks private-key, with the body up to its END line
+    (
+        "private-key",
+        r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY[ A-Z0-9_-]{0,100}-----"
+        r"[A-Za-z0-9+/=\s\\]{0,20000}"
+        r"(?:-----END[ A-Z0-9_-]{0,100}PRIVATE KEY[ A-Z0-9_-]{0,100}-----)?",
+        ("private key",),
+    ),
+    # gitleaks curl-auth-header (Bearer / Basic values), anywhere in text
+    (
+        "bearer",
+        r"(?i:\bbearer)\s+(?=[\w.~+/-]{0,200}?[\d._~+/-])[\w.~+/-]{12,}=*",
+        ("bearer",),
+    ),
+    (
+        "basic-auth",
+        r"\b[Bb]asic\s+(?=[A-Za-z0-9+/]{0,200}?[\d+/])[A-Za-z0-9+/]{8,}={0,2}",
+        ("basic",),
+    ),
+    # detect-secrets basic_auth (URL userinfo), gitleaks database DSNs: the whole userinfo
+    ("url-userinfo", r"(?<=://)[^\s/?#'\"<>]{1,256}(?=@[^\s/?#@'\"<>]+)", ("://",)),
+)
+# Assignments and query parameters: the name stays, the value goes. detect-secrets'
+# KeywordDetector (password / secret / api_key / token assignments, quoted or not) and
+# gitleaks' generic-api-key / database-password keywords; query parameters as in
+# Azure SAS (sig=), Google (key=) and OAuth (access_token=, code=) URLs.
+_PAIR = (
+    r"(?P<name>(?i:passw(?:or)?d|passwd|passphrase|\bpwd|secret|api[_-]?key|apikey|"
+    r"access[_-]?key|private[_-]?key|credentials?|[a-z0-9][_-]token|auth[_-]?token)"
+    r"['\"]?\s*[=:]\s*"
+    r"|[?&;](?i:key|token|sig|signature|auth|code|access_token|api[_-]?key|apikey|"
+    r"password|secret|client_secret)=)"
+    r"(?P<value>\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[^\s'\"&,;<>]{3,})"
+)
+_PAIR_KEYWORDS = ("pass", "pwd", "secret", "key", "token", "credential", "sig", "auth", "code=")
+_SECRET_TEXT = re.compile("|".join([_PAIR, *(f"(?:{pattern})" for _, pattern, _ in _FORMATS)]))
+_KEYWORDS = tuple(dict.fromkeys([*_PAIR_KEYWORDS, *(k for _, _, keys in _FORMATS for k in keys)]))
+
+
+def _redact_match(m: re.Match[str]) -> str:
+    name = m.group("name")
+    if name is None:
+        return REDACTED
+    value = m.group("value")
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{name}{quote}{REDACTED}{quote}"
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every credential format and every literal in ``secrets`` redacted."""
+    if len(text) >= _SCAN_MIN:
+        low = text.lower()
+        for keyword in _KEYWORDS:
+            if keyword in low:
+                text = _SECRET_TEXT.sub(_redact_match, text)
+                break
+        for secret in secrets:
+            if secret and secret in text:
+                text = text.replace(secret, REDACTED)
+    return text
+
 
 _SECRET_KEY = re.compile(
-    r"api[_-]?key|apikey|authorization|secret|passw(or)?d|credential|private[_-]?key|"
-    r"access[_-]?token|refresh[_-]?token|id[_-]?token|auth[_-]?token|session[_-]?token|"
-    r"bearer|cookie|x[_-]api[_-]key|signature",
-    re.IGNORECASE,
+    r"api_?key|authorization|secret|passw(or)?d|passphrase|credential|private_?key|"
+    r"access_?key|auth_?key|subscription_?key|bearer|cookie|signature",
 )
-_SECRET_KEY_EXACT = frozenset({"token", "key", "pwd", "auth", "api-key"})
-# Well-known credential formats: OpenAI/Anthropic keys, PostHog keys, bearer tokens,
-# AWS access keys, GitHub and Slack tokens.
-_SECRET_VALUE = re.compile(
-    r"sk-[A-Za-z0-9_\-]{16,}|ph[cxs]_[A-Za-z0-9]{20,}|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{16,}=*|"
-    r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abposr]-[A-Za-z0-9\-]{10,}"
+_SECRET_KEY_EXACT = frozenset({"token", "key", "pwd", "auth", "sig", "apikey", "x_api_key"})
+# ``*_token`` and ``*_key`` names that are not credentials (tokenizer specials, counts,
+# pagination, database and cache keys).
+_NOT_SECRET_TOKEN = frozenset(
+    {"max", "min", "num", "eos", "bos", "pad", "unk", "sep", "cls", "mask", "stop", "start", "end"}
 )
-_DATA_URL = re.compile(r"data:([\w.+\-]+/[\w.+\-]+)?(;[\w=\-]+)*;base64,", re.ASCII)
-_BASE64_BODY = re.compile(r"[A-Za-z0-9+/=\r\n]+", re.ASCII)
+_NOT_SECRET_KEY = frozenset(
+    {
+        "sort", "primary", "foreign", "partition", "cache", "idempotency", "public", "row",
+        "hash", "range", "routing", "lookup", "dict", "group", "object", "s3", "index",
+        "shard", "dedup", "state", "file", "doc", "document", "message", "node", "ref",
+    }
+)  # fmt: skip
 
 _key_cache: dict[str, bool] = {}
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a mapping key names a credential (``api_key``, ``Authorization``, ...)."""
+    """Whether a mapping key names a credential (``api_key``, ``github_token``, ...)."""
     cached = _key_cache.get(key)
     if cached is None:
-        cached = key.lower() in _SECRET_KEY_EXACT or _SECRET_KEY.search(key) is not None
+        cached = _secret_name(key)
         if len(_key_cache) < 10_000:
             _key_cache[key] = cached
     return cached
 
 
-def _media_placeholder(mime: str | None, chars: int) -> str:
-    return f"[base64 {mime or 'data'}, {chars * 3 // 4} bytes]"
+def _secret_name(key: str) -> bool:
+    k = key.lower().replace("-", "_").replace(" ", "_").strip("_$")
+    if k in _SECRET_KEY_EXACT or _SECRET_KEY.search(k) is not None:
+        return True
+    if k.endswith("token"):
+        head = k[:-5].rstrip("_").rsplit("_", 1)[-1]
+        return head not in _NOT_SECRET_TOKEN
+    if k.endswith("_key"):
+        return k[:-4].rsplit("_", 1)[-1] not in _NOT_SECRET_KEY
+    return False
+
+
+# -- sizes -------------------------------------------------------------------------------
+
+
+def wire_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON on the wire, whichever encoder sends it.
+
+    The posthog SDK escapes non-ASCII (6 bytes per BMP character, 12 per astral one);
+    UTF-8 encoders send fewer, so the escaped length bounds both.
+    """
+    return len(json.dumps(value, separators=(",", ":"), default=_never))
+
+
+def _never(value: Any) -> str:
+    return f"<{type(value).__name__}>"
+
+
+def _str_wire(text: str) -> int:
+    """``text``'s JSON string size in bytes, non-ASCII escaped (ASCII escapes not counted)."""
+    if text.isascii():
+        return len(text) + 2
+    return len(json.dumps(text))
+
+
+def truncate_to_bytes(text: str, limit: int, total: int | None = None) -> str:
+    """``text`` cut so that it fits ``limit`` bytes as a JSON string, with a marker.
+
+    The marker (``…[truncated N chars]``, N counted from ``total`` when ``text`` is
+    already a prefix of a longer original) is included in the limit.
+    """
+    exact = len(json.dumps(text))
+    n = len(text) if total is None else total
+    if exact <= limit and n == len(text):
+        return text
+    keep = max(0, min(len(text), (limit - 40) * len(text) // max(1, exact)))
+    while keep > 0:
+        marker = f"…[truncated {n - keep} chars]"
+        if len(json.dumps(text[:keep] + marker)) <= limit:
+            return text[:keep] + marker
+        keep = keep * 7 // 8
+    return f"…[truncated {n} chars]"[: max(0, limit - 2)]
+
+
+def _clean_surrogates(text: str) -> str:
+    """Lone surrogates (invalid in UTF-8) become U+FFFD; valid pairs are joined."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _safe_int(value: int) -> Any:
+    # orjson takes 64-bit integers only and str() refuses more than 4,300 digits.
+    if _I64_MIN <= value < _U64_MAX:
+        return value
+    if value.bit_length() <= _MAX_INT_BITS:
+        return str(value)
+    return f"<int of {value.bit_length()} bits>"
+
+
+def _type_attr(t: type, name: str) -> bool:
+    """Whether ``t`` defines ``name`` (static lookup: runs no user code)."""
+    try:
+        return any(name in vars(k) for k in t.__mro__)
+    except Exception:
+        return False
+
+
+_CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
 class Serializer:
-    """One conversion pass; ``size`` estimates the JSON bytes produced so far.
+    """One conversion pass (one event); ``size`` estimates the JSON bytes produced so far.
 
     Args:
         secrets: Literal strings (e.g. the PostHog API key) to scrub wherever they appear.
+        max_bytes: The event's size limit on the wire: strings are cut to a quarter of it,
+            and once the output passes it, further values become a marker.
     """
 
-    __slots__ = ("secrets", "size")
+    __slots__ = ("_active", "_memo", "max_bytes", "nodes", "secrets", "size")
 
-    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(self, secrets: tuple[str, ...] = (), max_bytes: int = MAX_EVENT_BYTES) -> None:
         self.secrets = secrets
+        self.max_bytes = max_bytes
         self.size = 0
+        self.nodes = 0
+        self._memo: dict[int, tuple[Any, Any, int]] = {}
+        self._active: set[int] = set()
 
     def convert(self, value: Any) -> Any:
         """Return a JSON-safe copy of ``value``."""
         try:
-            return self._convert(value, 0, set())
+            return self._convert(value, 0)
         except Exception:  # pragma: no cover - defensive: _convert guards each branch
             return "<unserializable>"
 
     def string(self, text: str) -> str:
-        """Scrub one string: credentials and base64 media become placeholders."""
+        """Scrub one string: credentials and base64 media become placeholders; the result
+        is valid UTF-8 and at most a quarter of ``max_bytes`` on the wire."""
         n = len(text)
-        if n >= 16:
+        cap = self.max_bytes // 4
+        if n > cap:  # nothing past ``cap`` characters can be sent: do not scan it
+            text = text[: cap + 256]
+        if n >= _SCAN_MIN:
             if n >= _BASE64_MIN:
                 text = self._strip_base64(text)
-            if _SECRET_VALUE.search(text) is not None:
-                text = _SECRET_VALUE.sub(REDACTED, text)
-            for secret in self.secrets:
-                if secret in text:
-                    text = text.replace(secret, REDACTED)
-        self.size += len(text) + 2
+            text = scrub(text, self.secrets)
+        if not text.isascii():
+            text = _clean_surrogates(text)
+        size = _str_wire(text)
+        if size > cap or n > cap:
+            text = truncate_to_bytes(text, cap, n if n > cap else None)
+            size = _str_wire(text)
+        self.size += size
         return text
+
+    def key(self, key: Any) -> str:
+        """A mapping key or tag as a bounded, scrubbed string (no user ``__str__`` runs)."""
+        if type(key) is not str:
+            key = self._key_text(key)
+        cached = _clean_keys.get(key)
+        if cached is None:
+            cached = key
+            if len(cached) > MAX_KEY_CHARS:
+                cached = cached[:MAX_KEY_CHARS] + f"…[truncated {len(key) - MAX_KEY_CHARS} chars]"
+            cached = scrub(cached)
+            if not cached.isascii():
+                cached = _clean_surrogates(cached)
+            if len(_clean_keys) >= 10_000:
+                _clean_keys.clear()
+            _clean_keys[key] = cached
+        for secret in self.secrets:
+            if secret and secret in cached:
+                cached = cached.replace(secret, REDACTED)
+        return cached
+
+    def ident(self, value: Any) -> str:
+        """An identifier (distinct, session, trace or span id) as a bounded string.
+
+        Secrets become ``[REDACTED <hash>]`` and long ids keep a prefix plus a hash, so
+        different ids stay different and one id always maps to the same text.
+        """
+        if type(value) is str:
+            text = value
+        else:
+            converted = self._convert(value, MAX_DEPTH - 1)
+            text = converted if type(converted) is str else json.dumps(converted)
+        if len(text) < _SCAN_MIN and text.isascii():
+            return text
+        cache_key = (text, self.secrets)
+        cached = _ident_cache.get(cache_key)
+        if cached is None:
+            cached = _ident(text, self.secrets)
+            if len(_ident_cache) >= 4096:
+                _ident_cache.clear()
+            _ident_cache[cache_key] = cached
+        return cached
 
     @staticmethod
     def _strip_base64(text: str) -> str:
@@ -110,179 +371,271 @@ class Serializer:
             return _media_placeholder(None, len(text))
         return text
 
-    def _convert(self, value: Any, depth: int, seen: set[int]) -> Any:
+    def _mark(self, text: str) -> str:
+        self.size += len(text) + 2
+        return text
+
+    def _over(self) -> bool:
+        return self.nodes >= MAX_NODES or self.size > self.max_bytes
+
+    def _convert(self, value: Any, depth: int) -> Any:
+        self.nodes += 1
         if value is None or value is True or value is False:
             self.size += 5
             return value
         t = type(value)
         if t is str:
+            if len(value) < _SCAN_MIN and value.isascii():
+                self.size += len(value) + 2
+                return value
             return self.string(value)
         if t is int:
             self.size += 8
-            return value
+            return _safe_int(value)
         if t is float:
             self.size += 12
             return value if math.isfinite(value) else str(value)
         if depth >= MAX_DEPTH:
-            return "<max depth>"
-        if t is dict or (t is not list and isinstance(value, Mapping)):
-            return self._mapping(value, depth, seen)
-        if t is list or t is tuple or isinstance(value, (list, tuple, set, frozenset)):
-            return self._sequence(value, depth, seen)
-        return self._other(value, depth, seen)
+            return self._mark("<max depth>")
+        if t is dict or t is list or t is tuple or isinstance(value, _CONTAINERS):
+            return self._container(value, depth)
+        return self._other(value, depth)
 
-    def _mapping(self, value: Mapping[Any, Any], depth: int, seen: set[int]) -> Any:
+    def _container(self, value: Any, depth: int) -> Any:
         ident = id(value)
-        if ident in seen:
-            return "<cycle>"
-        seen.add(ident)
+        if ident in self._active:
+            return self._mark("<cycle>")
+        seen = self._memo.get(ident)
+        if seen is not None:
+            # A shared container: reuse its converted copy while the budget allows.
+            if self.size + seen[2] <= self.max_bytes:
+                self.size += seen[2]
+                return seen[1]
+            return self._mark(f"<shared {type(value).__name__}>")
+        if self._over():
+            return self._mark("<truncated: event size limit>")
+        start = self.size
+        self._active.add(ident)
         try:
-            if "lc" in value and value.get("lc") == 1 and value.get("type") == "secret":
-                return REDACTED
-            out: dict[str, Any] = {}
-            secret = _key_cache.get
-            convert = self._convert
-            string = self.string
-            size = 0
-            items: Iterable[tuple[Any, Any]] = value.items()
-            if len(value) > MAX_ITEMS:
-                items = itertools.islice(items, MAX_ITEMS)
-                out["<truncated>"] = f"{len(value) - MAX_ITEMS} more keys"
-            # Leaves are handled inline: most events are small dicts of short strings and
-            # numbers, and a call per leaf is most of the translation cost.
-            for k, v in items:
-                key = k if type(k) is str else self._key(k)
-                size += len(key) + 4
-                hidden = secret(key)
-                if hidden is None:
-                    hidden = is_secret_key(key)
-                tv = type(v)
-                if hidden and v is not None and tv is not int and tv is not float:
-                    out[key] = REDACTED
-                elif tv is str:
-                    if len(v) < 16:
-                        out[key] = v
-                        size += len(v) + 2
-                    else:
-                        out[key] = string(v)
-                elif tv is int or tv is bool or v is None:
-                    out[key] = v
-                    size += 6
-                else:
-                    out[key] = convert(v, depth + 1, seen)
-            self.size += size
-            return out
+            if isinstance(value, dict):
+                out: Any = self._mapping(value, depth)
+            else:
+                out = self._sequence(value, depth)
         except Exception:
-            return "<unserializable mapping>"
+            out = f"<unserializable {type(value).__name__}>"
         finally:
-            seen.discard(ident)
+            self._active.discard(ident)
+        # The original is kept alive with its copy so its id cannot be reused meanwhile.
+        self._memo[ident] = (value, out, self.size - start)
+        return out
 
-    def _key(self, key: Any) -> str:
-        try:
-            if isinstance(key, enum.Enum):
-                return str(key.value)
-            return str(key)
-        except Exception:
-            return "<key>"
+    def _mapping(self, value: dict[Any, Any], depth: int) -> Any:
+        get = dict.get
+        if get(value, "lc") == 1 and get(value, "type") == "secret":
+            return REDACTED
+        out: dict[str, Any] = {}
+        convert = self._convert
+        size = 0
+        for count, (k, v) in enumerate(dict.items(value)):
+            if count >= MAX_ITEMS or self._over():
+                out["<truncated>"] = f"{len(value) - count} more keys"
+                break
+            key = k if type(k) is str and len(k) < _SCAN_MIN else self.key(k)
+            size += len(key) + 4
+            hidden = is_secret_key(key)
+            tv = type(v)
+            if hidden and v is not None and tv is not int and tv is not float and tv is not bool:
+                out[key] = REDACTED
+                size += 12
+            elif tv is str and len(v) < _SCAN_MIN and v.isascii():
+                out[key] = v
+                size += len(v) + 2
+            elif tv is bool or v is None:
+                out[key] = v
+                size += 6
+            else:
+                out[key] = convert(v, depth + 1)
+        self.size += size + 2
+        return out
 
-    def _sequence(self, value: Iterable[Any], depth: int, seen: set[int]) -> Any:
+    def _sequence(self, value: Iterable[Any], depth: int) -> Any:
+        t = type(value)
+        if t is list or t is tuple:
+            items: Iterable[Any] = value
+        elif isinstance(value, list):
+            items = list.__iter__(value)
+        elif isinstance(value, tuple):
+            items = tuple.__iter__(value)
+        elif isinstance(value, set):
+            items = set.__iter__(value)
+        else:
+            items = frozenset.__iter__(value)  # type: ignore[arg-type]
+        out: list[Any] = []
+        convert = self._convert
+        for i, item in enumerate(items):
+            if i >= MAX_ITEMS or self._over():
+                out.append("<truncated: more items>")
+                break
+            ti = type(item)
+            if ti is str and len(item) < _SCAN_MIN and item.isascii():
+                out.append(item)
+                self.size += len(item) + 3
+                self.nodes += 1
+            elif ti is bool or item is None:
+                out.append(item)
+                self.size += 6
+                self.nodes += 1
+            else:
+                out.append(convert(item, depth + 1))
+        self.size += 2 + len(out)
+        return out
+
+    def _other(self, value: Any, depth: int) -> Any:
         ident = id(value)
-        if ident in seen:
-            return "<cycle>"
-        seen.add(ident)
+        if ident in self._active:
+            return self._mark("<cycle>")
+        if self._over():
+            return self._mark("<truncated: event size limit>")
+        self._active.add(ident)
         try:
-            out: list[Any] = []
-            convert = self._convert
-            for i, item in enumerate(value):
-                if i >= MAX_ITEMS:
-                    out.append("<truncated: more items>")
-                    break
-                ti = type(item)
-                if ti is str and len(item) < 16:
-                    out.append(item)
-                    self.size += len(item) + 2
-                elif ti is int or ti is bool or item is None:
-                    out.append(item)
-                else:
-                    out.append(convert(item, depth + 1, seen))
-            self.size += 2 + len(out)
-            return out
+            plain = self._plain(value)
+            return plain if plain is value else self._convert(plain, depth + 1)
         except Exception:
-            return "<unserializable sequence>"
+            return self._mark(_placeholder(value))
         finally:
-            seen.discard(ident)
+            self._active.discard(ident)
 
-    def _other(self, value: Any, depth: int, seen: set[int]) -> Any:
-        ident = id(value)
-        if ident in seen:
-            return "<cycle>"
+    def _key_text(self, key: Any) -> str:
+        t = type(key)
+        if t is int:
+            converted = _safe_int(key)
+            return converted if type(converted) is str else int.__repr__(key)
+        if t is float or t is bool or key is None:
+            return json.dumps(key) if t is not float or math.isfinite(key) else str(key)
+        converted = self._convert(key, MAX_DEPTH - 1)
+        if type(converted) is str:
+            return converted
         try:
-            seen.add(ident)
-            return self._convert(self._plain(value), depth + 1, seen)
+            return json.dumps(converted, separators=(",", ":"))
         except Exception:
-            return self._describe(value)
-        finally:
-            seen.discard(ident)
+            return _placeholder(key)
 
     def _plain(self, value: Any) -> Any:
-        """One step towards plain data; raises when the value has no known shape."""
-        if isinstance(value, (bytes, bytearray, memoryview)):
+        """One step towards plain data, reading only what runs no user code.
+
+        Raises when the value has no known shape (the caller uses a placeholder).
+        """
+        t = type(value)
+        if isinstance(value, (bytes, bytearray)):
             return f"<{len(value)} bytes>"
+        if t is memoryview:
+            return f"<{value.nbytes} bytes>"
         if isinstance(value, enum.Enum):
-            return value.value
-        if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-            return value.isoformat()
+            return object.__getattribute__(value, "_value_")
+        if isinstance(value, _dt.datetime):
+            return _dt.datetime.isoformat(value)
+        if isinstance(value, _dt.date):
+            return _dt.date.isoformat(value)
+        if isinstance(value, _dt.time):
+            return _dt.time.isoformat(value)
         if isinstance(value, _dt.timedelta):
-            return value.total_seconds()
-        if isinstance(value, (uuid.UUID, decimal.Decimal)):
-            return str(value)
-        if isinstance(value, (int, float, str)):  # subclasses (IntEnum handled above)
-            return (
-                int(value)
-                if isinstance(value, int)
-                else (float(value) if isinstance(value, float) else str(value))
-            )
-        name = type(value).__name__
+            return _dt.timedelta.total_seconds(value)
+        if isinstance(value, uuid.UUID):
+            return uuid.UUID.__str__(value)
+        if isinstance(value, decimal.Decimal):
+            return decimal.Decimal.__str__(value)
+        if isinstance(value, str):
+            return str.__str__(value)
+        if isinstance(value, int):
+            return int.__int__(value)
+        if isinstance(value, float):
+            return float.__float__(value)
+        if t is types.MappingProxyType:
+            return dict(value)
+        if isinstance(value, type):
+            return f"<class {type.__dict__['__name__'].__get__(value)}>"
+        name = t.__name__
         if "Secret" in name:  # pydantic SecretStr / SecretBytes and look-alikes
             return REDACTED
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        dump = getattr(value, "model_dump", None)
-        if callable(dump) and not isinstance(value, type):
-            return dump()
-        item = getattr(value, "item", None)
-        tolist = getattr(value, "tolist", None)
-        if callable(tolist) and type(value).__module__.startswith(("numpy", "pandas", "torch")):
-            size = getattr(value, "size", 0)
-            if isinstance(size, int) and size > MAX_ITEMS:
-                return f"<{name} of {size} items>"
-            return tolist()
-        if callable(item) and type(value).__module__.startswith("numpy"):
-            return item()
-        if hasattr(value, "__next__") or hasattr(value, "__aiter__") or hasattr(value, "send"):
+        module = t.__module__ or ""
+        if module.startswith(("numpy", "torch", "pandas")):
+            return _array(value, name)
+        if _type_attr(t, "__next__") or _type_attr(t, "__anext__") or _type_attr(t, "send"):
             return f"<{name}>"  # never consume a user's generator or stream
-        to_json = getattr(value, "to_json", None)
-        if callable(to_json) and type(value).__module__.startswith("langchain"):
-            return to_json()
-        if isinstance(value, Mapping):
-            return dict(value)
-        slots = getattr(type(value), "__slots__", None)
-        if hasattr(value, "__dict__") and not isinstance(value, type):
-            attrs = {k: v for k, v in vars(value).items() if not k.startswith("_")}
-            if attrs:
-                return {"type": name, **attrs}
-        if slots and not isinstance(value, type):
-            return {"type": name, **{s: getattr(value, s) for s in slots if hasattr(value, s)}}
-        return self._describe(value)
+        return _attributes(value, t, name)
 
-    def _describe(self, value: Any) -> str:
-        try:
-            text = repr(value)
-        except Exception:
-            try:
-                return f"<unrepresentable {type(value).__name__}>"
-            except Exception:
-                return "<unrepresentable>"
-        if len(text) > 1000:
-            text = text[:1000] + "…"
-        return self.string(text)
+
+def _array(value: Any, name: str) -> Any:
+    # Well-known libraries whose conversions run their own (C) code, not the user's.
+    size = getattr(value, "size", 0)
+    if callable(size):  # torch: size() is a shape
+        numel = getattr(value, "numel", None)
+        size = numel() if callable(numel) else 0
+    if isinstance(size, int) and size > MAX_ITEMS:
+        return f"<{name} of {size} items>"
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    return f"<{name}>"
+
+
+def _attributes(value: Any, t: type, name: str) -> Any:
+    """Public instance attributes, read without ``__getattr__`` / properties."""
+    try:
+        attrs = dict(object.__getattribute__(value, "__dict__"))
+    except Exception:
+        attrs = {}
+    for klass in t.__mro__:
+        slots = vars(klass).get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if isinstance(slot, str) and slot not in attrs and not slot.startswith("__"):
+                try:
+                    attrs[slot] = object.__getattribute__(value, slot)
+                except Exception:
+                    continue
+    public = {k: v for k, v in attrs.items() if type(k) is str and not k.startswith("_")}
+    if _type_attr(t, "__pydantic_fields__") or _type_attr(t, "__dataclass_fields__"):
+        extra = attrs.get("__pydantic_extra__")
+        if isinstance(extra, dict):
+            public.update(extra)
+        return public
+    if public:
+        return {"type": name, **public}
+    raise TypeError(name)
+
+
+def _placeholder(value: Any) -> str:
+    try:
+        return f"<{type(value).__name__}>"
+    except Exception:  # pragma: no cover - a metaclass with a hostile __name__
+        return "<object>"
+
+
+def _ident(text: str, secrets: tuple[str, ...]) -> str:
+    head = text[: MAX_ID_CHARS + 64]
+    if scrub(head, secrets) != head:
+        return f"{REDACTED[:-1]} {_digest(text)}]"
+    if not head.isascii():
+        head = _clean_surrogates(head)
+    if len(text) > MAX_ID_CHARS or _str_wire(head) > 6 * MAX_ID_CHARS:
+        return f"{head[:128]}…[truncated {_digest(text)}]"
+    return head
+
+
+_clean_keys: dict[str, str] = {}
+_ident_cache: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_DATA_URL = re.compile(r"data:([\w.+\-]+/[\w.+\-]+)?(;[\w=\-]+)*;base64,", re.ASCII)
+_BASE64_BODY = re.compile(r"[A-Za-z0-9+/=\r\n]+", re.ASCII)
+
+
+def _media_placeholder(mime: str | None, chars: int) -> str:
+    return f"[base64 {mime or 'data'}, {chars * 3 // 4} bytes]"

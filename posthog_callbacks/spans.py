@@ -8,7 +8,7 @@ names: that translation lives in ``events.py``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
@@ -217,27 +217,100 @@ def error_text(error: BaseException) -> str:
 
 _SNAPSHOT_MAX_DEPTH = 12
 _SNAPSHOT_MAX_ITEMS = 2000
+SNAPSHOT_MAX_NODES = 20_000
+"""Containers and items one snapshot may visit in total (the caller's thread pays for it)."""
+SNAPSHOT_MAX_CHARS = 16 * 1024 * 1024
+"""Characters of text one snapshot keeps; more could not fit in an event anyway."""
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
+_COPIED = frozenset({dict, list, tuple, set, frozenset})
 
 
-def snapshot(value: Any, _depth: int = 0) -> Any:
+class _Copier:
+    """The state of one snapshot: a budget and the copies made so far (by id)."""
+
+    __slots__ = ("chars", "convert", "memo", "nodes")
+
+    def __init__(self, convert: Callable[[Any], Any] | None) -> None:
+        self.nodes = 0
+        self.chars = 0
+        self.convert = convert
+        self.memo: dict[int, tuple[Any, Any]] = {}
+
+    def copy(self, value: Any, depth: int) -> Any:
+        t = type(value)
+        if t is str:
+            self.chars += len(value)
+            return value
+        if t in _LEAVES:
+            return value
+        if (
+            t is not dict
+            and t is not list
+            and t is not tuple
+            and t is not set
+            and t is not frozenset
+        ):
+            convert = self.convert
+            if convert is None:
+                return value
+            converted = convert(value)
+            if converted is value:
+                return value
+            return self.copy(converted, depth)
+        if depth >= _SNAPSHOT_MAX_DEPTH:
+            return value
+        ident = id(value)
+        seen = self.memo.get(ident)
+        if seen is not None:
+            return seen[1]  # shared (or cyclic): the same copy, visited once
+        self.nodes += 1
+        if self.nodes > SNAPSHOT_MAX_NODES or self.chars > SNAPSHOT_MAX_CHARS:
+            return "<snapshot limit>"
+        copy = self.copy
+        if t is dict:
+            out: dict[Any, Any] = {}
+            self.memo[ident] = (value, out)
+            for i, (k, v) in enumerate(value.items()):
+                if i >= _SNAPSHOT_MAX_ITEMS or self.nodes > SNAPSHOT_MAX_NODES:
+                    out["<truncated>"] = f"{len(value) - i} more keys"
+                    break
+                self.nodes += 1
+                out[k] = copy(v, depth + 1)
+            return out
+        items: list[Any] = []
+        self.memo[ident] = (value, items)
+        source = value if t is list or t is tuple else list(value)
+        for i, v in enumerate(source):
+            if i >= _SNAPSHOT_MAX_ITEMS or self.nodes > SNAPSHOT_MAX_NODES:
+                items.append(f"<truncated: {len(source) - i} more items>")
+                break
+            self.nodes += 1
+            items.append(copy(v, depth + 1))
+        return items
+
+
+def snapshot(value: Any, convert: Callable[[Any], Any] | None = None) -> Any:
     """Copy the containers of ``value`` so later mutation by the caller cannot change it.
 
-    Only dicts, lists, tuples and sets are copied (bounded in depth and width); leaves are
-    kept by reference and serialised on the exporter's worker. Never raises.
+    Dicts, lists, tuples and sets are copied (tuples and sets as lists); leaves are kept
+    by reference and serialised on the exporter's worker. The total work is bounded
+    (:data:`SNAPSHOT_MAX_NODES` containers and items, :data:`SNAPSHOT_MAX_CHARS` of
+    text, 2,000 items per container, 12 levels): past a bound the rest becomes a short
+    marker. A container reached twice (shared, or inside itself) is copied once and the
+    copy is reused, so shared references cost nothing and the copy keeps their shape.
+
+    Args:
+        value: Anything.
+        convert: Applied to each leaf that is not a plain scalar (a front door turns its
+            framework's objects into plain data here); its result is copied within the
+            same budget. ``None`` keeps such leaves by reference.
+
+    Never raises.
     """
-    try:
-        if _depth >= _SNAPSHOT_MAX_DEPTH:
-            return value
-        t = type(value)
-        if t is dict:
-            if len(value) > _SNAPSHOT_MAX_ITEMS:
-                return {k: value[k] for k in list(value)[:_SNAPSHOT_MAX_ITEMS]}
-            return {k: snapshot(v, _depth + 1) for k, v in value.items()}
-        if t is list or t is tuple:
-            items = value[:_SNAPSHOT_MAX_ITEMS]
-            return [snapshot(v, _depth + 1) for v in items]
-        if t is set or t is frozenset:
-            return [snapshot(v, _depth + 1) for v in list(value)[:_SNAPSHOT_MAX_ITEMS]]
+    t = type(value)
+    if t in _LEAVES:
         return value
+    try:
+        return _Copier(convert).copy(value, 0)
     except Exception:
         return value
