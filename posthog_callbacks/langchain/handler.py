@@ -18,9 +18,9 @@ from uuid import UUID
 
 from langchain_core.callbacks.base import BaseCallbackHandler
 
-from ..exporter import PosthogExporter
+from ..exporter import as_exporter
 from ..spans import OpenSpan, SpanKind
-from ..tracing import RunTable
+from ..tracing import Recorder, RunTable, WarnOnce, child_span, trace_owner
 from . import convert as cv
 from . import model as lm
 
@@ -34,21 +34,6 @@ _LEFTOVER_REASONS = {
     "abandoned": "abandoned: the stream was closed before this run ended",
     "interrupted": "interrupted: the graph paused before this run ended",
 }
-
-
-def _make_exporter(target: Any) -> Any:
-    if target is None:
-        return PosthogExporter()
-    if isinstance(target, PosthogExporter):
-        return target
-    if callable(getattr(target, "capture", None)):  # a posthog.Posthog client
-        return PosthogExporter(sink=target)
-    if callable(getattr(target, "submit", None)) and callable(getattr(target, "flush", None)):
-        return target  # an exporter-like object (tests, wrappers)
-    raise TypeError(
-        "CallbackHandler needs a PosthogExporter or a posthog.Posthog client, "
-        f"not {type(target).__name__}"
-    )
 
 
 class _SharedRuns:
@@ -74,7 +59,7 @@ _shared_lock = threading.Lock()
 _shared: weakref.WeakKeyDictionary[Any, _SharedRuns] = weakref.WeakKeyDictionary()
 
 
-def _runs_of(exporter: Any) -> _SharedRuns:
+def _runs_of(exporter: Recorder) -> _SharedRuns:
     """The shared runs of ``exporter`` (its own, when it cannot be a weak dict key)."""
     try:
         with _shared_lock:
@@ -87,9 +72,7 @@ def _runs_of(exporter: Any) -> _SharedRuns:
     except TypeError:  # not weak-referenceable or not hashable
         runs, fresh = _SharedRuns(), True
     if fresh:
-        register = getattr(exporter, "register_runs", None)
-        if callable(register):
-            register(runs.table)
+        exporter.register_runs(runs.table)
     return runs
 
 
@@ -153,7 +136,7 @@ class CallbackHandler(BaseCallbackHandler):
             isinstance(tags, str) or not all(isinstance(t, str) for t in tags)
         ):
             raise TypeError("tags must be a sequence of strings")
-        self._exporter = _make_exporter(exporter if exporter is not None else client)
+        self._exporter = as_exporter(exporter if exporter is not None else client)
         self._distinct_id = str(distinct_id) if distinct_id is not None else None
         self._session_id = str(session_id) if session_id is not None else None
         self._trace_id = str(trace_id) if trace_id is not None else None
@@ -165,15 +148,18 @@ class CallbackHandler(BaseCallbackHandler):
         shared = _runs_of(self._exporter)
         self._runs: RunTable[UUID] = shared.table
         self._skipped: dict[UUID, str] = shared.skipped
-        self._failures: set[str] = set()
-        self._failure_lock = threading.Lock()
-        self.callback_errors = 0
+        self._warn = WarnOnce(log)
         self.disabled = False
 
     @property
-    def exporter(self) -> Any:
+    def exporter(self) -> Recorder:
         """The exporter this handler records into."""
         return self._exporter
+
+    @property
+    def callback_errors(self) -> int:
+        """How many callbacks failed (each kind is logged once)."""
+        return self._warn.count
 
     def open_runs(self) -> int:
         """How many LangChain runs are in flight in this handler's exporter (diagnostics)."""
@@ -534,39 +520,20 @@ class CallbackHandler(BaseCallbackHandler):
 
     def _point(self, parent: OpenSpan, name: str, input_: Any, output: Any) -> None:
         now = time.time()
-        span = OpenSpan(
-            trace_id=parent.trace_id,
-            span_id=str(uuid.uuid4()),
-            parent_id=parent.span_id,
-            kind=SpanKind.SPAN,
-            name=name,
-            start_time=now,
-            framework="langchain",
-            input=input_,
-            output=output,
-            distinct_id=parent.distinct_id,
-            session_id=parent.session_id,
-            metadata=parent.metadata,
-            properties=parent.properties,
-            groups=parent.groups,
-            tags=parent.tags,
-            privacy_mode=parent.privacy_mode,
-        )
+        span = child_span(parent, str(uuid.uuid4()), SpanKind.SPAN, name, start_time=now)
+        span.input, span.output = input_, output
+        span.metadata, span.tags = parent.metadata, parent.tags
         self._exporter.submit(span.finish(now))
 
     # -- run table ------------------------------------------------------------------------
 
     def _failed(self, callback: str, exc: BaseException) -> None:
-        with self._failure_lock:
-            self.callback_errors += 1
-            first = callback not in self._failures
-            self._failures.add(callback)
-        if first:
-            log.warning(
-                "posthog_callbacks: %s failed; the run is not fully recorded",
-                callback,
-                exc_info=exc,
-            )
+        self._warn(
+            callback,
+            "posthog_callbacks: %s failed; the run is not fully recorded",
+            callback,
+            exc_info=exc,
+        )
 
     def _start(
         self,
@@ -607,23 +574,22 @@ class CallbackHandler(BaseCallbackHandler):
                 self._skip(run_id, trace_id)
                 return None
 
-        distinct_id = session_id = None
         user_md: dict[str, Any] | None = None
         extra_props = None
         if metadata:
-            distinct_id = metadata.get("user_id") or metadata.get("userId")
-            session_id = (
-                metadata.get("session_id") or metadata.get("sessionId") or metadata.get("thread_id")
-            )
             extra_props = metadata.get("posthog_properties")
             user_md = cv.user_metadata(metadata)
-        if distinct_id is None:
-            distinct_id = parent.distinct_id if parent is not None else self._distinct_id
-        elif parent is not None and parent.distinct_id != str(distinct_id):
-            # a user id set below the root: the trace (open ancestors) belongs to that user
-            self._set_user_upwards(parent, str(distinct_id))
-        if session_id is None:
-            session_id = parent.session_id if parent is not None else self._session_id
+        if parent is None:
+            owner = trace_owner(
+                metadata, distinct_id=self._distinct_id, session_id=self._session_id
+            )
+        else:
+            owner = trace_owner(
+                metadata, distinct_id=parent.distinct_id, session_id=parent.session_id
+            )
+            if owner.distinct_id is not None and owner.distinct_id != parent.distinct_id:
+                # a user id set below the root: the trace (open ancestors) belongs to that user
+                self._set_user_upwards(parent, owner.distinct_id)
         properties = self._properties
         if isinstance(extra_props, dict) and extra_props:
             properties = {**(properties or {}), **extra_props}
@@ -638,8 +604,8 @@ class CallbackHandler(BaseCallbackHandler):
             name=name,
             framework="langchain",
             input=input_,
-            distinct_id=str(distinct_id) if distinct_id is not None else None,
-            session_id=str(session_id) if session_id is not None else None,
+            distinct_id=owner.distinct_id,
+            session_id=owner.session_id,
             metadata=user_md,
             properties=properties,
             groups=self._groups,
