@@ -35,7 +35,8 @@ def gen(**kw: object) -> FinishedSpan:
 
 
 def props_of(span: FinishedSpan, cfg: EventConfig | None = None) -> dict[str, object]:
-    return span_to_event(span, cfg)["properties"]
+    props: dict[str, object] = span_to_event(span, cfg)["properties"]
+    return props
 
 
 # --- item 8: Gemini 2.5 / 3 reasoning billed once ----------------------------------------

@@ -20,6 +20,8 @@ from langchain_aws import ChatBedrockConverse
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_ollama import ChatOllama
 
+from posthog_callbacks import MemorySink, ModelPrice, PosthogExporter
+from posthog_callbacks.langchain import CallbackHandler
 from support.langchain_helpers import Recorder
 from support.posthog_costs import Rates, posthog_cost
 
@@ -170,17 +172,15 @@ def test_ollama_local_model_is_free(rec: Recorder) -> None:
     assert posthog_cost(p, Rates(0.55 * M, 2.19 * M)) == 0
 
 
-def test_ollama_with_a_user_price(rec: Recorder) -> None:
-    rec.exporter._config = rec.exporter._config.__class__(
-        **{
-            **rec.exporter._config.__dict__,
-            "prices": {"deepseek-r1:8b": __import__("posthog_callbacks").ModelPrice(1e-7, 2e-7)},
-        }
-    )
+def test_ollama_with_a_user_price() -> None:
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink, prices={"deepseek-r1:8b": ModelPrice(1e-7, 2e-7)})
     with VCR.use_cassette("ollama_deepseek_r1.yaml"):
         ChatOllama(model="deepseek-r1:8b", base_url="http://127.0.0.1:11434").invoke(
-            "Capital of France?", config={"callbacks": [rec.handler()]}
+            "Capital of France?", config={"callbacks": [CallbackHandler(exporter)]}
         )
-    p = _generation(rec)
+    exporter.shutdown()
+    (event,) = sink.events
+    p = event["properties"]
     assert (p["$ai_input_token_price"], p["$ai_output_token_price"]) == (1e-7, 2e-7)
     assert posthog_cost(p) == pytest.approx(11 * 1e-7 + 42 * 2e-7)
