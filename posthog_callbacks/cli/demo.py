@@ -19,7 +19,7 @@ from ..exporter import PosthogExporter
 
 __all__ = ["DEMO_APPS", "DemoApp", "DemoResult", "TeeSink", "run_demos"]
 
-log = logging.getLogger("posthog_callbacks")
+log = logging.getLogger(__name__)
 
 DOCS = [
     "PostHog is an open-source product analytics platform with LLM observability.",
@@ -187,7 +187,7 @@ def run_langchain_rag(exporter: PosthogExporter) -> None:
 
 
 def run_langgraph_agent(exporter: PosthogExporter) -> None:
-    """A LangGraph tool-calling agent: agent -> tools -> agent."""
+    """A LangGraph tool-calling agent: agent -> tools -> agent; one of the tools fails."""
     from langchain_core.tools import tool
     from langgraph.graph import START, MessagesState, StateGraph
     from langgraph.prebuilt import ToolNode, tools_condition
@@ -199,32 +199,44 @@ def run_langgraph_agent(exporter: PosthogExporter) -> None:
         """Current weather in a city."""
         return f"Sunny, 22°C in {city}"
 
+    @tool
+    def get_air_quality(city: str) -> str:
+        """Current air quality in a city."""
+        raise TimeoutError(f"air-quality service did not answer for {city} within 2s")
+
     model = _lc_model(
         [
             _ai(
                 "",
                 _lc_usage(96, 18),
                 tool_calls=[
-                    {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_demo_1"}
+                    {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_demo_1"},
+                    {"name": "get_air_quality", "args": {"city": "Paris"}, "id": "call_demo_2"},
                 ],
             ),
-            _ai("It is sunny in Paris, 22°C.", _lc_usage(131, 11)),
+            _ai(
+                "It is sunny in Paris, 22°C. I could not get the air quality: the service "
+                "timed out.",
+                _lc_usage(158, 21),
+            ),
         ]
-    ).bind_tools([get_weather])
+    ).bind_tools([get_weather, get_air_quality])
 
     def agent(state: MessagesState) -> dict[str, Any]:
         return {"messages": [model.invoke(state["messages"])]}
 
     graph = StateGraph(MessagesState)
     graph.add_node("agent", agent)
-    graph.add_node("tools", ToolNode([get_weather]))
+    # handle_tool_errors: the failure goes back to the model as a tool message (and is
+    # recorded as a failed tool span), as in a real agent.
+    graph.add_node("tools", ToolNode([get_weather, get_air_quality], handle_tool_errors=True))
     graph.add_edge(START, "agent")
     graph.add_conditional_edges("agent", tools_condition)
     graph.add_edge("tools", "agent")
     app = graph.compile()
     handler = CallbackHandler(exporter, properties={"demo_app": "langgraph-agent"})
     app.invoke(
-        {"messages": [("user", "What's the weather in Paris?")]},  # type: ignore[call-overload]
+        {"messages": [("user", "What's the weather and the air quality in Paris?")]},  # type: ignore[call-overload]
         config={
             "callbacks": [handler],
             "run_name": "weather-agent",
@@ -421,7 +433,7 @@ DEMO_APPS: tuple[DemoApp, ...] = (
     ),
     DemoApp(
         "langgraph-agent",
-        "LangGraph tool-calling agent (agent, tools, agent)",
+        "LangGraph tool-calling agent (agent, two tools, one failing, agent)",
         run_langgraph_agent,
         "langchain",
     ),

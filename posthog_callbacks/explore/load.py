@@ -68,6 +68,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     bad: list[int] = []
     with path.open("rb") as fh:
+        if b"\x00" in fh.read(8192):  # text never holds NUL bytes; images, archives do
+            raise NotJsonlError(f"{path} is a binary file, not JSONL text")
+        fh.seek(0)
         for lineno, raw in enumerate(fh, 1):
             if b"\x00" in raw:
                 raise NotJsonlError(f"{path} is a binary file (NUL byte on line {lineno})")

@@ -61,7 +61,7 @@ class TraceView(Protocol):
     @property
     def start(self) -> float | None: ...
     @property
-    def distinct_id(self) -> str | None: ...
+    def user(self) -> str | None: ...
     @property
     def session_id(self) -> str | None: ...
     @property
@@ -180,8 +180,8 @@ def totals_line(totals: Totals) -> str:
 def header(trace: TraceView) -> str:
     """``trace <id> · user <u> · session <s>``, safe to print."""
     who = [f"trace {one_line(trace.trace_id, 100)}"]
-    if trace.distinct_id and trace.distinct_id != trace.trace_id:
-        who.append(f"user {one_line(trace.distinct_id, 100)}")
+    if trace.user:
+        who.append(f"user {one_line(trace.user, 100)}")
     if trace.session_id:
         who.append(f"session {one_line(trace.session_id, 100)}")
     return " · ".join(who)
@@ -333,7 +333,7 @@ def summary_line(trace: TraceView, width: int) -> str:
     t = trace.totals
     tokens = "" if t.total_tokens is None else f"{t.input_tokens or 0}→{t.output_tokens or 0} tok"
     cells = [
-        one_line(trace.trace_id, width)[:width].ljust(width),
+        one_line(trace.trace_id)[:width].ljust(width),
         fmt_time(trace.start) or "-".ljust(19),
         fmt_seconds(t.latency).rjust(7),
         tokens.rjust(14),
@@ -341,7 +341,7 @@ def summary_line(trace: TraceView, width: int) -> str:
         (f"{t.errors} err" if t.errors else "").rjust(6),
         one_line(trace.name, 40),
     ]
-    user = trace.distinct_id if trace.distinct_id != trace.trace_id else None
+    user = trace.user
     if user:
         cells.append(f"user {one_line(user, 40)}")
     return "  ".join(cells).rstrip()
@@ -353,7 +353,7 @@ def render_list_html(traces: Sequence[TraceView]) -> str:
     rows = []
     for i, trace in enumerate(traces):
         t = trace.totals
-        user = trace.distinct_id if trace.distinct_id != trace.trace_id else None
+        user = trace.user
         rows.append(
             f"<tr><td>{i}</td><td>{html.escape(one_line(trace.name, 80))}</td>"
             f"<td><code>{html.escape(one_line(trace.trace_id)[:width])}</code></td>"

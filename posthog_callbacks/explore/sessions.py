@@ -98,11 +98,11 @@ class GroupList(list[Group]):
 def _group(traces: Iterable[Trace], by: Literal["session", "user"]) -> GroupList:
     buckets: dict[str | None, list[Trace]] = {}
     for trace in traces:
-        key = trace.session_id if by == "session" else trace.distinct_id
+        key = trace.session_id if by == "session" else trace.user
         buckets.setdefault(key, []).append(trace)
     groups = []
     for key, members in buckets.items():
-        users = tuple(dict.fromkeys(t.distinct_id for t in members if t.distinct_id))
+        users = tuple(dict.fromkeys(t.user for t in members if t.user))
         groups.append(
             Group(
                 key=key,

@@ -58,6 +58,13 @@ class Trace:
         )
 
     @property
+    def user(self) -> str | None:
+        """The distinct id, or ``None`` for personless events (whose distinct id is the
+        trace id)."""
+        distinct_id = self.distinct_id
+        return distinct_id if distinct_id != self.trace_id else None
+
+    @property
     def session_id(self) -> str | None:
         """``$ai_session_id`` of any span."""
         return next((s.session_id for s in self.spans if s.session_id), None)

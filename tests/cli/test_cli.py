@@ -1,41 +1,25 @@
-"""The posthog-callbacks console script, run in a subprocess."""
+"""posthog-callbacks demo (and show basics): in-process where the frameworks are needed,
+in a subprocess where the real entry point or a missing framework matters."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from posthog_callbacks import explore
 from support.capture_server import TEST_API_KEY, CaptureServer, closed_port_url
-
-FIXTURE = Path(__file__).parents[1] / "explore" / "fixtures" / "traces.jsonl"
-RAG = "00000000-0000-4000-8000-000000000001"
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
-    full_env.update({"PYTHONIOENCODING": "utf-8", **(env or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "posthog_callbacks.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=120,
-    )
+from support.cli_run import invoke, run
+from support.explore_ids import FIXTURE, RAG
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("demo") / "traces.jsonl"
     out.write_text("stale line from an earlier run\n")
-    return run("demo", "--out", str(out), "--plain", "--to-posthog"), out  # no key set
+    return invoke("demo", "--out", str(out), "--plain", "--to-posthog"), out  # no key set
 
 
 def test_demo_runs_all_four_apps_and_prints_their_trees(
@@ -53,12 +37,22 @@ def test_demo_runs_all_four_apps_and_prints_their_trees(
         assert f"── {app} ─" in text
     assert "rag-chain  [trace]" in text
     assert (
-        "DemoChatOpenAI  [generation]  gpt-4o-mini-2024-07-18  182→24 tok (cache read 128)" in text
+        "DemoChatOpenAI  [generation]  gpt-4o-mini-2024-07-18 (openai)  182→24 tok "
+        "(cache read 128)" in text
     )
     assert "get_weather  [span]" in text
-    assert "gpt-4o-mini-2024-07-18.chat  [generation]  gpt-4o-mini-2024-07-18  214→19 tok" in text
+    # the demo shows a failing tool, and the cost of each model call
+    assert (
+        "get_air_quality  [span]  " in text
+        and "ERROR: TimeoutError: air-quality service did not answer for Paris within 2s" in text
+    )
+    assert (
+        "gpt-4o-mini-2024-07-18.chat  [generation]  gpt-4o-mini-2024-07-18 (openai)  214→19 tok"
+        in text
+    )
+    assert "~$0.0000321" in text  # 182→24 tokens of gpt-4o-mini, 128 of them cached
     assert "multiply  [span]" in text
-    assert "4/4 demo apps ran; 36 events in 4 trace(s) written to" in text
+    assert "4/4 demo apps ran; 37 events in 4 trace(s) written to" in text
     assert f"posthog-callbacks show {out}" in text
 
 
@@ -77,7 +71,9 @@ def test_demo_file_holds_the_expected_traces(
     ]
     for trace in traces:
         assert trace.distinct_id == "demo-user" and trace.session_id == "demo-session"
-        assert trace.totals.orphans == 0 and trace.totals.errors == 0
+        assert trace.totals.orphans == 0
+        assert trace.totals.errors == (trace.name == "weather-agent")
+        assert trace.totals.cost_estimated and trace.totals.cost_usd
         assert all(
             s.properties["demo_app"] == trace.root.properties["demo_app"] for s in trace.spans
         )
@@ -99,17 +95,23 @@ def test_demo_file_holds_the_expected_traces(
     assert [
         (d, s.name)
         for d, s in graph.walk()
-        if s.kind != "span" or s.name in ("agent", "tools", "get_weather")
+        if s.kind != "span" or s.name in ("agent", "tools", "get_weather", "get_air_quality")
     ] == [
         (0, "weather-agent"),
         (1, "agent"),
         (2, "DemoChatOpenAI"),
         (1, "tools"),
         (2, "get_weather"),
+        (2, "get_air_quality"),
         (1, "agent"),
         (2, "DemoChatOpenAI"),
     ]
-    assert (graph.totals.input_tokens, graph.totals.output_tokens) == (227, 29)
+    (failed,) = [s for s in graph.spans if s.is_error]
+    assert failed.name == "get_air_quality" and failed.error == (
+        "TimeoutError: air-quality service did not answer for Paris within 2s"
+    )
+    assert not graph.root.is_error  # the agent recovered: the tool error went to the model
+    assert (graph.totals.input_tokens, graph.totals.output_tokens) == (254, 39)
 
     query = by_app["llama-index-query"]
     assert query.root.properties["$ai_framework"] == "llama_index"
@@ -132,14 +134,19 @@ def test_show_renders_a_file(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "rag-chain  [trace]  1.50s" in proc.stdout
     assert "├── lost-step  [span]  100ms  (orphan: parent missing)" in proc.stdout
-    assert proc.stdout.rstrip().endswith(f"4 trace(s) in {FIXTURE}")
+    assert proc.stdout.rstrip().endswith(
+        f"4 trace(s) in {FIXTURE} · 2 error(s) · ~$0.000142 (estimated)"
+    )
+    assert proc.stderr == (
+        f"posthog-callbacks: skipped 1 unreadable line(s) in {FIXTURE} (first: line 14)\n"
+    )
 
     one = run("show", str(FIXTURE), "--trace", RAG[:-1] + "1", "--plain")
     assert one.returncode == 0
     assert one.stdout.splitlines()[:3] == [
         f"trace {RAG} · user user-1 · session sess-1",
-        "5 spans · 125 in / 30 out tokens · 100 cache read · 4 reasoning · 1.50s · models: "
-        "gpt-4o-mini-2024-07-18, text-embedding-3-small",
+        "5 spans · 125 in / 30 out tokens · 100 cache read · 4 reasoning · 1.50s · "
+        "~$0.0000286 (estimated) · models: gpt-4o-mini-2024-07-18, text-embedding-3-small",
         "rag-chain  [trace]  1.50s",
     ]
     assert "ChatAnthropic" not in one.stdout
@@ -149,20 +156,7 @@ def test_show_with_rich(tmp_path: Path) -> None:
     proc = run("show", str(FIXTURE), "--trace", RAG)
     assert proc.returncode == 0
     assert "└── rag-chain  [trace]  1.50s" in proc.stdout
-    assert "ChatOpenAI  [generation]  gpt-4o-mini-2024-07-18  120→30 tok" in proc.stdout
-
-
-def test_show_errors(tmp_path: Path) -> None:
-    missing = run("show", str(tmp_path / "nope.jsonl"))
-    assert missing.returncode == 2 and "no such file" in missing.stderr
-    unknown = run("show", str(FIXTURE), "--trace", "ffff")
-    assert unknown.returncode == 1 and "0 traces match 'ffff'" in unknown.stderr
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    nothing = run("show", str(empty))
-    assert nothing.returncode == 1 and "no $ai_* traces" in nothing.stderr
-    usage = run()
-    assert usage.returncode == 2 and "demo" in usage.stdout and "show" in usage.stdout
+    assert "ChatOpenAI  [generation]  gpt-4o-mini-2024-07-18 (openai)  120→30 tok" in proc.stdout
 
 
 def _shadow(tmp_path: Path, *packages: str) -> dict[str, str]:
@@ -215,7 +209,7 @@ def test_demo_to_posthog_sends_what_it_writes(
     tmp_path: Path, capture_server: CaptureServer
 ) -> None:
     out = tmp_path / "t.jsonl"
-    proc = run(
+    proc = invoke(
         "demo",
         "--out",
         str(out),
@@ -236,7 +230,7 @@ def test_demo_to_posthog_sends_what_it_writes(
 
 def test_demo_to_unreachable_posthog_still_writes_the_file(tmp_path: Path) -> None:
     out = tmp_path / "t.jsonl"
-    proc = run(
+    proc = invoke(
         "demo",
         "--out",
         str(out),
