@@ -47,12 +47,14 @@ class _SharedRuns:
     belongs to the exporter, not to a handler, so open runs outlive a per-call handler.
     """
 
-    __slots__ = ("skipped", "table")
+    __slots__ = ("skipped", "table", "warn")
 
     def __init__(self) -> None:
         self.table: RunTable[UUID] = RunTable()
         # Runs of traces the exporter did not sample: run id -> trace id.
         self.skipped: dict[UUID, str] = {}
+        # Advice about how runs are recorded (not failures): once per exporter.
+        self.warn = WarnOnce(log)
 
 
 _shared_lock = threading.Lock()
@@ -145,7 +147,7 @@ class CallbackHandler(BaseCallbackHandler):
         self._groups = dict(groups) if groups else None
         self._tags = tuple(tags) if tags else ()
         self._privacy_mode = bool(privacy_mode)
-        shared = _runs_of(self._exporter)
+        self._shared = shared = _runs_of(self._exporter)
         self._runs: RunTable[UUID] = shared.table
         self._skipped: dict[UUID, str] = shared.skipped
         self._warn = WarnOnce(log)
@@ -317,6 +319,13 @@ class CallbackHandler(BaseCallbackHandler):
                 return
             lm.finish_generation(span, response)
             self._submit(span)
+            if span.usage_missing_reason is lm.OPENAI_STREAM_WITHOUT_USAGE:
+                self._shared.warn(
+                    "openai-stream-usage",
+                    "posthog_callbacks: an OpenAI stream reported no token usage, so PostHog "
+                    "prices it at $0. %s",
+                    lm.OPENAI_STREAM_WITHOUT_USAGE,
+                )
         except Exception as exc:
             self._failed("on_llm_end", exc)
             self._rescue(span)

@@ -23,6 +23,7 @@ from ..usage import (
 from .convert import class_name, generations, plain, response_output
 
 __all__ = [
+    "OPENAI_STREAM_WITHOUT_USAGE",
     "base_url_from_serialized",
     "extract_model_parameters",
     "extract_provider_hint",
@@ -112,14 +113,20 @@ def finish_generation(span: OpenSpan, response: Any) -> None:
     span.service_tier = extract_service_tier(gens, llm_output)
 
 
+OPENAI_STREAM_WITHOUT_USAGE = (
+    "OpenAI streams report usage only when asked: pass stream_usage=True to "
+    "ChatOpenAI (or model_kwargs={'stream_options': {'include_usage': True}})"
+)
+
+
 def usage_missing_reason(span: OpenSpan) -> str:
-    """Why a model call has no usage, and how to get it (``$ai_usage_missing_reason``)."""
+    """Why a model call has no usage, and how to get it (``$ai_usage_missing_reason``).
+
+    ``OPENAI_STREAM_WITHOUT_USAGE`` for an OpenAI stream that was not asked for usage.
+    """
     streaming = bool((span.model_parameters or {}).get("stream"))
     if span.provider == "openai" and streaming:
-        return (
-            "OpenAI streams report usage only when asked: pass stream_usage=True to "
-            "ChatOpenAI (or model_kwargs={'stream_options': {'include_usage': True}})"
-        )
+        return OPENAI_STREAM_WITHOUT_USAGE
     if span.base_url and span.provider in ("openai", "azure") and "openai.com" not in span.base_url:
         return (
             f"the OpenAI-compatible server at {span.base_url} returned no usage; "

@@ -6,6 +6,7 @@ documented response formats; ``record_mode="none"`` makes any unexpected request
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -100,22 +101,35 @@ def test_openai_stream_with_usage(rec: Recorder) -> None:
     assert "$ai_usage_missing_reason" not in p
 
 
-def test_openai_stream_without_usage_says_how_to_enable_it(rec: Recorder) -> None:
-    with VCR.use_cassette("openai_stream_no_usage.yaml"):
-        list(
-            ChatOpenAI(
-                model="gpt-4o-mini",
-                api_key="sk-test",
-                stream_usage=False,
-                base_url="http://llm.internal:8080/v1",
-                max_retries=0,
-            ).stream("Say hello", config={"callbacks": [rec.handler()]})
-        )
-    p = _generation(rec)
-    assert p["$ai_base_url"] == "http://llm.internal:8080/v1"
-    assert p["$ai_model"] == "gpt-4o-mini-2024-07-18"
-    assert not any(k.endswith("_tokens") for k in p)
-    assert "stream_usage=True" in p["$ai_usage_missing_reason"]
+def test_openai_stream_without_usage_says_how_to_enable_it(
+    rec: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = rec.handler()
+    model = ChatOpenAI(
+        model="gpt-4o-mini",
+        api_key="sk-test",
+        stream_usage=False,
+        base_url="http://llm.internal:8080/v1",
+        max_retries=0,
+    )
+    with (
+        caplog.at_level(logging.WARNING, "posthog_callbacks"),
+        VCR.use_cassette("openai_stream_no_usage.yaml", allow_playback_repeats=True),
+    ):
+        for _ in range(3):
+            list(model.stream("Say hello", config={"callbacks": [handler]}))
+    events = rec.events()
+    assert len(events) == 3
+    for event in events:
+        p = event["properties"]
+        assert p["$ai_base_url"] == "http://llm.internal:8080/v1"
+        assert p["$ai_model"] == "gpt-4o-mini-2024-07-18"
+        assert not any(k.endswith("_tokens") for k in p)
+        assert "stream_usage=True" in p["$ai_usage_missing_reason"]
+    (warning,) = [r.getMessage() for r in caplog.records if "OpenAI stream" in r.getMessage()]
+    assert "$0" in warning
+    assert "stream_usage=True" in warning
+    assert "'include_usage': True" in warning
 
 
 def test_openai_http_error_status(rec: Recorder) -> None:
