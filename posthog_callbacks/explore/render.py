@@ -81,10 +81,12 @@ def require(module: str) -> Any:
 
 
 def fmt_seconds(value: float | None) -> str:
-    """``1.23s`` / ``45ms``; empty when unknown."""
+    """``1.23s`` / ``45ms`` / ``0.42ms``; empty when unknown."""
     if value is None:
         return ""
-    return f"{value:.2f}s" if value >= 1 else f"{value * 1000:.0f}ms"
+    if value >= 1:
+        return f"{value:.2f}s"
+    return f"{value * 1000:.0f}ms" if value >= 0.001 or value == 0 else f"{value * 1000:.2f}ms"
 
 
 def fmt_cost(value: float | None, estimated: bool = False) -> str:

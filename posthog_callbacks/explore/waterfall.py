@@ -101,8 +101,10 @@ def plot_waterfall(trace: TraceView, ax: Any = None, *, title: str | None = None
     longest = max((len(label) for label in labels), default=0)
     # Left-aligned labels: push them left by the widest one (monospace: ~0.6 em a char).
     ax.tick_params(axis="y", length=0, pad=4 + 0.6 * 9 * longest)
-    for tick in ax.get_yticklabels():
+    for tick, (_, node) in zip(ax.get_yticklabels(), rows, strict=True):
         tick.set_horizontalalignment("left")
+        if node.is_error:
+            tick.set_color(_ERROR_COLOR)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, span_end * scale * 1.25 or 1.0)
     ax.set_xlabel("milliseconds since trace start" if millis else "seconds since trace start")

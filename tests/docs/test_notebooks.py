@@ -93,7 +93,16 @@ def test_notebook_runs(name: str, executed: dict[str, Any]) -> None:
         assert "4/4 demo apps ran" in text
         assert "skipped: set POSTHOG_PERSONAL_API_KEY" in text
         assert any("image/png" in o.get("data", {}) for o in outputs)
+        # cost (estimated offline), a filter, the session table
+        assert "cost: $0.0000321 (estimated with genai-prices)" in text
+        assert (
+            "weather-agent > get_air_quality: TimeoutError: air-quality service did not "
+            "answer for Paris within 2s" in text
+        )
+        assert "~$0.0000321" in html and '<table class="phc-groups">' in html
+        assert "<td>rag-chain</td>" in html
     elif name == "send_to_posthog":
         assert "skipped: no POSTHOG_API_KEY" in text
         assert "$ai_generation content sent: [] tokens: 5 1" in text
         assert "$ai_trace content sent: [] tokens: None None" in text
+    assert "<Axes" not in text  # charts are assigned, not echoed
