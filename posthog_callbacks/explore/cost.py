@@ -12,8 +12,12 @@ reads them:
 * ``$ai_output_tokens`` includes reasoning tokens, except for Gemini 2.5 / 3 models whose
   ``$ai_reasoning_tokens`` PostHog adds back (they are billed as output).
 * Anthropic cache writes are split into 5-minute and 1-hour writes when the event says so.
+* Custom prices on the event (``$ai_input_token_price`` and ``$ai_output_token_price``, USD
+  per token, e.g. free for a local Ollama model) are used instead of the price list, with
+  PostHog's fallbacks for cache reads and writes.
 
-genai-prices comes with the ``[notebooks]`` extra; without it, local costs are ``None``.
+genai-prices comes with the ``[notebooks]`` extra; without it, local costs are ``None``
+(except for calls with custom prices).
 """
 
 from __future__ import annotations
@@ -94,6 +98,53 @@ def _unpriced(model: str, provider: str | None) -> bool:
     return False
 
 
+def _exclusive(props: Mapping[str, Any], model: str) -> bool:
+    """Whether ``$ai_input_tokens`` leaves the cached tokens out (PostHog's rule)."""
+    explicit = props.get(S.CACHE_REPORTING_EXCLUSIVE)
+    if isinstance(explicit, bool):
+        return explicit
+    provider = props.get(S.PROVIDER)
+    if is_anthropic(provider if isinstance(provider, str) else None, model):
+        return True
+    cached = _tokens(props, S.CACHE_READ_INPUT_TOKENS) + _tokens(
+        props, S.CACHE_CREATION_INPUT_TOKENS
+    )
+    return _tokens(props, S.INPUT_TOKENS) < cached
+
+
+def _billed_output(props: Mapping[str, Any], model: str) -> int:
+    output = _tokens(props, S.OUTPUT_TOKENS)
+    if _REASONING_BILLED_APART.match(model.lower().rsplit("/", 1)[-1]):
+        output += _tokens(props, S.REASONING_TOKENS)
+    return output
+
+
+def _custom_cost(props: Mapping[str, Any], model: str) -> float | None:
+    """The cost from the event's own per-token prices, as PostHog computes it."""
+    input_price = _number(props.get(S.INPUT_TOKEN_PRICE))
+    output_price = _number(props.get(S.OUTPUT_TOKEN_PRICE))
+    if input_price is None or output_price is None:
+        return None
+    provider = props.get(S.PROVIDER)
+    anthropic = is_anthropic(provider if isinstance(provider, str) else None, model)
+    read_price = _number(props.get(S.CACHE_READ_TOKEN_PRICE))
+    write_price = _number(props.get(S.CACHE_WRITE_TOKEN_PRICE))
+    if read_price is None:
+        read_price = input_price * (0.1 if anthropic else 0.5)
+    if write_price is None:
+        write_price = input_price * (1.25 if anthropic else 1.0)
+    tokens = _tokens(props, S.INPUT_TOKENS)
+    cache_read = _tokens(props, S.CACHE_READ_INPUT_TOKENS)
+    cache_write = _tokens(props, S.CACHE_CREATION_INPUT_TOKENS)
+    uncached = tokens if _exclusive(props, model) else tokens - cache_read - cache_write
+    return (
+        input_price * uncached
+        + read_price * cache_read
+        + write_price * cache_write
+        + output_price * _billed_output(props, model)
+    )
+
+
 def _provider_id(provider: Any) -> str | None:
     if not isinstance(provider, str) or not provider:
         return None
@@ -119,22 +170,20 @@ def estimate_cost(props: Mapping[str, Any], kind: str, at: float | None = None) 
         return None
     if _number(props.get(S.INPUT_TOKENS)) is None and _number(props.get(S.OUTPUT_TOKENS)) is None:
         return None
-    raw_provider = props.get(S.PROVIDER)
-    provider = _provider_id(raw_provider)
+    custom = _custom_cost(props, model)
+    if custom is not None:
+        return custom
+    provider = _provider_id(props.get(S.PROVIDER))
     if _unpriced(model, provider):
         return None
     prices = _genai_prices()
     input_tokens = _tokens(props, S.INPUT_TOKENS)
     cache_read = _tokens(props, S.CACHE_READ_INPUT_TOKENS)
     cache_write = _tokens(props, S.CACHE_CREATION_INPUT_TOKENS)
-    exclusive = props.get(S.CACHE_REPORTING_EXCLUSIVE)
-    if not isinstance(exclusive, bool):
-        exclusive = is_anthropic(raw_provider if isinstance(raw_provider, str) else None, model)
     # genai-prices wants the whole prompt, cached parts included.
+    exclusive = _exclusive(props, model)
     total_input = input_tokens + cache_read + cache_write if exclusive else input_tokens
-    output = _tokens(props, S.OUTPUT_TOKENS)
-    if _REASONING_BILLED_APART.match(model.lower()):
-        output += _tokens(props, S.REASONING_TOKENS)
+    output = _billed_output(props, model)
     usage: dict[str, int] = {"input_tokens": max(total_input, cache_read + cache_write)}
     if output:
         usage["output_tokens"] = output

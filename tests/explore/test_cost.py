@@ -187,3 +187,72 @@ def test_without_genai_prices_local_costs_are_unknown(monkeypatch: pytest.Monkey
     finally:
         cost._genai_prices.cache_clear()
         cost._unpriced.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"$ai_provider": "openai", "$ai_model": "my-finetune"},
+        {"$ai_provider": "anthropic", "$ai_model": "claude-custom"},
+        {"$ai_provider": "openai", "$ai_model": "x", "$ai_cache_reporting_exclusive": True},
+    ],
+)
+def test_custom_prices_on_the_event_are_used_as_posthog_uses_them(props: dict[str, Any]) -> None:
+    from support.posthog_costs import posthog_cost
+
+    props = {
+        **props,
+        "$ai_input_tokens": 1000,
+        "$ai_cache_read_input_tokens": 300,
+        "$ai_cache_creation_input_tokens": 100,
+        "$ai_output_tokens": 50,
+        "$ai_input_token_price": 2e-6,
+        "$ai_output_token_price": 8e-6,
+    }
+    span = node(**props)
+    assert span.cost == pytest.approx(posthog_cost(props)) and span.cost_estimated
+    with_cache_prices = {
+        **props,
+        "$ai_cache_read_token_price": 1e-7,
+        "$ai_cache_write_token_price": 3e-6,
+    }
+    assert node(**with_cache_prices).cost == pytest.approx(posthog_cost(with_cache_prices))
+
+
+def test_a_local_model_priced_free_by_the_exporter_costs_nothing() -> None:
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink)
+    with exporter.trace("local") as trace:
+        with trace.generation("chat", model="llama3.2", provider="ollama") as gen:
+            gen.update(usage={"input_tokens": 500, "output_tokens": 20})
+    exporter.shutdown()
+    (loaded,) = explore.load_traces(sink)
+    assert (loaded.totals.cost_usd, loaded.totals.unpriced) == (0.0, 0)
+
+
+def test_input_below_the_cache_counts_is_read_as_exclusive() -> None:
+    # PostHog's auto-detection: an input count smaller than its cached part cannot include it
+    props = {
+        "$ai_model": "gpt-4o-mini",
+        "$ai_provider": "openai",
+        "$ai_input_tokens": 100,
+        "$ai_cache_read_input_tokens": 400,
+    }
+    assert node(**props).cost == pytest.approx(
+        library_price("gpt-4o-mini", "openai", input_tokens=500, cache_read_tokens=400)
+    )
+
+
+def test_reasoning_rule_reads_the_bare_model_name() -> None:
+    props = {
+        "$ai_model": "models/gemini-2.5-flash",
+        "$ai_provider": "gemini",
+        "$ai_input_tokens": 0,
+        "$ai_output_tokens": 10,
+        "$ai_reasoning_tokens": 90,
+        "$ai_input_token_price": 1e-6,
+        "$ai_output_token_price": 2e-6,
+    }
+    assert node(**props).cost == pytest.approx(100 * 2e-6)  # 10 output + 90 reasoning
+    not_gemini = {**props, "$ai_model": "models/gpt-5", "$ai_provider": "openai"}
+    assert node(**not_gemini).cost == pytest.approx(10 * 2e-6)  # reasoning already inside
