@@ -1,10 +1,26 @@
-"""The export pipeline behind ``PosthogExporter``: queue, worker, senders, counters.
+"""The export pipeline behind ``PosthogExporter``: :class:`BatchProcessor`.
 
-The caller's thread only appends to a bounded deque. The worker thread sweeps run tables
-for runs that outlived their TTL, translates spans into events and cuts size-bounded
-batches; sender threads hand them to the sink (which retries), so translation of the next
-batch overlaps the network. ``flush()`` waits on a processed-count, ``shutdown()`` on a
-deadline every stage checks.
+One object owns the queue, the worker and sender threads, the counters, fork re-init and
+the exit hook (modelled on OpenTelemetry's ``BatchSpanProcessor``). The caller's thread
+only appends to a bounded deque. The worker thread runs a periodic tick (the exporter's
+TTL sweep of open runs), translates spans into events and cuts size-bounded batches;
+sender threads hand them to the sink (which retries), so translation of the next batch
+overlaps the network. ``flush()`` waits on a processed-count, ``shutdown()`` on a deadline
+every stage checks.
+
+Locks (the only three; each counter has one owner):
+
+* ``_lock`` guards the queue, ``_enqueued``, the caller-side counters ``_counts_in``
+  (``dropped_queue_full``, ``not_sampled``, ``closed_orphans``: counted on callers'
+  threads) and starting the worker.
+* ``_done`` (a condition) guards ``_processed`` and the outcome counters ``_counts_out``
+  (``sent``, ``batches``, ``dropped_sink_error``, ``dropped_invalid``,
+  ``dropped_shutdown``); ``flush()`` waits on it.
+* ``_out_cv`` (a condition) guards the outbox of translated batches, ``_sending`` and the
+  sender threads.
+
+After ``os.fork()`` the child replaces all three and starts empty: the parent's queue,
+threads and counters belong to the parent.
 """
 
 from __future__ import annotations
@@ -16,19 +32,22 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .events import EventConfig, _span_to_event_sized
 from .sinks import Sink
-from .spans import FinishedSpan, OpenSpan
-from .tracing import RunRegistry, WarnOnce
+from .spans import FinishedSpan
+from .tracing import WarnOnce
+
+__all__ = ["BatchProcessor", "ExporterStats", "Item", "Translate"]
 
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # PostHog caps bodies at 20 MiB; the SDK aims for 5
 Item = FinishedSpan | dict[str, Any]
+Translate = Callable[[FinishedSpan], tuple[dict[str, Any], int]]
+"""A finished span -> (PostHog event dict, estimated encoded bytes)."""
 
 
 @dataclass(frozen=True)
@@ -79,50 +98,134 @@ class ExporterStats:
         )
 
 
-class Pipeline:
-    """Queue and threads of one exporter (a mixin: ``PosthogExporter`` owns the state)."""
+class BatchProcessor:
+    """Queue, worker, senders and counters of one exporter.
 
-    flush_at: int
-    flush_interval: float
-    max_queue_size: int
-    max_batch_size: int
-    open_run_ttl: float
-    sink: Sink | None
-    _config: EventConfig
-    _warn: WarnOnce
-    _queue: collections.deque[Item]
-    _lock: threading.Lock
-    _done: threading.Condition
-    _wake: threading.Event
-    _enqueued: int
-    _processed: int
-    _counts: collections.Counter[str]
-    _registry: RunRegistry
-    _worker: threading.Thread | None
-    _outbox: collections.deque[list[dict[str, Any]]]
-    _out_cv: threading.Condition
-    _sending: int
-    _senders: list[threading.Thread]
-    _max_senders: int
-    _pid: int
-    _shutdown: bool
-    _deadline: float | None
-    _next_sweep: float
+    Args:
+        sink: Where batches of event dicts go; ``None`` disables the processor.
+        translate: Turns a finished span into an event dict and its size estimate; runs on
+            the worker. Items that are already event dicts pass through.
+        flush_at: Queued items that wake the worker before ``flush_interval``.
+        flush_interval: Seconds the worker sleeps between batches when idle.
+        max_queue_size: Bound on queued items; beyond it items are dropped and counted.
+        max_batch_size: Most items taken off the queue per batch.
+        shutdown_timeout: Default bound, in seconds, on :meth:`shutdown`.
+        tick: Called on the worker every ``tick_interval`` seconds (the TTL sweep).
+        tick_interval: Seconds between ``tick`` calls.
+        before_shutdown: Called once at the start of :meth:`shutdown`, before new items
+            are refused (closing the open runs, which queues them).
+        enabled: ``False`` makes every call a no-op (also when ``sink`` is ``None``).
+    """
 
-    def close_runs(self, spans: Iterable[OpenSpan], reason: str) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        sink: Sink | None,
+        translate: Translate,
+        *,
+        flush_at: int,
+        flush_interval: float,
+        max_queue_size: int,
+        max_batch_size: int,
+        shutdown_timeout: float,
+        tick: Callable[[], None] | None = None,
+        tick_interval: float = 30.0,
+        before_shutdown: Callable[[], None] | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.sink = sink
+        self.enabled = bool(enabled) and sink is not None
+        self._translate = translate
+        self.flush_at = flush_at
+        self.flush_interval = flush_interval
+        self.max_queue_size = max_queue_size
+        self.max_batch_size = max_batch_size
+        self.shutdown_timeout = shutdown_timeout
+        self._tick = tick
+        self._tick_interval = tick_interval
+        self._before_shutdown = before_shutdown
+        self._warn = WarnOnce(log)
+        # PosthogSink sends 2 batches at once: the SDK's gzip (which releases the GIL) and
+        # the server's answer for one overlap the SDK's JSON encoding of the other.
+        self._max_senders = max(1, int(getattr(sink, "max_concurrent_sends", 1) or 1))
+        self._shutdown = False
+        self._deadline: float | None = None
+        self._reset()
+        _register(self)
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        raise NotImplementedError
+    def _reset(self) -> None:
+        """Fresh queue, locks, counters and no threads (at construction and after fork)."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Item] = collections.deque()
+        self._enqueued = 0
+        self._counts_in = collections.Counter[str]()
+        self._worker: threading.Thread | None = None
+        self._done = threading.Condition(threading.Lock())
+        self._processed = 0
+        self._counts_out = collections.Counter[str]()
+        self._wake = threading.Event()
+        # Translated batches wait here for a sender thread, so the worker translates the
+        # next batch while the previous one is on the wire.
+        self._out_cv = threading.Condition(threading.Lock())
+        self._outbox: collections.deque[list[dict[str, Any]]] = collections.deque()
+        self._sending = 0
+        self._senders: list[threading.Thread] = []
+        self._next_tick = time.monotonic() + self._tick_interval
 
-    def _warn_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
-        # One warning per kind of problem: a broken sink must not flood the user's logs.
+    def _after_fork(self) -> None:
+        # The child starts clean: the parent's queue, worker and counters belong to the
+        # parent. Nothing the parent's threads may have held is acquired here.
+        if self._pid != os.getpid():
+            self._reset()
+
+    # -- callers' side -----------------------------------------------------------------
+
+    def warn_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        """One warning per kind of problem: a broken sink must not flood the user's logs."""
         self._warn(key, message, *args, exc_info=exc_info)
 
-    def _sweep_interval(self) -> float:
-        return float(min(30.0, self.open_run_ttl / 4))
+    def count(self, bucket: str, n: int = 1) -> None:
+        """Add ``n`` to a caller-side counter (``not_sampled``, ``closed_orphans``)."""
+        with self._lock:  # called from many threads: += alone can lose counts
+            self._counts_in[bucket] += n
 
-    def _start_worker(self) -> None:
+    def enqueue(self, item: Item) -> None:
+        """Queue ``item``; never blocks. Drops (counted) when full or shut down."""
+        if not self.enabled:
+            return
+        if self._shutdown:
+            self._count_drop("dropped_shutdown", 1, dequeued=False)
+            return
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            if len(self._queue) >= self.max_queue_size:
+                self._counts_in["dropped_queue_full"] += 1
+                full = True
+            else:
+                self._queue.append(item)
+                self._enqueued += 1
+                full = False
+                pending = len(self._queue)
+        if full:
+            self.warn_once(
+                "queue-full",
+                "posthog_callbacks: queue full (%d): dropping spans; "
+                "the sink is too slow or unreachable (see exporter.stats())",
+                self.max_queue_size,
+            )
+            return
+        if self._worker is None:
+            self.start()
+        if pending >= self.flush_at and not self._wake.is_set():
+            self._wake.set()
+
+    def start(self) -> None:
+        """Start the worker (idempotent; it also runs the tick before anything is queued)."""
+        if not self.enabled or self._shutdown:
+            return
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
             if self._worker is not None:
                 return
@@ -131,30 +234,115 @@ class Pipeline:
             )
             self._worker.start()
 
-    def _after_fork(self) -> None:
-        # The child starts clean: the parent's queue, worker, counters and open runs belong
-        # to the parent (its threads will end those runs; the child must not close and
-        # resend them as errors at exit).
-        if self._pid == os.getpid():
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Block until everything queued so far was delivered or dropped (or ``timeout``).
+
+        Returns:
+            True when everything was processed in time.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
+        if not self.enabled or self._worker is None:
+            return True
+        with self._lock:
+            target = self._enqueued
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._done:
+            while self._processed < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                if self._worker is None or not self._worker.is_alive():
+                    return self._processed >= target
+                self._done.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Run ``before_shutdown``, deliver what is queued within ``timeout``, stop.
+
+        Safe to call more than once; items queued later are dropped and counted.
+        """
+        if self._shutdown:
             return
-        self._pid = os.getpid()
-        self._counts = collections.Counter()
-        self._registry.reset_after_fork()
-        self._warn.reset_after_fork()
-        self._lock = threading.Lock()
-        self._done = threading.Condition(threading.Lock())
-        self._wake = threading.Event()
-        self._queue.clear()
-        self._enqueued = self._processed = 0
-        self._worker = None
-        self._outbox = collections.deque()
-        self._out_cv = threading.Condition(threading.Lock())
-        self._sending = 0
-        self._senders = []
+        if self._pid != os.getpid():
+            self._after_fork()
+        bound = self.shutdown_timeout if timeout is None else timeout
+        if self._before_shutdown is not None:
+            try:
+                self._before_shutdown()
+            except Exception:  # pragma: no cover - defensive
+                log.debug("posthog_callbacks: closing open runs failed", exc_info=True)
+        self._deadline = time.monotonic() + bound
+        self._shutdown = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker.is_alive() and worker is not threading.current_thread():
+            worker.join(max(0.0, self._deadline - time.monotonic()) + 0.1)
+        with self._lock:
+            leftover = len(self._queue)
+            self._queue.clear()
+        with self._out_cv:
+            leftover += sum(len(batch) for batch in self._outbox)
+            self._outbox.clear()
+            self._out_cv.notify_all()
+        if leftover:
+            self._count_drop("dropped_shutdown", leftover)
+            self.warn_once(
+                "shutdown-left",
+                "posthog_callbacks: %d events were still queued when shutdown's %.1fs bound passed",
+                leftover,
+                bound,
+            )
+        in_flight = self._enqueued - self._processed
+        if in_flight > 0:
+            # Requests still on the wire: their outcome is unknown (counted when they end,
+            # lost if the process exits now), so say so rather than count them.
+            self.warn_once(
+                "shutdown-in-flight",
+                "posthog_callbacks: %d events were still "
+                "being sent when shutdown's %.1fs bound passed",
+                in_flight,
+                bound,
+            )
+        try:
+            if self.sink is not None:
+                self.sink.close()
+        except Exception:  # pragma: no cover - defensive
+            log.debug("posthog_callbacks: closing the sink failed", exc_info=True)
+
+    def stats(self, open_runs: int) -> ExporterStats:
+        """The counters now; ``open_runs`` comes from the exporter's run registry."""
+        hooked = getattr(self.sink, "dropped_by_before_send", 0)
+        hooked = hooked if isinstance(hooked, int) else 0
+        with self._lock:
+            counts_in = self._counts_in.copy()
+            enqueued = self._enqueued
+            queued = len(self._queue)
+        with self._done:
+            out = self._counts_out.copy()
+            processed = self._processed
+        return ExporterStats(
+            recorded=enqueued,
+            sent=out["sent"] - hooked,
+            dropped_queue_full=counts_in["dropped_queue_full"],
+            dropped_sink_error=out["dropped_sink_error"],
+            dropped_invalid=out["dropped_invalid"],
+            dropped_shutdown=out["dropped_shutdown"],
+            not_sampled=counts_in["not_sampled"],
+            queued=queued,
+            open_runs=open_runs,
+            closed_orphans=counts_in["closed_orphans"],
+            batches=out["batches"],
+            in_flight=max(0, enqueued - processed - queued),
+            dropped_by_hook=hooked,
+        )
+
+    # -- worker and senders ------------------------------------------------------------
 
     def _count_drop(self, bucket: str, n: int, *, dequeued: bool = True) -> None:
         with self._done:
-            self._counts[bucket] += n
+            self._counts_out[bucket] += n
             if dequeued:  # taken off the queue: flush() waiters count it as processed
                 self._processed += n
                 self._done.notify_all()
@@ -164,7 +352,7 @@ class Pipeline:
             try:
                 self._wake.wait(self.flush_interval if not self._shutdown else 0.05)
                 self._wake.clear()
-                self._maybe_sweep()
+                self._maybe_tick()
                 while self._queue:
                     self._process_batch()
                     if (
@@ -177,17 +365,15 @@ class Pipeline:
                     self._wait_sent(self._deadline)
                     return
             except Exception:  # pragma: no cover - the loop itself must survive anything
-                self._warn_once("worker", "posthog_callbacks: exporter worker error", exc_info=True)
+                self.warn_once("worker", "posthog_callbacks: exporter worker error", exc_info=True)
                 time.sleep(0.1)
 
-    def _maybe_sweep(self) -> None:
+    def _maybe_tick(self) -> None:
         now = time.monotonic()
-        if now < self._next_sweep:
+        if self._tick is None or now < self._next_tick:
             return
-        self._next_sweep = now + self._sweep_interval()
-        expired = self._registry.expired(self.open_run_ttl)
-        if expired:
-            self.close_runs(expired, f"run never ended (closed after {self.open_run_ttl:g}s)")
+        self._next_tick = now + self._tick_interval
+        self._tick()
 
     def _process_batch(self) -> None:
         items: list[Item] = []
@@ -197,16 +383,16 @@ class Pipeline:
         events: list[dict[str, Any]] = []
         size = 0
         invalid = 0
-        cfg = self._config
+        translate = self._translate
         for item in items:
             try:
                 if isinstance(item, FinishedSpan):
-                    event, est = _span_to_event_sized(item, cfg)
+                    event, est = translate(item)
                 else:
                     event, est = item, 1024
             except Exception:
                 invalid += 1
-                self._warn_once(
+                self.warn_once(
                     "translate",
                     "posthog_callbacks: a span could not be translated (please report this)",
                     exc_info=True,
@@ -223,7 +409,7 @@ class Pipeline:
             self._count_drop("dropped_invalid", invalid)
 
     def _send(self, events: list[dict[str, Any]]) -> None:
-        """Hand a batch to the sender thread; waits while one batch is already waiting."""
+        """Hand a batch to a sender thread; waits while one batch is already waiting."""
         with self._out_cv:
             if len(self._senders) < self._max_senders and self._sending >= len(self._senders):
                 sender = threading.Thread(
@@ -243,7 +429,7 @@ class Pipeline:
             self._out_cv.notify_all()
 
     def _wait_sent(self, deadline: float | None) -> None:
-        """Wait until the sender has delivered every handed-over batch (or ``deadline``)."""
+        """Wait until the senders delivered every handed-over batch (or ``deadline``)."""
         with self._out_cv:
             while self._outbox or self._sending:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -279,7 +465,7 @@ class Pipeline:
             ok = True
         except Exception as exc:
             ok = False
-            self._warn_once(
+            self.warn_once(
                 "sink",
                 "posthog_callbacks: %d events lost: %s (further losses "
                 "are counted in exporter.stats())",
@@ -287,37 +473,43 @@ class Pipeline:
                 exc,
             )
         with self._done:
-            self._counts["batches"] += 1
-            self._counts["sent" if ok else "dropped_sink_error"] += len(events)
+            self._counts_out["batches"] += 1
+            self._counts_out["sent" if ok else "dropped_sink_error"] += len(events)
             self._processed += len(events)
             self._done.notify_all()
 
 
-_live: weakref.WeakSet[Pipeline] = weakref.WeakSet()
-_exit_hook = False
+# -- process-wide hooks: shutdown at exit, clean state in a forked child ---------------------
+
+_live: weakref.WeakSet[BatchProcessor] = weakref.WeakSet()
 
 
 def _shutdown_all() -> None:
-    for exporter in list(_live):
+    for processor in list(_live):
         try:
-            exporter.shutdown()
+            processor.shutdown()
         except Exception:  # pragma: no cover - never fail interpreter exit
             pass
 
 
 def _after_fork_all() -> None:
-    for exporter in list(_live):
+    for processor in list(_live):
         try:
-            exporter._after_fork()
+            processor._after_fork()
         except Exception:  # pragma: no cover - never fail a fork
             pass
 
 
-def _register_exit(exporter: Pipeline) -> None:
-    global _exit_hook
-    if not _exit_hook:
-        _exit_hook = True
+_hooked = False
+
+
+def _register(processor: BatchProcessor) -> None:
+    # Registered when the first processor is made (not at import), so exit hooks the
+    # program registered before creating its exporter run after ours (atexit is LIFO).
+    global _hooked
+    if not _hooked:
+        _hooked = True
         atexit.register(_shutdown_all)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_all)
-    _live.add(exporter)
+    _live.add(processor)

@@ -1,16 +1,17 @@
 """``PosthogExporter``: the one way out for every front door.
 
+The exporter holds the options, chooses the sink, owns the open-run registry (TTL sweep,
+shutdown) and implements :class:`~posthog_callbacks.tracing.Recorder` for the front doors.
 The caller's thread only appends a finished span to a bounded queue (a few microseconds,
-never blocking, never raising); the worker and sender threads (``_pipeline.py``) translate
-spans into PostHog events, cut size-bounded batches and hand them to the sink, which
-retries.
-Modelled on OpenTelemetry's ``BatchSpanProcessor``: ``force_flush`` is :meth:`flush`,
-:meth:`shutdown` is bounded in time and also runs at interpreter exit.
+never blocking, never raising); its :class:`~posthog_callbacks.batching.BatchProcessor`
+translates spans into PostHog events on a worker thread, cuts size-bounded batches and
+hands them to the sink, which retries. Modelled on OpenTelemetry's ``BatchSpanProcessor``:
+``force_flush`` is :meth:`flush`, :meth:`shutdown` is bounded in time and also runs at
+interpreter exit.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import threading
@@ -19,10 +20,11 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .batching import ExporterStats, Item, Pipeline, _register_exit
+from .batching import BatchProcessor, ExporterStats
 from .events import (
     DEFAULT_MAX_EVENT_BYTES,
     EventConfig,
+    _span_to_event_sized,
     feedback_event,
     metric_event,
 )
@@ -77,7 +79,7 @@ def _positive(name: str, value: Any, kind: type) -> Any:
     return kind(value)
 
 
-class PosthogExporter(Pipeline):
+class PosthogExporter:
     """Batches finished spans and events to PostHog (or a local sink), off the hot path.
 
     Args:
@@ -202,32 +204,23 @@ class PosthogExporter(Pipeline):
             prices=parsed_prices,
         )
 
-        self._queue: collections.deque[Item] = collections.deque()
-        self._lock = threading.Lock()
-        self._done = threading.Condition(threading.Lock())
-        self._wake = threading.Event()
-        self._enqueued = 0
-        self._processed = 0
-        self._counts = collections.Counter[str]()
         self._registry = RunRegistry()
         self._manual = ManualTracer(self)
         self._registry.register(self._manual.runs)
-        self._worker: threading.Thread | None = None
-        # Translated batches wait here for the sender thread, so the worker translates the
-        # next batch while the previous one is on the wire (the SDK's encode, gzip and the
-        # server's answer would otherwise serialise with translation).
-        self._outbox: collections.deque[list[dict[str, Any]]] = collections.deque()
-        self._out_cv = threading.Condition(threading.Lock())
-        self._sending = 0
-        self._senders: list[threading.Thread] = []
-        # PosthogSink sends 2 batches at once: the SDK's gzip (which releases the GIL) and
-        # the server's answer for one overlap the SDK's JSON encoding of the other.
-        self._max_senders = max(1, int(getattr(self.sink, "max_concurrent_sends", 1) or 1))
-        self._pid = os.getpid()
-        self._shutdown = False
-        self._deadline: float | None = None
-        self._next_sweep = time.monotonic() + self._sweep_interval()
-        _register_exit(self)
+        config = self._config
+        self._batcher = BatchProcessor(
+            self.sink,
+            lambda span: _span_to_event_sized(span, config),
+            flush_at=self.flush_at,
+            flush_interval=self.flush_interval,
+            max_queue_size=self.max_queue_size,
+            max_batch_size=self.max_batch_size,
+            shutdown_timeout=self.shutdown_timeout,
+            tick=self._sweep,
+            tick_interval=float(min(30.0, self.open_run_ttl / 4)),
+            before_shutdown=self._close_all_runs,
+            enabled=self.enabled,
+        )
 
     # -- configuration -------------------------------------------------------------------
 
@@ -242,7 +235,7 @@ class PosthogExporter(Pipeline):
     ) -> Sink | None:
         if sink is None:
             if not api_key:
-                self._warn_once(
+                self._warn(
                     "no-key",
                     "posthog_callbacks: no PostHog API key (pass api_key=... or set "
                     "POSTHOG_API_KEY) and no sink: nothing will be sent",
@@ -261,7 +254,7 @@ class PosthogExporter(Pipeline):
             if isinstance(key, str) and key.strip():
                 return PosthogSink(client=sink, max_retries=max_retries)
             if not key:
-                self._warn_once(
+                self._warn(
                     "no-key",
                     "posthog_callbacks: the posthog client has no API key: nothing will be sent",
                 )
@@ -293,42 +286,11 @@ class PosthogExporter(Pipeline):
         """Queue a finished span for export. Never blocks, never raises."""
         try:
             if not self.is_sampled(span.trace_id):
-                with self._lock:  # called from many threads: += alone can lose counts
-                    self._counts["not_sampled"] += 1
+                self._batcher.count("not_sampled")
                 return
-            self._enqueue(span)
+            self._batcher.enqueue(span)
         except Exception:  # pragma: no cover - defensive
-            self._warn_once("submit", "posthog_callbacks: failed to record a span", exc_info=True)
-
-    def _enqueue(self, item: Item) -> None:
-        if not self.enabled:
-            return
-        if self._shutdown:
-            self._count_drop("dropped_shutdown", 1, dequeued=False)
-            return
-        if self._pid != os.getpid():
-            self._after_fork()
-        with self._lock:
-            if len(self._queue) >= self.max_queue_size:
-                self._counts["dropped_queue_full"] += 1
-                full = True
-            else:
-                self._queue.append(item)
-                self._enqueued += 1
-                full = False
-                pending = len(self._queue)
-        if full:
-            self._warn_once(
-                "queue-full",
-                "posthog_callbacks: queue full (%d): dropping spans; "
-                "the sink is too slow or unreachable (see exporter.stats())",
-                self.max_queue_size,
-            )
-            return
-        if self._worker is None:
-            self._start_worker()
-        if pending >= self.flush_at and not self._wake.is_set():
-            self._wake.set()
+            self._warn("submit", "posthog_callbacks: failed to record a span", exc_info=True)
 
     def close_runs(self, spans: Iterable[OpenSpan], reason: str) -> None:
         """Finish runs that never ended as errors (``reason``) and queue them."""
@@ -336,17 +298,24 @@ class PosthogExporter(Pipeline):
             try:
                 if span.error is None:
                     span.error = reason
-                with self._lock:
-                    self._counts["closed_orphans"] += 1
+                self._batcher.count("closed_orphans")
                 self.submit(span.finish())
             except Exception:  # pragma: no cover - defensive
-                self._warn_once("close", "posthog_callbacks: failed to close a run", exc_info=True)
+                self._warn("close", "posthog_callbacks: failed to close a run", exc_info=True)
 
     def register_runs(self, table: RunTable[Any]) -> None:
         """Let the exporter sweep ``table`` (TTL) and drain it at shutdown."""
         self._registry.register(table)
-        if self.enabled and self._worker is None and self._pid == os.getpid():
-            self._start_worker()  # sweeps run even before the first span is submitted
+        self._batcher.start()  # sweeps run even before the first span is submitted
+
+    def _sweep(self) -> None:
+        """Close runs that outlived ``open_run_ttl`` (on the worker, periodically)."""
+        expired = self._registry.expired(self.open_run_ttl)
+        if expired:
+            self.close_runs(expired, f"run never ended (closed after {self.open_run_ttl:g}s)")
+
+    def _close_all_runs(self) -> None:
+        self.close_runs(self._registry.drain(), "run still open at shutdown")
 
     # -- manual tracing, feedback --------------------------------------------------------
 
@@ -422,9 +391,11 @@ class PosthogExporter(Pipeline):
 
     def _event(self, build: Callable[..., dict[str, Any]], trace_id: str, **kw: Any) -> None:
         try:
-            self._enqueue(build(str(trace_id), cfg=self._config, timestamp=time.time(), **kw))
+            self._batcher.enqueue(
+                build(str(trace_id), cfg=self._config, timestamp=time.time(), **kw)
+            )
         except Exception:
-            self._warn_once("event", "posthog_callbacks: failed to record an event", exc_info=True)
+            self._warn("event", "posthog_callbacks: failed to record an event", exc_info=True)
 
     # -- flush, shutdown, stats ------------------------------------------------------------
 
@@ -434,99 +405,19 @@ class PosthogExporter(Pipeline):
         Returns:
             True when everything was processed (sent, or counted as dropped) in time.
         """
-        if self._pid != os.getpid():
-            self._after_fork()
-        if not self.enabled or self._worker is None:
-            return True
-        with self._lock:
-            target = self._enqueued
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._wake.set()
-        with self._done:
-            while self._processed < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                if self._worker is None or not self._worker.is_alive():
-                    return self._processed >= target
-                self._done.wait(0.05 if remaining is None else min(remaining, 0.05))
-        return True
+        return self._batcher.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Close open runs, deliver what is queued within ``timeout``, stop the worker.
 
-        Safe to call more than once; later spans are dropped and counted.
+        Bounded by ``timeout`` (default ``shutdown_timeout``); also runs at interpreter
+        exit. Safe to call more than once; later spans are dropped and counted.
         """
-        if self._shutdown:
-            return
-        if self._pid != os.getpid():
-            self._after_fork()
-        bound = self.shutdown_timeout if timeout is None else timeout
-        try:
-            self.close_runs(self._registry.drain(), "run still open at shutdown")
-        except Exception:  # pragma: no cover - defensive
-            log.debug("posthog_callbacks: closing open runs failed", exc_info=True)
-        self._deadline = time.monotonic() + bound
-        self._shutdown = True
-        self._wake.set()
-        worker = self._worker
-        if worker is not None and worker.is_alive() and worker is not threading.current_thread():
-            worker.join(max(0.0, self._deadline - time.monotonic()) + 0.1)
-        with self._lock:
-            leftover = len(self._queue)
-            self._queue.clear()
-        with self._out_cv:
-            leftover += sum(len(batch) for batch in self._outbox)
-            self._outbox.clear()
-            self._out_cv.notify_all()
-        if leftover:
-            self._count_drop("dropped_shutdown", leftover)
-            self._warn_once(
-                "shutdown-left",
-                "posthog_callbacks: %d events were still queued when shutdown's %.1fs bound passed",
-                leftover,
-                bound,
-            )
-        in_flight = self._enqueued - self._processed
-        if in_flight > 0:
-            # Requests still on the wire: their outcome is unknown (counted when they end,
-            # lost if the process exits now), so say so rather than count them.
-            self._warn_once(
-                "shutdown-in-flight",
-                "posthog_callbacks: %d events were still "
-                "being sent when shutdown's %.1fs bound passed",
-                in_flight,
-                bound,
-            )
-        try:
-            if self.sink is not None:
-                self.sink.close()
-        except Exception:  # pragma: no cover - defensive
-            log.debug("posthog_callbacks: closing the sink failed", exc_info=True)
+        self._batcher.shutdown(timeout)
 
     def stats(self) -> ExporterStats:
         """Counters: what was recorded, sent, dropped (by reason), still queued or open."""
-        c = self._counts
-        hooked = getattr(self.sink, "dropped_by_before_send", 0)
-        hooked = hooked if isinstance(hooked, int) else 0
-        with self._done:
-            processed = self._processed
-        queued = len(self._queue)
-        return ExporterStats(
-            recorded=self._enqueued,
-            sent=c["sent"] - hooked,
-            dropped_queue_full=c["dropped_queue_full"],
-            dropped_sink_error=c["dropped_sink_error"],
-            dropped_invalid=c["dropped_invalid"],
-            dropped_shutdown=c["dropped_shutdown"],
-            not_sampled=c["not_sampled"],
-            queued=queued,
-            open_runs=self._registry.open_runs(),
-            closed_orphans=c["closed_orphans"],
-            batches=c["batches"],
-            in_flight=max(0, self._enqueued - processed - queued),
-            dropped_by_hook=hooked,
-        )
+        return self._batcher.stats(self._registry.open_runs())
 
     def __enter__(self) -> PosthogExporter:
         return self

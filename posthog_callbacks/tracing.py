@@ -56,6 +56,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -109,19 +110,22 @@ class Recorder(Protocol):
 class WarnOnce:
     """Logs one warning per key; repeats go to debug. Thread-safe, never raises.
 
+    Lock-free (an atomic ``dict.setdefault`` decides who is first), so a fork can never
+    copy it in a locked state.
+
     Args:
         logger: Where warnings go (a ``posthog_callbacks.*`` logger).
 
     Attributes:
-        count: How many times :meth:`__call__` was called (first and repeated failures).
+        count: How many times :meth:`__call__` was called (first and repeated failures;
+            approximate when threads fail at the same instant).
     """
 
-    __slots__ = ("_lock", "_logger", "_seen", "count")
+    __slots__ = ("_logger", "_seen", "count")
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
+        self._seen: dict[str, object] = {}
         self.count = 0
 
     def __call__(self, key: str, message: str, *args: Any, exc_info: Any = False) -> bool:
@@ -130,11 +134,9 @@ class WarnOnce:
         Returns:
             True when this call logged the warning (the first one for ``key``).
         """
-        with self._lock:
-            self.count += 1
-            first = key not in self._seen
-            if first:
-                self._seen.add(key)
+        self.count += 1
+        token = object()
+        first = self._seen.setdefault(key, token) is token
         try:
             if first:
                 self._logger.warning(message, *args, exc_info=exc_info)
@@ -147,10 +149,6 @@ class WarnOnce:
     def seen(self, key: str) -> bool:
         """Whether ``key`` was warned about already."""
         return key in self._seen
-
-    def reset_after_fork(self) -> None:
-        """Replace the lock (a fork may have copied it held)."""
-        self._lock = threading.Lock()
 
 
 # -- identity ---------------------------------------------------------------------------
@@ -443,7 +441,7 @@ class RunRegistry:
     the next TTL sweep or at shutdown, like every other open run.
     """
 
-    __slots__ = ("_adopted", "_orphans", "_seq", "_tables")
+    __slots__ = ("__weakref__", "_adopted", "_orphans", "_seq", "_tables")
 
     def __init__(self) -> None:
         self._tables: weakref.WeakSet[RunTable[Any]] = weakref.WeakSet()
@@ -452,6 +450,7 @@ class RunRegistry:
         self._adopted: collections.deque[dict[Any, OpenSpan]] = collections.deque()
         self._orphans: RunTable[int] = RunTable(max_runs=1 << 62)
         self._seq = itertools.count()
+        _registries.add(self)
 
     def register(self, table: RunTable[Any]) -> None:
         """Sweep and drain ``table`` from now on (idempotent)."""
@@ -493,8 +492,27 @@ class RunRegistry:
         return spans
 
     def reset_after_fork(self) -> None:
-        """Forget every run in the child of a fork (the parent ends its own runs)."""
+        """Forget every run in the child of a fork (the parent ends its own runs).
+
+        Runs for every registry right after ``os.fork()`` in the child, before any other
+        thread exists, so no lock a parent thread held at fork time is ever waited for.
+        """
         self._adopted.clear()
         self._orphans.reset_after_fork()
         for table in list(self._tables):
             table.reset_after_fork()
+
+
+_registries: weakref.WeakSet[RunRegistry] = weakref.WeakSet()
+
+
+def _reset_registries_after_fork() -> None:
+    for registry in list(_registries):
+        try:
+            registry.reset_after_fork()
+        except Exception:  # pragma: no cover - never fail a fork
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_registries_after_fork)

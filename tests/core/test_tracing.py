@@ -219,7 +219,9 @@ def test_run_table_reset_after_fork_does_not_take_a_held_lock() -> None:
     runs: RunTable[str] = RunTable()
     runs.add("a", root())
     runs._lock.acquire()  # as if another thread held it when the process forked
-    runs.reset_after_fork()
+    registry = RunRegistry()
+    registry.register(runs)
+    registry.reset_after_fork()
     assert len(runs) == 0
     runs.add("b", root())  # the new lock works
     assert runs.pop("b") is not None
