@@ -245,8 +245,96 @@ def _price_properties(props: dict[str, Any], span: FinishedSpan, cfg: EventConfi
         props.update(price.properties())
 
 
-def _model_parameters(props: dict[str, Any], params: Mapping[str, Any], ser: Serializer) -> None:
-    converted = ser.convert(params)
+# String-valued model settings that are enum-like (never end-user text): kept in privacy mode.
+_ENUM_PARAMETERS = frozenset(
+    {
+        "model",
+        "model_name",
+        "model_id",
+        "reasoning_effort",
+        "service_tier",
+        "verbosity",
+        "tool_choice",
+        "truncation",
+        "_type",
+    }
+)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float, bool)
+
+
+def _private_parameters(params: Any) -> dict[str, Any]:
+    """Model parameters without free text: numbers, booleans and enum-like settings.
+
+    Stop sequences, system instructions, JSON schemas (their descriptions), OpenAI's
+    ``user`` and provider ``metadata`` can all carry end-user content; they are dropped.
+    """
+    if not isinstance(params, Mapping):
+        return {}
+    kept: dict[str, Any] = {}
+    for key, value in params.items():
+        if not isinstance(key, str):
+            continue
+        enum_like = type(value) is str and key in _ENUM_PARAMETERS and len(value) <= 64
+        if value is None or _is_number(value) or enum_like:
+            kept[key] = value
+    return kept
+
+
+def _private_tools(tools: Any) -> list[dict[str, Any]]:
+    """Tool definitions reduced to their names (descriptions and schemas are free text)."""
+    items = tools if isinstance(tools, (list, tuple)) else [tools]
+    names: list[dict[str, Any]] = []
+    for item in items[:_MAX_TAGS]:
+        if not isinstance(item, Mapping):
+            continue
+        function = item.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else item.get("name")
+        if type(name) is str and name:
+            names.append({"type": "function", "function": {"name": name}})
+    return names
+
+
+def _metadata(
+    metadata: Mapping[str, Any], private: bool, cfg: EventConfig, ser: Serializer
+) -> Mapping[str, Any]:
+    """Run metadata as sent: in privacy mode only numbers, booleans and LangGraph's own
+    ``langgraph_*`` bookkeeping; otherwise everything, through the mask."""
+    if private:
+        return {
+            k: v
+            for k, v in metadata.items()
+            if isinstance(k, str)
+            and (_is_number(v) or (k.startswith("langgraph_") and type(v) in (str, int)))
+        }
+    if cfg.mask is None:
+        return metadata
+    masked = _content(dict(metadata), cfg, ser)
+    return masked if isinstance(masked, dict) else {}
+
+
+def _free_text(value: Any, cfg: EventConfig, ser: Serializer) -> Any:
+    """A free-text value (feedback, a non-numeric score) as sent, through the mask."""
+    if cfg.mask is None:
+        return ser.convert(value)
+    return _content(value, cfg, ser)
+
+
+def _model_parameters(
+    props: dict[str, Any],
+    params: Mapping[str, Any],
+    private: bool,
+    cfg: EventConfig,
+    ser: Serializer,
+) -> None:
+    if private:
+        converted = ser.convert(_private_parameters(params))
+    elif cfg.mask is not None:
+        converted = _content(params, cfg, ser)
+    else:
+        converted = ser.convert(params)
     if not isinstance(converted, dict) or not converted:
         return
     props[schema.MODEL_PARAMETERS] = converted
@@ -278,13 +366,14 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     """:func:`span_to_event`, plus an estimate of the event's JSON size in bytes."""
     ser = Serializer(cfg.secrets, cfg.max_event_bytes)
     span = _bounded_ids(span, ser)
+    private = cfg.privacy_mode or span.privacy_mode
     extra: dict[str, Any] = {}
     if span.metadata:
-        extra.update(span.metadata)
+        extra.update(_metadata(span.metadata, private, cfg, ser))
     if span.properties:
+        # Properties the developer chose to send (posthog_properties, properties=): as given.
         extra.update(span.properties)
     props = _base(span.trace_id, span.framework, span.session_id, cfg, ser, extra, span.groups)
-    private = cfg.privacy_mode or span.privacy_mode
     is_root = span.parent_id is None
     kind = span.kind
 
@@ -336,9 +425,12 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
         if span.service_tier:
             props[schema.SERVICE_TIER] = _text(span.service_tier, ser)
         if span.model_parameters:
-            _model_parameters(props, span.model_parameters, ser)
+            _model_parameters(props, span.model_parameters, private, cfg, ser)
         if span.tools:
-            props[schema.TOOLS] = ser.convert(span.tools)
+            if private:
+                props[schema.TOOLS] = ser.convert(_private_tools(ser.convert(span.tools)))
+            else:
+                props[schema.TOOLS] = _content(span.tools, cfg, ser)
         if span.time_to_first_token is not None:
             props[schema.TIME_TO_FIRST_TOKEN] = round(span.time_to_first_token, 6)
         props[schema.HTTP_STATUS] = _http_status(span.http_status, span.is_error)
@@ -457,10 +549,11 @@ def feedback_event(
     trace_id = ser.ident(trace_id)
     distinct_id = None if distinct_id is None else ser.ident(distinct_id)
     props = _base(trace_id, "manual", None, cfg, ser, properties, None)
-    if text is not None:
-        props[schema.FEEDBACK_TEXT] = ser.string(str(text))
-    if score is not None:
-        props[schema.FEEDBACK_SCORE] = ser.convert(score)
+    private = cfg.privacy_mode
+    if text is not None and not private:
+        props[schema.FEEDBACK_TEXT] = _free_text(str(text), cfg, ser)
+    if score is not None and (_is_number(score) or not private):
+        props[schema.FEEDBACK_SCORE] = score if _is_number(score) else _free_text(score, cfg, ser)
     return {
         "event": schema.FEEDBACK,
         "distinct_id": _identity(distinct_id, trace_id, cfg, props),
@@ -485,8 +578,12 @@ def metric_event(
     trace_id = ser.ident(trace_id)
     distinct_id = None if distinct_id is None else ser.ident(distinct_id)
     props = _base(trace_id, "manual", None, cfg, ser, properties, None)
-    props[schema.METRIC_NAME] = str(name)
-    props[schema.METRIC_VALUE] = ser.convert(value)
+    # The name is a label the developer chose (an identifier, like a span name): always sent.
+    props[schema.METRIC_NAME] = _text(name, ser)
+    if _is_number(value):
+        props[schema.METRIC_VALUE] = value
+    elif not cfg.privacy_mode:
+        props[schema.METRIC_VALUE] = _free_text(value, cfg, ser)
     return {
         "event": schema.METRIC,
         "distinct_id": _identity(distinct_id, trace_id, cfg, props),
