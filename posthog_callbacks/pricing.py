@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # almost surely a per-million price passed where PostHog expects per-token.
 _MAX_PER_TOKEN = 0.001
 _PER_MILLION = 1_000_000
-_KEYS = ("input", "output", "cache_read", "cache_write")
+_KEYS = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,15 @@ class ModelPrice:
             ``input`` when omitted.
         cache_write: USD per cache-write token; PostHog falls back to ``input`` (1.25x
             ``input`` for Anthropic-style models) when omitted.
+        cache_write_1h: USD per 1-hour cache-write token (Anthropic); PostHog uses
+            ``cache_write`` when omitted.
     """
 
     input: float
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
 
     @classmethod
     def per_million(
@@ -56,13 +59,19 @@ class ModelPrice:
         output: float,
         cache_read: float | None = None,
         cache_write: float | None = None,
+        cache_write_1h: float | None = None,
     ) -> ModelPrice:
         """A price from USD per million tokens (``per_million(2.5, 10)`` for $2.50/$10)."""
+
+        def per_token(value: float | None) -> float | None:
+            return None if value is None else value / _PER_MILLION
+
         return cls(
             input / _PER_MILLION,
             output / _PER_MILLION,
-            None if cache_read is None else cache_read / _PER_MILLION,
-            None if cache_write is None else cache_write / _PER_MILLION,
+            per_token(cache_read),
+            per_token(cache_write),
+            per_token(cache_write_1h),
         )
 
     def properties(self) -> dict[str, float]:
@@ -75,6 +84,8 @@ class ModelPrice:
             props[schema.CACHE_READ_TOKEN_PRICE] = self.cache_read
         if self.cache_write is not None:
             props[schema.CACHE_WRITE_TOKEN_PRICE] = self.cache_write
+        if self.cache_write_1h is not None:
+            props[schema.CACHE_WRITE_1H_TOKEN_PRICE] = self.cache_write_1h
         return props
 
 
@@ -142,7 +153,7 @@ def parse_prices(prices: Mapping[str, Any] | None) -> dict[str, ModelPrice]:
             )
         values = [_price_value(model, k, raw.get(k), k in ("input", "output")) for k in _KEYS]
         parsed[model.strip().lower()] = ModelPrice(
-            values[0] or 0.0, values[1] or 0.0, values[2], values[3]
+            values[0] or 0.0, values[1] or 0.0, values[2], values[3], values[4]
         )
     return parsed
 

@@ -187,28 +187,43 @@ OUTPUT_TOKEN_PRICE: Final = "$ai_output_token_price"
 CACHE_READ_TOKEN_PRICE: Final = "$ai_cache_read_token_price"
 """Custom price in USD per cache-read token."""
 CACHE_WRITE_TOKEN_PRICE: Final = "$ai_cache_write_token_price"
-"""Custom price in USD per cache-write token."""
+"""Custom price in USD per cache-write token (Anthropic-style: the 5-minute TTL)."""
+CACHE_WRITE_1H_TOKEN_PRICE: Final = "$ai_cache_write_1h_token_price"
+"""Custom price in USD per 1-hour cache-write token (defaults to the cache-write price)."""
 REQUEST_PRICE: Final = "$ai_request_price"
 """Custom price in USD per request."""
 WEB_SEARCH_PRICE: Final = "$ai_web_search_price"
 """Custom price in USD per web search."""
+REQUEST_COUNT: Final = "$ai_request_count"
+"""Requests billed for the event (PostHog assumes 1 when a model has a request price)."""
 INPUT_COST_USD: Final = "$ai_input_cost_usd"
 """Input cost in USD (computed by PostHog, or precomputed by the caller)."""
 OUTPUT_COST_USD: Final = "$ai_output_cost_usd"
 """Output cost in USD."""
+REQUEST_COST_USD: Final = "$ai_request_cost_usd"
+"""Per-request cost in USD."""
+WEB_SEARCH_COST_USD: Final = "$ai_web_search_cost_usd"
+"""Web-search cost in USD."""
 TOTAL_COST_USD: Final = "$ai_total_cost_usd"
-"""Total cost in USD."""
+"""Total cost in USD: input + output + request + web search."""
 
 PRICE_PROPERTIES: Final = (
     INPUT_TOKEN_PRICE,
     OUTPUT_TOKEN_PRICE,
     CACHE_READ_TOKEN_PRICE,
     CACHE_WRITE_TOKEN_PRICE,
+    CACHE_WRITE_1H_TOKEN_PRICE,
     REQUEST_PRICE,
     WEB_SEARCH_PRICE,
 )
 """Custom per-unit prices PostHog prefers over its price table."""
-COST_PROPERTIES: Final = (INPUT_COST_USD, OUTPUT_COST_USD, TOTAL_COST_USD)
+COST_PROPERTIES: Final = (
+    INPUT_COST_USD,
+    OUTPUT_COST_USD,
+    REQUEST_COST_USD,
+    WEB_SEARCH_COST_USD,
+    TOTAL_COST_USD,
+)
 """Cost properties PostHog computes at ingestion (or passes through when sent)."""
 
 # --- scores -----------------------------------------------------------------------------

@@ -380,3 +380,13 @@ def test_exporter_option_end_to_end() -> None:
     )
     with pytest.raises(ValueError, match="per single token"):
         PosthogExporter(sink=MemorySink(), prices={"m": {"input": 2.5, "output": 10}})
+
+
+def test_custom_anthropic_prices_with_both_cache_write_rates() -> None:
+    price = ModelPrice.per_million(3, 15, cache_read=0.3, cache_write=3.75, cache_write_1h=6)
+    cfg = EventConfig(prices=parse_prices({"claude-private-deploy": price}))
+    usage = Usage(4500, 10, None, 3000, 500, 200, 300)
+    props = props_of(gen(model="claude-private-deploy", provider="anthropic", usage=usage), cfg)
+    assert props["$ai_cache_write_1h_token_price"] == pytest.approx(6e-6)
+    bill = 1000 * 3 * M + 3000 * 0.3 * M + 200 * 3.75 * M + 300 * 6 * M + 10 * 15 * M
+    assert posthog_cost(props) == pytest.approx(bill)
