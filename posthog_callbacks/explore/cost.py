@@ -26,7 +26,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -176,7 +176,6 @@ def estimate_cost(props: Mapping[str, Any], kind: str, at: float | None = None) 
     provider = _provider_id(props.get(S.PROVIDER))
     if _unpriced(model, provider):
         return None
-    prices = _genai_prices()
     input_tokens = _tokens(props, S.INPUT_TOKENS)
     cache_read = _tokens(props, S.CACHE_READ_INPUT_TOKENS)
     cache_write = _tokens(props, S.CACHE_CREATION_INPUT_TOKENS)
@@ -196,10 +195,20 @@ def estimate_cost(props: Mapping[str, Any], kind: str, at: float | None = None) 
         if write_1h and write_5m + write_1h <= cache_write:
             usage["cache_write_1h_tokens"] = write_1h
             usage["cache_write_5m_tokens"] = cache_write - write_1h
-    when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else None
+    day = datetime.fromtimestamp(at, tz=timezone.utc).date() if at is not None else None
+    return _priced(model, provider, day, tuple(sorted(usage.items())))
+
+
+@lru_cache(maxsize=65536)
+def _priced(
+    model: str, provider: str | None, day: date | None, usage: tuple[tuple[str, int], ...]
+) -> float | None:
+    """genai-prices' total for one call (prices change by the day; calls repeat)."""
+    prices = _genai_prices()
+    when = datetime.combine(day, time(12), tzinfo=timezone.utc) if day is not None else None
     try:
         result = prices.calc_price(
-            prices.Usage(**usage),
+            prices.Usage(**dict(usage)),
             model_ref=model,
             provider_id=provider,
             genai_request_timestamp=when,
