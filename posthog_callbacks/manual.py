@@ -222,46 +222,51 @@ class SpanHandle:
         ``prompt_tokens``, ...; input counts include cached tokens). Never raises: an
         unusable argument is skipped with a warning.
         """
-        s = self._span
-        t = self._tracer
-        if input is not _UNSET:
-            s.input = snapshot(input)
-        if output is not _UNSET:
-            s.output = snapshot(output)
-        for field, value in (
-            ("name", name),
-            ("model", model),
-            ("status", status),
-            ("base_url", base_url),
-            ("stop_reason", stop_reason),
-        ):
-            if value is not None:
-                text = t.text(field, value)
-                if text is not None:
-                    setattr(s, field, text)
-        if provider is not None:
-            s.provider = normalize_provider(t.text("provider", provider)) or s.provider
-        if usage is not None:
-            s.usage = self._usage(usage) or s.usage
-        if model_parameters is not None:
-            s.model_parameters = t.mapping("model_parameters", model_parameters)
-        if tools is not None:
-            s.tools = snapshot(tools)
-        if metadata is not None:
-            extra = t.mapping("metadata", metadata)
-            if extra:
-                s.metadata = {**(s.metadata or {}), **extra}
-        if error is not None:
-            s.error = (
-                error_text(error)
-                if isinstance(error, BaseException)
-                else (t.text("error", error) or "error")
-            )
-        if http_status is not None:
-            if isinstance(http_status, int) and not isinstance(http_status, bool):
-                s.http_status = int(http_status)
-            else:
-                t.bad("http_status", http_status)
+        try:
+            s = self._span
+            t = self._tracer
+            if input is not _UNSET:
+                s.input = snapshot(input)
+            if output is not _UNSET:
+                s.output = snapshot(output)
+            for field, value in (
+                ("name", name),
+                ("model", model),
+                ("status", status),
+                ("base_url", base_url),
+                ("stop_reason", stop_reason),
+            ):
+                if value is not None:
+                    text = t.text(field, value)
+                    if text is not None:
+                        setattr(s, field, text)
+            if provider is not None:
+                s.provider = normalize_provider(t.text("provider", provider)) or s.provider
+            if usage is not None:
+                s.usage = self._usage(usage) or s.usage
+            if model_parameters is not None:
+                params = t.mapping("model_parameters", model_parameters)
+                if params is not None:
+                    s.model_parameters = params
+            if tools is not None:
+                s.tools = snapshot(tools)
+            if metadata is not None:
+                extra = t.mapping("metadata", metadata)
+                if extra:
+                    s.metadata = {**(s.metadata or {}), **extra}
+            if error is not None:
+                s.error = (
+                    error_text(error)
+                    if isinstance(error, BaseException)
+                    else (t.text("error", error) or f"<{type(error).__name__}>")
+                )
+            if http_status is not None:
+                if isinstance(http_status, int) and not isinstance(http_status, bool):
+                    s.http_status = int(http_status)
+                else:
+                    t.bad("http_status", http_status)
+        except Exception:  # pragma: no cover - defensive: never raise into the caller
+            self._tracer.warn("update", "posthog_callbacks: span update failed", exc_info=True)
         return self
 
     def _usage(self, usage: Any) -> Usage | None:

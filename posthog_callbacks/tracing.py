@@ -139,9 +139,9 @@ class WarnOnce:
         first = self._seen.setdefault(key, token) is token
         try:
             if first:
-                self._logger.warning(message, *args, exc_info=exc_info)
+                self._logger.warning(message, *args, exc_info=exc_info, stacklevel=2)
             elif exc_info:
-                self._logger.debug(message, *args, exc_info=exc_info)
+                self._logger.debug(message, *args, exc_info=exc_info, stacklevel=2)
         except Exception:  # pragma: no cover - a broken log handler is not our failure
             pass
         return first
