@@ -59,95 +59,185 @@ _MAX_INT_BITS = 14_000  # str(int) refuses more than 4,300 digits (~14,284 bits)
 
 # -- secrets ---------------------------------------------------------------------------
 #
-# Credential formats, one table compiled into one regex. Ported (loosened where a prefix
-# alone is distinctive enough: we redact, we do not alert) from gitleaks' default rules,
-# cmd/generate/config/rules/*.go -> config/gitleaks.toml (gitleaks v8, config at commit
-# 009e025ad4106ab333aa0b9dc4f2a884390d134c; rule ids below), and from Yelp detect-secrets'
-# plugins (detect_secrets/plugins/basic_auth.py, aws.py, keyword.py, v1.x). Each format
-# also carries gitleaks-style keywords: the regex runs only on text containing one.
-_FORMATS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    # gitleaks openai-api-key / anthropic-api-key (prefix only, short keys too)
-    ("openai-anthropic", r"\bsk-(?:[\w-]{16,}|(?=[\w-]{0,15}?\d)[\w-]{8,15}\b)", ("sk-",)),
-    ("posthog", r"\bph[cxs]_[A-Za-z0-9]{20,}", ("phc_", "phx_", "phs_")),
-    # gitleaks aws-access-token (the EXAMPLE allowlist dropped: documented keys go too)
+# Credential formats, one table. Ported (loosened where a prefix alone is distinctive
+# enough: we redact, we do not alert) from gitleaks' default rules
+# (cmd/generate/config/rules/*.go -> config/gitleaks.toml, gitleaks v8, config at commit
+# 009e025ad4106ab333aa0b9dc4f2a884390d134c; rule ids below) and Yelp detect-secrets'
+# plugins (detect_secrets/plugins/basic_auth.py, aws.py, keyword.py, v1.x).
+#
+# As in gitleaks, a rule runs only on text holding one of its keywords, and each pattern
+# starts with a literal (word boundaries are look-behinds placed after it) so the regex
+# engine jumps to candidates. One alternation of every rule would be simpler, but
+# CPython's ``re`` then tries each branch at every character: measured 100-1000x slower
+# on long text. ``lower`` rules are case-insensitive: written in lower case, they run on
+# ``text.lower()``. A group named ``v`` marks the part to redact (the rest is kept).
+_ASSIGNED = r"['\"]?\s*[=:]\s*(?P<v>\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[^\s'\"&,;<>]{3,})"
+_QUERY_NAMES = (
+    "key",
+    "apikey",
+    "api_key",
+    "api-key",
+    "token",
+    "access_token",
+    "sig",
+    "signature",
+    "auth",
+    "code",
+)
+_RULES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
+    # (gitleaks rule id or source, keywords, lower, pattern)
+    # gitleaks openai-api-key / anthropic-api-key, prefix only: short keys too
+    (
+        "openai-anthropic",
+        ("sk-",),
+        False,
+        r"sk-(?<!\wsk-)(?:[\w-]{16,}|(?=[\w-]{0,15}?\d)[\w-]{8,15}\b)",
+    ),
+    ("posthog", ("phc_", "phx_", "phs_"), False, r"ph[cxs]_(?<!\w.{4})[A-Za-z0-9]{20,}"),
+    # gitleaks aws-access-token (its EXAMPLE allowlist dropped: documented keys go too)
     (
         "aws-access-token",
-        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
-        ("akia", "asia", "abia", "acca", "a3t"),
+        ("A3T", "AKIA", "ASIA", "ABIA", "ACCA"),
+        False,
+        r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)(?<!\w....)[A-Z2-7]{16}\b",
     ),
     # gitleaks github-pat, github-oauth, github-app-token, github-refresh-token
-    ("github-token", r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
-    ("github-fine-grained-pat", r"\bgithub_pat_\w{20,}", ("github_pat_",)),
-    ("gcp-api-key", r"\bAIza[\w-]{35}", ("aiza",)),
+    (
+        "github-token",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        False,
+        r"gh[pousr]_(?<!\wgh._)[A-Za-z0-9]{20,}",
+    ),
+    ("github-fine-grained-pat", ("github_pat_",), False, r"github_pat_(?<!\wgithub_pat_)\w{20,}"),
+    ("gcp-api-key", ("AIza",), False, r"AIza(?<!\wAIza)[\w-]{35}"),
     (
         "stripe-access-token",
-        r"\b[sr]k_(?:test|live|prod)_[A-Za-z0-9]{10,99}",
-        ("sk_", "rk_"),
+        ("k_test_", "k_live_", "k_prod_"),
+        False,
+        r"[sr]k_(?:test|live|prod)_(?<!\w.{8})[A-Za-z0-9]{10,99}",
     ),
-    ("huggingface-access-token", r"\bhf_[A-Za-z]{34}\b", ("hf_",)),
-    ("huggingface-organization-api-token", r"\bapi_org_[A-Za-z]{34}\b", ("api_org_",)),
-    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", ("xox",)),
-    # gitleaks jwt (header segment always starts with eyJ: '{"')
-    ("jwt", r"\beyJ[\w-]{10,}\.[\w-]{8,}\.[\w-]{8,}", ("eyj",)),
+    ("huggingface-access-token", ("hf_",), False, r"hf_(?<!\whf_)[A-Za-z]{34}\b"),
+    (
+        "huggingface-organization-api-token",
+        ("api_org_",),
+        False,
+        r"api_org_(?<!\wapi_org_)[A-Za-z]{34}\b",
+    ),
+    ("slack-tokens", ("xox",), False, r"xox[abposr]-(?<!\wxox.-)[A-Za-z0-9-]{10,}"),
+    # gitleaks jwt (the header segment always starts with eyJ: '{"')
+    ("jwt", ("eyJ",), False, r"eyJ(?<!\weyJ)[\w-]{10,}\.[\w-]{8,}\.[\w-]{8,}"),
     # gitleaks private-key, with the body up to its END line
     (
         "private-key",
+        ("PRIVATE KEY",),
+        False,
         r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY[ A-Z0-9_-]{0,100}-----"
         r"[A-Za-z0-9+/=\s\\]{0,20000}"
         r"(?:-----END[ A-Z0-9_-]{0,100}PRIVATE KEY[ A-Z0-9_-]{0,100}-----)?",
-        ("private key",),
     ),
+    # detect-secrets basic_auth (URL userinfo), gitleaks database DSNs: the whole userinfo
+    ("url-userinfo", ("://",), False, r"://(?P<v>[^\s/?#'\"<>]{1,256})(?=@[^\s/?#@'\"<>]+)"),
     # gitleaks curl-auth-header (Bearer / Basic values), anywhere in text
     (
         "bearer",
-        r"(?i:\bbearer)\s+(?=[\w.~+/-]{0,200}?[\d._~+/-])[\w.~+/-]{12,}=*",
         ("bearer",),
+        True,
+        r"bearer(?<!\wbearer)\s+(?=[\w.~+/-]{0,200}?[\d_~+/-])(?P<v>[\w.~+/-]{12,}=*)",
     ),
     (
         "basic-auth",
-        r"\b[Bb]asic\s+(?=[A-Za-z0-9+/]{0,200}?[\d+/])[A-Za-z0-9+/]{8,}={0,2}",
         ("basic",),
+        True,
+        r"basic(?<!\wbasic)\s+(?=[a-z0-9+/]{0,200}?[\d+/])(?P<v>[a-z0-9+/]{8,}={0,2})",
     ),
-    # detect-secrets basic_auth (URL userinfo), gitleaks database DSNs: the whole userinfo
-    ("url-userinfo", r"(?<=://)[^\s/?#'\"<>]{1,256}(?=@[^\s/?#@'\"<>]+)", ("://",)),
+    # detect-secrets KeywordDetector, gitleaks generic-api-key / database-password: an
+    # assignment (quoted or not, JSON too) keeps its name and loses its value
+    ("keyword-password", ("pass",), True, r"pass(?:word|wd|phrase)" + _ASSIGNED),
+    ("keyword-pwd", ("pwd",), True, r"pwd" + _ASSIGNED),
+    ("keyword-secret", ("secret",), True, r"secret" + _ASSIGNED),
+    ("keyword-api-key", ("api",), True, r"api[_-]?key" + _ASSIGNED),
+    ("keyword-access-key", ("access",), True, r"access[_-]?key" + _ASSIGNED),
+    ("keyword-private-key", ("private",), True, r"private[_-]?key" + _ASSIGNED),
+    ("keyword-credentials", ("credential",), True, r"credentials?" + _ASSIGNED),
+    ("keyword-token", ("token",), True, r"token(?<=[\w-][_-]token)" + _ASSIGNED),
+    # query parameters: Google (key=), Azure SAS (sig=), OAuth (access_token=, code=)
+    (
+        "query-parameter",
+        tuple(f"{name}=" for name in _QUERY_NAMES),
+        True,
+        "=(?:" + "|".join(f"(?<=[?&;]{re.escape(n)}=)" for n in _QUERY_NAMES) + r")"
+        r"(?P<v>[^\s'\"&,;<>#]{3,})",
+    ),
 )
-# Assignments and query parameters: the name stays, the value goes. detect-secrets'
-# KeywordDetector (password / secret / api_key / token assignments, quoted or not) and
-# gitleaks' generic-api-key / database-password keywords; query parameters as in
-# Azure SAS (sig=), Google (key=) and OAuth (access_token=, code=) URLs.
-_PAIR = (
-    r"(?P<name>(?i:passw(?:or)?d|passwd|passphrase|\bpwd|secret|api[_-]?key|apikey|"
-    r"access[_-]?key|private[_-]?key|credentials?|[a-z0-9][_-]token|auth[_-]?token)"
-    r"['\"]?\s*[=:]\s*"
-    r"|[?&;](?i:key|token|sig|signature|auth|code|access_token|api[_-]?key|apikey|"
-    r"password|secret|client_secret)=)"
-    r"(?P<value>\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[^\s'\"&,;<>]{3,})"
+_COMPILED = tuple(
+    (keywords, lower, re.compile(pattern), re.compile(pattern, re.IGNORECASE) if lower else None)
+    for _, keywords, lower, pattern in _RULES
 )
-_PAIR_KEYWORDS = ("pass", "pwd", "secret", "key", "token", "credential", "sig", "auth", "code=")
-_SECRET_TEXT = re.compile("|".join([_PAIR, *(f"(?:{pattern})" for _, pattern, _ in _FORMATS)]))
-_KEYWORDS = tuple(dict.fromkeys([*_PAIR_KEYWORDS, *(k for _, _, keys in _FORMATS for k in keys)]))
 
 
-def _redact_match(m: re.Match[str]) -> str:
-    name = m.group("name")
-    if name is None:
-        return REDACTED
-    value = m.group("value")
-    quote = value[0] if value[0] in "\"'" else ""
-    return f"{name}{quote}{REDACTED}{quote}"
+# Every format above needs one of these characters (or is an AWS key id): text without
+# any (most short prose) is not scanned rule by rule.
+_MAYBE_SECRET = re.compile(r"[-_=:/@+0-9]|A3T|AKIA|ASIA|ABIA|ACCA")
+_scrub_cache: dict[str, str] = {}
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
     """``text`` with every credential format and every literal in ``secrets`` redacted."""
-    if len(text) >= _SCAN_MIN:
-        low = text.lower()
-        for keyword in _KEYWORDS:
-            if keyword in low:
-                text = _SECRET_TEXT.sub(_redact_match, text)
+    if len(text) >= _SCAN_MIN and _MAYBE_SECRET.search(text) is not None:
+        if len(text) <= 4096:
+            cached = _scrub_cache.get(text)
+            if cached is None:
+                cached = _scrub(text)
+                if len(_scrub_cache) >= 4096:
+                    _scrub_cache.clear()
+                _scrub_cache[text] = cached
+            text = cached
+        else:
+            text = _scrub(text)
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub(text: str) -> str:
+    spans: list[tuple[int, int]] = []
+    low: str | None = None
+    for keywords, lower, rx, rx_any_case in _COMPILED:
+        hay = text
+        if lower:
+            if low is None:
+                low = text.lower()
+            hay = low
+        for keyword in keywords:
+            if keyword in hay:
                 break
-        for secret in secrets:
-            if secret and secret in text:
-                text = text.replace(secret, REDACTED)
+        else:
+            continue
+        if lower and len(hay) != len(text):  # lower() moved positions: slow path
+            assert rx_any_case is not None
+            rx, hay = rx_any_case, text
+        for m in rx.finditer(hay):
+            if "v" in rx.groupindex:
+                start, end = m.span("v")
+                if end - start >= 2 and hay[start] in "\"'":
+                    start, end = start + 1, end - 1  # a quoted value keeps its quotes
+            else:
+                start, end = m.span()
+            spans.append((start, end))
+    if spans:
+        spans.sort()
+        pieces: list[str] = []
+        pos = 0
+        for start, end in spans:
+            if start < pos:  # overlaps a redaction already made
+                pos = max(pos, end)
+                continue
+            pieces.append(text[pos:start])
+            pieces.append(REDACTED)
+            pos = end
+        pieces.append(text[pos:])
+        text = "".join(pieces)
     return text
 
 
@@ -295,6 +385,11 @@ class Serializer:
         """Scrub one string: credentials and base64 media become placeholders; the result
         is valid UTF-8 and at most a quarter of ``max_bytes`` on the wire."""
         n = len(text)
+        if n < _BASE64_MIN and text.isascii():  # the common case: short ASCII text
+            if n >= _SCAN_MIN:
+                text = scrub(text, self.secrets)
+            self.size += len(text) + 2
+            return text
         cap = self.max_bytes // 4
         if n > cap:  # nothing past ``cap`` characters can be sent: do not scan it
             text = text[: cap + 256]
@@ -375,11 +470,7 @@ class Serializer:
         self.size += len(text) + 2
         return text
 
-    def _over(self) -> bool:
-        return self.nodes >= MAX_NODES or self.size > self.max_bytes
-
     def _convert(self, value: Any, depth: int) -> Any:
-        self.nodes += 1
         if value is None or value is True or value is False:
             self.size += 5
             return value
@@ -403,46 +494,52 @@ class Serializer:
 
     def _container(self, value: Any, depth: int) -> Any:
         ident = id(value)
-        if ident in self._active:
-            return self._mark("<cycle>")
         seen = self._memo.get(ident)
         if seen is not None:
+            if seen[2] < 0:
+                return self._mark("<cycle>")  # reached again from inside itself
             # A shared container: reuse its converted copy while the budget allows.
             if self.size + seen[2] <= self.max_bytes:
                 self.size += seen[2]
                 return seen[1]
             return self._mark(f"<shared {type(value).__name__}>")
-        if self._over():
+        if self.nodes >= MAX_NODES or self.size > self.max_bytes:
             return self._mark("<truncated: event size limit>")
         start = self.size
-        self._active.add(ident)
         try:
             if isinstance(value, dict):
-                out: Any = self._mapping(value, depth)
+                out: Any = self._mapping(value, depth, ident)
             else:
-                out = self._sequence(value, depth)
+                out = self._sequence(value, depth, ident)
         except Exception:
-            out = f"<unserializable {type(value).__name__}>"
-        finally:
-            self._active.discard(ident)
-        # The original is kept alive with its copy so its id cannot be reused meanwhile.
-        self._memo[ident] = (value, out, self.size - start)
+            out = self._mark(f"<unserializable {type(value).__name__}>")
+        if ident in self._memo:
+            # Registered (it holds containers): later references reuse this copy. The
+            # original is kept alive with it so its id cannot be reused meanwhile.
+            self._memo[ident] = (value, out, self.size - start)
         return out
 
-    def _mapping(self, value: dict[Any, Any], depth: int) -> Any:
+    def _mapping(self, value: dict[Any, Any], depth: int, ident: int) -> Any:
         get = dict.get
         if get(value, "lc") == 1 and get(value, "type") == "secret":
             return REDACTED
+        n = len(value)
+        self.nodes += (n if n < MAX_ITEMS else MAX_ITEMS) + 1
         out: dict[str, Any] = {}
         convert = self._convert
+        secret_key = _key_cache.get
+        limit = self.max_bytes
+        registered = False
         size = 0
         for count, (k, v) in enumerate(dict.items(value)):
-            if count >= MAX_ITEMS or self._over():
-                out["<truncated>"] = f"{len(value) - count} more keys"
+            if count >= MAX_ITEMS or self.size + size > limit:
+                out["<truncated>"] = f"{n - count} more keys"
                 break
             key = k if type(k) is str and len(k) < _SCAN_MIN else self.key(k)
             size += len(key) + 4
-            hidden = is_secret_key(key)
+            hidden = secret_key(key)
+            if hidden is None:
+                hidden = is_secret_key(key)
             tv = type(v)
             if hidden and v is not None and tv is not int and tv is not float and tv is not bool:
                 out[key] = REDACTED
@@ -450,15 +547,17 @@ class Serializer:
             elif tv is str and len(v) < _SCAN_MIN and v.isascii():
                 out[key] = v
                 size += len(v) + 2
-            elif tv is bool or v is None:
-                out[key] = v
-                size += 6
+            elif tv is bool or v is None or tv is int or tv is float or tv is str:
+                out[key] = convert(v, depth + 1)
             else:
+                if not registered:  # only containers of containers can share or cycle
+                    self._memo[ident] = (value, None, -1)
+                    registered = True
                 out[key] = convert(v, depth + 1)
         self.size += size + 2
         return out
 
-    def _sequence(self, value: Iterable[Any], depth: int) -> Any:
+    def _sequence(self, value: Iterable[Any], depth: int, ident: int) -> Any:
         t = type(value)
         if t is list or t is tuple:
             items: Iterable[Any] = value
@@ -470,32 +569,44 @@ class Serializer:
             items = set.__iter__(value)
         else:
             items = frozenset.__iter__(value)  # type: ignore[arg-type]
+        n = len(value)  # type: ignore[arg-type]
+        self.nodes += (n if n < MAX_ITEMS else MAX_ITEMS) + 1
         out: list[Any] = []
+        append = out.append
         convert = self._convert
+        limit = self.max_bytes
+        registered = False
+        size = 2
         for i, item in enumerate(items):
-            if i >= MAX_ITEMS or self._over():
-                out.append("<truncated: more items>")
+            if i >= MAX_ITEMS or self.size + size > limit:
+                append("<truncated: more items>")
                 break
             ti = type(item)
             if ti is str and len(item) < _SCAN_MIN and item.isascii():
-                out.append(item)
-                self.size += len(item) + 3
-                self.nodes += 1
+                append(item)
+                size += len(item) + 3
             elif ti is bool or item is None:
-                out.append(item)
-                self.size += 6
-                self.nodes += 1
+                append(item)
+                size += 6
+            elif ti is int or ti is float or ti is str:
+                append(convert(item, depth + 1))
+                size += 1
             else:
-                out.append(convert(item, depth + 1))
-        self.size += 2 + len(out)
+                if not registered:
+                    self._memo[ident] = (value, None, -1)
+                    registered = True
+                append(convert(item, depth + 1))
+                size += 1
+        self.size += size
         return out
 
     def _other(self, value: Any, depth: int) -> Any:
         ident = id(value)
         if ident in self._active:
             return self._mark("<cycle>")
-        if self._over():
+        if self.nodes >= MAX_NODES or self.size > self.max_bytes:
             return self._mark("<truncated: event size limit>")
+        self.nodes += 1
         self._active.add(ident)
         try:
             plain = self._plain(value)

@@ -7,6 +7,7 @@ names: that translation lives in ``events.py``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -260,32 +261,59 @@ class _Copier:
         if depth >= _SNAPSHOT_MAX_DEPTH:
             return value
         ident = id(value)
-        seen = self.memo.get(ident)
+        memo = self.memo
+        seen = memo.get(ident)
         if seen is not None:
             return seen[1]  # shared (or cyclic): the same copy, visited once
-        self.nodes += 1
-        if self.nodes > SNAPSHOT_MAX_NODES or self.chars > SNAPSHOT_MAX_CHARS:
+        if self.nodes >= SNAPSHOT_MAX_NODES or self.chars > SNAPSHOT_MAX_CHARS:
             return "<snapshot limit>"
-        copy = self.copy
+        n = len(value)
+        room = SNAPSHOT_MAX_NODES - self.nodes
+        if room > _SNAPSHOT_MAX_ITEMS:
+            room = _SNAPSHOT_MAX_ITEMS
+        self.nodes += (n if n < room else room) + 1
+        # A container is registered (by id) before its first child container is copied:
+        # only containers can be shared in a way that multiplies work or cycles back, and
+        # the common leaf-only dict (a chat message) skips the registration.
+        registered = False
+        chars = 0
         if t is dict:
             out: dict[Any, Any] = {}
-            self.memo[ident] = (value, out)
-            for i, (k, v) in enumerate(value.items()):
-                if i >= _SNAPSHOT_MAX_ITEMS or self.nodes > SNAPSHOT_MAX_NODES:
-                    out["<truncated>"] = f"{len(value) - i} more keys"
-                    break
-                self.nodes += 1
-                out[k] = copy(v, depth + 1)
+            pairs: Any = value.items() if n <= room else itertools.islice(value.items(), room)
+            for k, v in pairs:
+                tv = type(v)
+                if tv is str:
+                    chars += len(v)
+                    out[k] = v
+                elif tv in _LEAVES:
+                    out[k] = v
+                else:
+                    if not registered:
+                        memo[ident] = (value, out)
+                        registered = True
+                    out[k] = self.copy(v, depth + 1)
+            if n > room:
+                out["<truncated>"] = f"{n - room} more keys"
+            self.chars += chars
             return out
         items: list[Any] = []
-        self.memo[ident] = (value, items)
-        source = value if t is list or t is tuple else list(value)
-        for i, v in enumerate(source):
-            if i >= _SNAPSHOT_MAX_ITEMS or self.nodes > SNAPSHOT_MAX_NODES:
-                items.append(f"<truncated: {len(source) - i} more items>")
-                break
-            self.nodes += 1
-            items.append(copy(v, depth + 1))
+        append = items.append
+        source: Any = value if n <= room else itertools.islice(value, room)
+        for v in source:
+            tv = type(v)
+            if tv is str:
+                chars += len(v)
+                append(v)
+            elif tv in _LEAVES:
+                append(v)
+            else:
+                if not registered:
+                    memo[ident] = (value, items)
+                    registered = True
+                append(self.copy(v, depth + 1))
+        if n > room:
+            append(f"<truncated: {n - room} more items>")
+        self.chars += chars
         return items
 
 
