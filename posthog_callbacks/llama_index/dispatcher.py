@@ -47,16 +47,21 @@ from .extract import (
 from .nodes import (
     EMBED,
     EMBED_BATCH_METHODS,
+    HIDE,
     LLM,
+    MODEL,
     MODEL_KINDS,
     ROOTABLE,
     RUN,
     STEP,
+    STEP_INPUT,
     STEP_TAG,
     TOOL,
     VISIBLE_METHODS,
     Node,
+    SpanRule,
     class_table,
+    rule_for,
     run_input,
     span_input,
     span_name,
@@ -90,6 +95,8 @@ class DispatcherRecorder:
         self._embeddings: dict[str, list[str]] = {}  # dispatcher span -> open embeddings
         self._classes = class_table()
         self._kind_cache: dict[type, int] = {}
+        self._rules: dict[str, SpanRule] = {}  # "Class.method" -> what its spans are
+        self._by_type: dict[type, Callable[[Any], None] | None] = {}
         self._lock = threading.Lock()
         self._roots_seen = 0
         self.events: dict[str, Callable[[Any], None]] = {
@@ -157,11 +164,108 @@ class DispatcherRecorder:
     # -- dispatcher spans -----------------------------------------------------------------
 
     def span_enter(
-        self, id_: str, instance: Any, parent_id: str | None, bound_args: Any, tags: Any
+        self,
+        id_: str,
+        bound_args: Any,
+        instance: Any = None,
+        parent_id: str | None = None,
+        tags: Any = None,
+        **kwargs: Any,
     ) -> None:
-        """A dispatcher span opened: a visible span, or a transparent node."""
-        # Hot path: ~15 dispatcher spans a query, most of them hidden.
-        parent = self.nodes.get(parent_id) if parent_id else None
+        """A dispatcher span opened: a visible span, a model call, or a transparent alias.
+
+        Called by LlamaIndex's dispatcher as the span handler's own method; never raises.
+        """
+        # Hot path: ~15 dispatcher spans a query, most of them transparent. What a span is
+        # gets decided once per (class, method) and cached under its id's prefix; a
+        # transparent span costs two dict operations and allocates nothing.
+        try:
+            parent = self.nodes.get(parent_id) if parent_id is not None else None
+            if parent is None:
+                self._enter_top(id_, instance, bound_args, tags)
+                return
+            if instance is None:  # a plain function: a workflow step, or transparent
+                if type(tags) is dict and STEP_TAG in tags:
+                    self._show(id_, parent, STEP, None, split_id(id_)[1], tags.get(STEP_INPUT))
+                else:
+                    self._hide(id_, parent, ROOTABLE, None)
+                return
+            rule = self._rules.get(id_[:-37])
+            if rule is None or rule.cls_type is not type(instance):
+                rule = self._rule(id_, instance)
+            action = rule.action
+            if action == HIDE:
+                self._hide(id_, parent, rule.kind, instance)
+            elif action == MODEL:
+                if self._sp_pending.get() is None or not self.claim_structured_stream(
+                    id_, rule.kind, instance
+                ):
+                    self.nodes[id_] = Node(
+                        id_,
+                        parent.trace,
+                        rule.kind,
+                        parent.attach_to,
+                        parent.gen_key or parent.enclosing_gen,
+                        instance,
+                    )
+            elif rule.kind == RUN:
+                self._show(id_, parent, RUN, instance, rule.name, run_input(tags))
+            elif parent.instance is instance:  # query -> aquery, __call__ -> call: one span
+                self._hide(id_, parent, rule.kind, instance)
+            else:
+                name = rule.name or span_name(rule.kind, instance, rule.cls, rule.method)
+                self._show(
+                    id_, parent, rule.kind, instance, name, span_input(rule.kind, bound_args)
+                )
+        except Exception:
+            self.warn("span_enter")
+
+    def _rule(self, id_: str, instance: Any) -> SpanRule:
+        """Classify a span by its instance's class and method, and cache the answer."""
+        kind = self._kind_cache.get(type(instance), -1)
+        if kind < 0:
+            kind = self._kind_of(instance)
+        cls, method = split_id(id_)
+        action, name = rule_for(kind, cls, method)
+        rule = SpanRule(type(instance), action, kind, name, cls, method)
+        if len(id_) > 37 and id_[-37] == "-":  # "Class.method-<uuid4>": the prefix is a key
+            if len(self._rules) > 10_000:
+                self._rules.clear()
+            self._rules[id_[:-37]] = rule
+        return rule
+
+    def _hide(self, id_: str, parent: Node, kind: int, instance: Any) -> None:
+        if parent.kind in MODEL_KINDS:
+            # inside a model call: its own node keeps the enclosing generation's key
+            self.nodes[id_] = Node(
+                id_,
+                parent.trace,
+                kind,
+                parent.attach_to,
+                parent.gen_key or parent.enclosing_gen,
+                instance,
+            )
+        else:
+            self.nodes[id_] = parent  # an alias: children attach where the parent's would
+
+    def _show(
+        self, id_: str, parent: Node, kind: int, instance: Any, name: str | None, payload: Any
+    ) -> None:
+        node = Node(
+            id_,
+            parent.trace,
+            kind,
+            parent.attach_to,
+            parent.gen_key or parent.enclosing_gen,
+            instance,
+        )
+        self.nodes[id_] = node
+        trace = parent.trace
+        if trace is not None and trace.sampled and name is not None:
+            self._open_visible(node, id_, trace, name, payload, parent.attach_to, is_root=False)
+
+    def _enter_top(self, id_: str, instance: Any, bound_args: Any, tags: Any) -> None:
+        """A span without a recorded parent: a new trace, or a direct model call."""
         if instance is None:
             kind = ROOTABLE
         else:
@@ -171,59 +275,18 @@ class DispatcherRecorder:
         if (
             kind in MODEL_KINDS
             and self._sp_pending.get() is not None
-            and (self.claim_structured_stream(id_, kind, instance))
+            and self.claim_structured_stream(id_, kind, instance)
         ):
             return
-        if parent is None:
-            cls, method = split_id(id_)
-            if kind in MODEL_KINDS and not (kind == EMBED and method in EMBED_BATCH_METHODS):
-                # A direct model call: its generation (from the events) is the root.
-                self.nodes[id_] = Node(None, kind, None, None, instance)
-                return
-            self._enter_root(id_, instance, kind, cls, method, bound_args, tags)
-            return
-        node = Node(
-            parent.trace,
-            kind,
-            parent.vis_id or parent.parent_vis,
-            parent.gen_key or parent.enclosing_gen,
-            instance,
-        )
-        self.nodes[id_] = node
-        if kind in MODEL_KINDS or (kind == ROOTABLE and instance is not None):
-            return
-        trace = parent.trace
-        if trace is None or not trace.sampled:
-            return
         cls, method = split_id(id_)
-        if instance is None:
-            if type(tags) is not dict or STEP_TAG not in tags:
-                return
-            kind = STEP  # workflow steps are wrapped as plain functions
-            name = method
-            payload = tags.get("llamaindex.step.input_summary")
-        elif kind == RUN:
-            if method != "run":
-                return
-            name = f"{cls}.run"
-            payload = run_input(tags)
-        elif method in VISIBLE_METHODS[kind]:
-            if parent.instance is instance:
-                return  # query -> aquery, __call__ -> call: one span per object and call
-            name = span_name(kind, instance, cls, method)
-            payload = span_input(kind, bound_args)
-        else:
+        if kind in MODEL_KINDS and not (kind == EMBED and method in EMBED_BATCH_METHODS):
+            # A direct model call: its generation (from the events) is the root.
+            self.nodes[id_] = Node(id_, None, kind, None, None, instance)
             return
-        node.kind = kind
-        self._open_visible(node, id_, trace, name, payload, parent.attach_to, is_root=False)
-
-    def _enter_root(
-        self, id_: str, instance: Any, kind: int, cls: str, method: str, bound_args: Any, tags: Any
-    ) -> None:
         if tags is None:
             tags = active_instrument_tags.get()
         trace = self.options.new_trace(self.exporter, tags)
-        node = Node(trace, kind, None, None, instance)
+        node = Node(id_, trace, kind, None, None, instance)
         self.nodes[id_] = node
         self._roots_seen += 1
         if self._roots_seen % 256 == 0:
@@ -275,47 +338,69 @@ class DispatcherRecorder:
         node.key = key
         self.runs.add(key, span)
 
-    def span_exit(self, id_: str, result: Any) -> None:
-        """A dispatcher span returned ``result``."""
+    def span_exit(
+        self,
+        id_: str,
+        bound_args: Any,
+        instance: Any = None,
+        result: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """A dispatcher span returned ``result``; never raises."""
         node = self.nodes.pop(id_, None)
-        if node is None or node.key is None:
-            return
-        span = self.runs.get(node.key)
-        if span is None:
-            return
+        if node is None or node.key is None or node.li_id != id_:
+            return  # transparent (or an alias of its parent)
         try:
-            if node.kind == TOOL and getattr(result, "is_error", False) is True:
-                span.error = str(getattr(result, "content", "") or "tool error")
-            if "output" not in span.extra:
-                span.output = span_output(node.kind, result)
-        except Exception:
-            self.warn("span exit")  # still ended below, with what was read
-        self._end(node, span, id_, result)
-
-    def span_drop(self, id_: str, err: BaseException | None) -> None:
-        """A dispatcher span raised ``err``: its open model calls end with it."""
-        node = self.nodes.pop(id_, None)
-        if node is None:
-            return
-        leaves = self._take_embeddings(id_)
-        gen = self.runs.pop(node.gen_key) if node.gen_key is not None else None
-        if gen is not None:
-            leaves.append(gen)
-        for leaf in leaves:  # a model call that raised: no end event follows
-            self._mark_error(leaf, err)
+            span = self.runs.get(node.key)
+            if span is None:
+                return
             try:
-                self._first_token_seen(leaf)
+                if node.kind == TOOL and getattr(result, "is_error", False) is True:
+                    span.error = str(getattr(result, "content", "") or "tool error")
+                if "output" not in span.extra:
+                    span.output = span_output(node.kind, result)
             except Exception:
-                self.warn("span drop")
-            self.runs.submit(leaf)
-        if node.key is None:
-            return
-        span = self.runs.get(node.key)
-        if span is None:
-            return
-        if span.status != "cancelled":
-            self._mark_error(span, err)
-        self._end(node, span, id_, None)
+                self.warn("span exit")  # still ended below, with what was read
+            self._end(node, span, id_, result)
+        except Exception:
+            self.warn("span_exit")
+
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: Any,
+        instance: Any = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A dispatcher span raised ``err``: its open model calls end with it; never raises."""
+        try:
+            node = self.nodes.pop(id_, None)
+            if node is None:
+                return
+            leaves = self._take_embeddings(id_)
+            if node.li_id != id_:  # an alias of its parent: nothing else is its own
+                node = None
+            gen = self.runs.pop(node.gen_key) if node is not None and node.gen_key else None
+            if gen is not None:
+                leaves.append(gen)
+            for leaf in leaves:  # a model call that raised: no end event follows
+                self._mark_error(leaf, err)
+                try:
+                    self._first_token_seen(leaf)
+                except Exception:
+                    self.warn("span drop")
+                self.runs.submit(leaf)
+            if node is None or node.key is None:
+                return
+            span = self.runs.get(node.key)
+            if span is None:
+                return
+            if span.status != "cancelled":
+                self._mark_error(span, err)
+            self._end(node, span, id_, None)
+        except Exception:
+            self.warn("span_drop")
 
     def _mark_error(self, span: OpenSpan, err: BaseException | None) -> None:
         try:
@@ -372,15 +457,26 @@ class DispatcherRecorder:
 
     # -- events ---------------------------------------------------------------------------
 
-    def handle(self, event: Any) -> None:
-        """An instrumentation event: model calls, embeddings, step outputs, cancels."""
-        handler = self.events.get(type(event).__name__)
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        """An instrumentation event: model calls, embeddings, step outputs; never raises.
+
+        Called by LlamaIndex's dispatcher as the event handler's own method.
+        """
+        cls = type(event)
+        try:
+            handler = self._by_type[cls]
+        except KeyError:  # once per event class
+            handler = self._by_type[cls] = self.events.get(cls.__name__)
         if handler is not None:
-            handler(event)
+            try:
+                handler(event)
+            except Exception:
+                self.warn(f"event {cls.__name__}")
 
     def _on_step_output(self, event: Any) -> None:
-        node = self.nodes.get(str(event.span_id))
-        if node is None or node.key is None:
+        li_id = str(event.span_id)
+        node = self.nodes.get(li_id)
+        if node is None or node.key is None or node.li_id != li_id:
             return
         span = self.runs.get(node.key)
         output = getattr(event, "output", None)
@@ -389,8 +485,9 @@ class DispatcherRecorder:
             span.extra["output"] = True
 
     def _on_cancelled(self, event: Any) -> None:
-        node = self.nodes.get(str(event.span_id))
-        if node is not None and node.key is not None:
+        li_id = str(event.span_id)
+        node = self.nodes.get(li_id)
+        if node is not None and node.key is not None and node.li_id == li_id:
             span = self.runs.get(node.key)
             if span is not None:
                 span.status = "cancelled"
@@ -604,6 +701,7 @@ class DispatcherRecorder:
             # (a)stream_structured_predict starts when first read, after its dispatcher
             # span closed: the event carries the reader's span, or none.
             node = Node(
+                None,
                 node.trace if node is not None else None,
                 LLM,
                 node.attach_to if node is not None else None,
@@ -657,12 +755,13 @@ class DispatcherRecorder:
         key, trace, span_id = pending
         if self.runs.get(key) is None:
             return False
-        self.nodes[id_] = Node(trace, LLM, span_id, None, instance)
+        self.nodes[id_] = Node(id_, trace, LLM, span_id, None, instance)
         return True
 
     def _structured_span(self, event: Any) -> OpenSpan | None:
-        node = self.nodes.get(str(event.span_id)) if event.span_id else None
-        span = self.runs.get(node.key if node is not None else None)
+        li_id = str(event.span_id) if event.span_id else None
+        node = self.nodes.get(li_id) if li_id is not None else None
+        span = self.runs.get(node.key if node is not None and node.li_id == li_id else None)
         if span is not None and span.extra.get("structured"):
             return span
         return self.runs.get(self._sp_open.get())

@@ -38,14 +38,20 @@ def is_instrumented(exporter: Any) -> bool:
     return handle is not None and handle.active and handle.exporter is exporter
 
 
-def _bind(handler: Any, recorder: DispatcherRecorder) -> None:
-    # Kept in the instance __dict__ rather than a pydantic private attribute: those go
-    # through BaseModel.__getattr__, measurably slow on a path taken ~50 times a query.
+def _bind(handler: Any, recorder: DispatcherRecorder, *methods: str) -> None:
+    """Make ``recorder``'s methods the handler's own: the dispatcher calls them directly.
+
+    Set in the instance ``__dict__`` (which shadows the class's methods), not as pydantic
+    attributes: the dispatcher makes ~40 such calls a query, and a forwarding method in
+    between would double their cost. The recorder's methods never raise.
+    """
     object.__setattr__(handler, "_recorder", recorder)
+    for name in methods:
+        object.__setattr__(handler, name, getattr(recorder, name))
 
 
 class _SpanHandler(BaseSpanHandler[BaseSpan]):  # type: ignore[misc]
-    """Forwards dispatcher span signals to a :class:`DispatcherRecorder`; never raises."""
+    """Dispatcher span signals -> a :class:`DispatcherRecorder` (bound by :func:`_bind`)."""
 
     if TYPE_CHECKING:
         _recorder: ClassVar[DispatcherRecorder]
@@ -53,44 +59,6 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):  # type: ignore[misc]
     @classmethod
     def class_name(cls) -> str:
         return "PosthogSpanHandler"
-
-    def span_enter(
-        self,
-        id_: str,
-        bound_args: Any,
-        instance: Any = None,
-        parent_id: str | None = None,
-        tags: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        recorder = self._recorder
-        try:
-            recorder.span_enter(id_, instance, parent_id, bound_args, tags)
-        except Exception:
-            recorder.warn("span_enter")
-
-    def span_exit(
-        self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
-    ) -> None:
-        recorder = self._recorder
-        try:
-            recorder.span_exit(id_, result)
-        except Exception:
-            recorder.warn("span_exit")
-
-    def span_drop(
-        self,
-        id_: str,
-        bound_args: Any,
-        instance: Any = None,
-        err: BaseException | None = None,
-        **kwargs: Any,
-    ) -> None:
-        recorder = self._recorder
-        try:
-            recorder.span_drop(id_, err)
-        except Exception:
-            recorder.warn("span_drop")
 
     def new_span(self, *args: Any, **kwargs: Any) -> None:
         return None
@@ -103,7 +71,7 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):  # type: ignore[misc]
 
 
 class _EventHandler(BaseEventHandler):  # type: ignore[misc]
-    """Forwards instrumentation events to a :class:`DispatcherRecorder`; never raises."""
+    """Instrumentation events -> a :class:`DispatcherRecorder` (bound by :func:`_bind`)."""
 
     if TYPE_CHECKING:
         _recorder: ClassVar[DispatcherRecorder]
@@ -113,11 +81,7 @@ class _EventHandler(BaseEventHandler):  # type: ignore[misc]
         return "PosthogEventHandler"
 
     def handle(self, event: Any, **kwargs: Any) -> None:
-        recorder = self._recorder
-        try:
-            recorder.handle(event)
-        except Exception:
-            recorder.warn(f"event {type(event).__name__}")
+        self._recorder.handle(event, **kwargs)  # shadowed by the bound method
 
 
 class InstrumentHandle:
@@ -237,9 +201,9 @@ def instrument(
 def _install(exporter: Recorder, options: HandlerOptions) -> InstrumentHandle:
     recorder = DispatcherRecorder(exporter, options)
     span_handler = _SpanHandler()
-    _bind(span_handler, recorder)
+    _bind(span_handler, recorder, "span_enter", "span_exit", "span_drop")
     event_handler = _EventHandler()
-    _bind(event_handler, recorder)
+    _bind(event_handler, recorder, "handle")
     dispatcher = get_dispatcher()
     dispatcher.add_span_handler(span_handler)
     dispatcher.add_event_handler(event_handler)

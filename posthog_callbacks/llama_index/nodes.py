@@ -7,7 +7,7 @@ ancestor, which keeps traces readable.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-defined]
     active_instrument_tags,
@@ -19,11 +19,17 @@ from .trace import TraceInfo
 
 __all__ = [
     "EMBED_BATCH_METHODS",
+    "HIDE",
+    "MODEL",
     "MODEL_KINDS",
+    "SHOW",
+    "STEP_INPUT",
     "STEP_TAG",
     "VISIBLE_METHODS",
     "Node",
+    "SpanRule",
     "class_table",
+    "rule_for",
     "run_input",
     "span_input",
     "span_name",
@@ -46,6 +52,7 @@ VISIBLE_METHODS: dict[int, frozenset[str]] = {
     ),
 }
 STEP_TAG = "llamaindex.step.input_event"
+STEP_INPUT = "llamaindex.step.input_summary"
 MODEL_KINDS = frozenset({LLM, EMBED})
 # A top-level batch embedding call is a visible root: it makes one embedding call per batch.
 EMBED_BATCH_METHODS = frozenset({"get_text_embedding_batch", "aget_text_embedding_batch"})
@@ -74,7 +81,12 @@ def class_table() -> list[tuple[type, int]]:
 
 
 class Node:
-    """One open dispatcher span."""
+    """One open dispatcher span that matters: visible, a model call, or inside a model call.
+
+    A transparent span elsewhere gets no node of its own: it is recorded as an alias of
+    its parent's node (its children attach where the parent's would), so ``li_id`` (the
+    dispatcher span that owns the node) tells an alias from the owner.
+    """
 
     __slots__ = (
         "enclosing_gen",
@@ -82,6 +94,7 @@ class Node:
         "instance",
         "key",
         "kind",
+        "li_id",
         "parent_vis",
         "trace",
         "vis_id",
@@ -89,12 +102,14 @@ class Node:
 
     def __init__(
         self,
+        li_id: str | None,
         trace: TraceInfo | None,
         kind: int,
         parent_vis: str | None,
         enclosing_gen: str | None,
         instance: Any,
     ) -> None:
+        self.li_id = li_id
         self.trace = trace
         self.kind = kind
         self.parent_vis = parent_vis  # span id the children of a hidden node attach to
@@ -107,6 +122,36 @@ class Node:
     @property
     def attach_to(self) -> str | None:
         return self.vis_id or self.parent_vis
+
+
+# What a dispatcher span inside a trace is, decided once per (class, method): see rule_for.
+HIDE, MODEL, SHOW = range(3)
+
+
+class SpanRule(NamedTuple):
+    """What the spans of one class and method are (cached per ``"Class.method"``)."""
+
+    cls_type: type
+    action: int  # HIDE, MODEL or SHOW
+    kind: int
+    name: str | None  # None: depends on the instance
+    cls: str
+    method: str
+
+
+def rule_for(kind: int, cls: str, method: str) -> tuple[int, str | None]:
+    """Action (``HIDE``, ``MODEL`` or ``SHOW``) and span name for a span inside a trace.
+
+    The name is ``None`` when it depends on the instance (a tool's own name).
+    """
+    if kind in MODEL_KINDS:
+        return MODEL, None
+    if kind == RUN:
+        return (SHOW, f"{cls}.run") if method == "run" else (HIDE, None)
+    methods = VISIBLE_METHODS.get(kind)
+    if methods is None or method not in methods:
+        return HIDE, None
+    return SHOW, None if kind == TOOL else span_name(kind, None, cls, method)
 
 
 def run_input(tags: Any) -> Any:
