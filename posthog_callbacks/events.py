@@ -44,7 +44,7 @@ _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 PRIVATE_ERROR = "error (message hidden by privacy mode)"
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
-log = logging.getLogger("posthog_callbacks")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
