@@ -97,7 +97,10 @@ class PosthogExporter:
         properties: Added to every event.
         groups: PostHog group analytics, e.g. ``{"company": "acme"}``.
         sink: ``MemorySink()``, ``JsonlSink(path)``, a path string, a ``posthog.Posthog``
-            client, or any object with ``send(events, deadline)`` and ``close()``.
+            client, or any object with ``send(events, deadline)`` and ``close()``. Anything
+            with a ``capture`` method is taken as a client (also a ``MagicMock``: events
+            then go through its ``capture()``); a client's ``privacy_mode=True`` turns on
+            ``privacy_mode`` here.
         sample_rate: Fraction of traces kept, decided once per trace id (whole traces).
         mask: Called with every input and output (JSON-safe) before it leaves the process;
             returns the value to send.
@@ -304,7 +307,12 @@ class PosthogExporter:
                 self._warn("close", "posthog_callbacks: failed to close a run", exc_info=True)
 
     def register_runs(self, table: RunTable[Any]) -> None:
-        """Let the exporter sweep ``table`` (TTL) and drain it at shutdown."""
+        """Let the exporter sweep ``table`` (TTL) and drain it at shutdown.
+
+        The table is held weakly; if its owner (a per-call handler) is garbage-collected
+        while runs are open, those runs stay with the exporter and are still closed as
+        errors (``closed_orphans``) by the sweep or at shutdown.
+        """
         self._registry.register(table)
         self._batcher.start()  # sweeps run even before the first span is submitted
 
@@ -338,7 +346,13 @@ class PosthogExporter:
     ) -> TraceHandle:
         """Start a trace; use it as a (async) context manager or call ``end()``.
 
-        Exceptions inside mark the span and its trace as errors and re-raise.
+        Exceptions inside mark the span and its trace as errors and re-raise. Never raises
+        for bad arguments: an unusable one is skipped (warned once) and the rest recorded.
+
+        Several traces may share one ``trace_id`` at once (e.g. one conversation served by
+        several workers): the first active one is the trace's root (``$ai_trace``), the
+        others started while it is active are recorded as ``$ai_span`` children of it,
+        each with a span id of its own; each handle ends only its own children.
         """
         return self._manual.trace(
             name,

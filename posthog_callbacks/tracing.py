@@ -466,9 +466,12 @@ class RunRegistry:
                 runs = self._adopted.popleft()
             except IndexError:  # pragma: no cover - another thread took it
                 return
-            for span in list(runs.values()):
+            while runs:  # popitem is atomic: a table adopted twice yields each run once
+                try:
+                    _, span = runs.popitem()
+                except KeyError:  # pragma: no cover - another registry took the last one
+                    break
                 self._orphans.add(next(self._seq), span)
-            runs.clear()
 
     def open_runs(self) -> int:
         """Runs still open in every registered table, their owners alive or not."""
