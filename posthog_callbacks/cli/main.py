@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         "`posthog-callbacks demo`): as trees, one line per trace (--summary) or JSON "
         "(--json). Filters combine: every one given must match.",
     )
-    show.add_argument("file", metavar="FILE")
+    show.add_argument("file", metavar="FILE", help="a JSONL file of $ai_* events")
     show.add_argument(
         "--trace",
         metavar="REF",
