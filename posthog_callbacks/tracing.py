@@ -146,10 +146,6 @@ class WarnOnce:
             pass
         return first
 
-    def seen(self, key: str) -> bool:
-        """Whether ``key`` was warned about already."""
-        return key in self._seen
-
 
 # -- identity ---------------------------------------------------------------------------
 
@@ -380,11 +376,6 @@ class RootCompletion(Generic[K]):
         self._runs = runs
         self._recorder = recorder
         self._lock = threading.Lock()
-
-    @staticmethod
-    def is_ended(root: OpenSpan) -> bool:
-        """Whether :meth:`end_root` was called for ``root``."""
-        return "ended" in root.extra
 
     def end_root(self, key: K, root: OpenSpan, when: float | None = None) -> OpenSpan | None:
         """The root's own end: finish it now, or as soon as its trace has nothing else open.

@@ -142,7 +142,6 @@ def test_warn_once_logs_one_warning_per_key(caplog: pytest.LogCaptureFixture) ->
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["first 1", "other"]
     assert warn.count == 3
-    assert warn.seen("a") and not warn.seen("c")
 
 
 def test_root_completion_waits_for_the_last_child_and_stream() -> None:
@@ -157,7 +156,7 @@ def test_root_completion_waits_for_the_last_child_and_stream() -> None:
     runs.add("c2", c2)
     roots.stream_opened(r)
     assert roots.end_root("root", r) is None  # two children and a stream still open
-    assert RootCompletion.is_ended(r)
+    assert "ended" in r.extra
     runs.pop("c1")
     assert roots.child_ended("root") is None
     runs.pop("c2")
