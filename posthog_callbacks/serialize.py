@@ -435,7 +435,7 @@ class Serializer:
         if type(value) is str:
             text = value
         else:
-            converted = self._convert(value, MAX_DEPTH - 1)
+            converted = self._convert(value, MAX_DEPTH - 4)
             text = converted if type(converted) is str else json.dumps(converted)
         if len(text) < _SCAN_MIN and text.isascii():
             return text
@@ -534,6 +534,7 @@ class Serializer:
         for count, (k, v) in enumerate(dict.items(value)):
             if count >= MAX_ITEMS or self.size + size > limit:
                 out["<truncated>"] = f"{n - count} more keys"
+                size += 40
                 break
             key = k if type(k) is str and len(k) < _SCAN_MIN else self.key(k)
             size += len(key) + 4
@@ -580,6 +581,7 @@ class Serializer:
         for i, item in enumerate(items):
             if i >= MAX_ITEMS or self.size + size > limit:
                 append("<truncated: more items>")
+                size += 26
                 break
             ti = type(item)
             if ti is str and len(item) < _SCAN_MIN and item.isascii():
@@ -623,7 +625,7 @@ class Serializer:
             return converted if type(converted) is str else int.__repr__(key)
         if t is float or t is bool or key is None:
             return json.dumps(key) if t is not float or math.isfinite(key) else str(key)
-        converted = self._convert(key, MAX_DEPTH - 1)
+        converted = self._convert(key, MAX_DEPTH - 4)
         if type(converted) is str:
             return converted
         try:
