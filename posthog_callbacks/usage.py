@@ -260,10 +260,24 @@ def usage_from_mapping(raw: Any) -> Usage | None:
         nothing usable was found.
     """
     try:
-        fast = _usage_metadata(raw) if type(raw) is dict else None
+        fast = (_usage_metadata(raw) or _openai_counts(raw)) if type(raw) is dict else None
         return fast if fast is not None else _usage_from_mapping(raw)
     except Exception:
         return None
+
+
+_OPENAI_COUNT_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+
+
+def _openai_counts(raw: dict[str, Any]) -> Usage | None:
+    """OpenAI's usage without details (OpenAI-compatible servers, LlamaIndex mocks), read
+    directly; ``None``: use the generic parser."""
+    if not raw.keys() <= _OPENAI_COUNT_KEYS:
+        return None
+    it, ot, tt = raw.get("prompt_tokens"), raw.get("completion_tokens"), raw.get("total_tokens")
+    if not _counts_ok(it, ot, tt) or (it is None and ot is None):
+        return None
+    return Usage(input_tokens=it, output_tokens=ot, total_tokens=tt)
 
 
 # LangChain's UsageMetadata, the shape of nearly every model call: read directly, without
