@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import vcr
 from google.auth.credentials import AnonymousCredentials
+from langchain_anthropic import ChatAnthropic
 from langchain_aws import ChatBedrockConverse
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_ollama import ChatOllama
@@ -57,6 +58,8 @@ def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "GEMINI_API_KEY",
         "GOOGLE_GENAI_USE_VERTEXAI",
         "GOOGLE_CLOUD_PROJECT",
+        "ANTHROPIC_API_URL",
+        "ANTHROPIC_BASE_URL",
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
@@ -184,3 +187,27 @@ def test_ollama_with_a_user_price() -> None:
     p = event["properties"]
     assert (p["$ai_input_token_price"], p["$ai_output_token_price"]) == (1e-7, 2e-7)
     assert posthog_cost(p) == pytest.approx(11 * 1e-7 + 42 * 2e-7)
+
+
+def test_anthropic_all_zero_ttl_split_does_not_zero_the_writes(rec: Recorder) -> None:
+    with VCR.use_cassette("anthropic_cache_zero_ttl_split.yaml"):
+        msg = ChatAnthropic(
+            model="claude-sonnet-4-20250514",
+            api_key="sk-test",  # type: ignore[arg-type]
+            max_tokens=256,
+            max_retries=0,
+        ).invoke("Summarise the manual.", config={"callbacks": [rec.handler()]})
+    # langchain-anthropic passes the zero split on beside cache_creation=500
+    details = msg.usage_metadata["input_token_details"]  # type: ignore[index]
+    assert details["ephemeral_5m_input_tokens"] == details["ephemeral_1h_input_tokens"] == 0
+    p = _generation(rec)
+    assert _tokens(p) == {
+        "$ai_input_tokens": 1000,
+        "$ai_output_tokens": 10,
+        "$ai_total_tokens": 4510,
+        "$ai_cache_read_input_tokens": 3000,
+        "$ai_cache_creation_input_tokens": 500,  # no 5m/1h pair: PostHog bills the 500
+        "$ai_cache_reporting_exclusive": True,
+    }
+    bill = 1000 * 3 * M + 3000 * 0.30 * M + 500 * 3.75 * M + 10 * 15 * M
+    assert posthog_cost(p, Rates(3 * M, 15 * M)) == pytest.approx(bill)
