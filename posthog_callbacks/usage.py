@@ -426,6 +426,8 @@ def _usage_from_mapping(raw: Any) -> Usage | None:
     if isinstance(creation_split, Mapping):
         cache_5m = _count(creation_split.get("ephemeral_5m_input_tokens"))
         cache_1h = _count(creation_split.get("ephemeral_1h_input_tokens"))
+    elif isinstance(raw.get("cacheDetails"), list):
+        cache_5m, cache_1h = _bedrock_ttl_split(raw["cacheDetails"])
     if input_details is not None:
         cache_read = (
             cache_read
@@ -498,6 +500,15 @@ def _usage_from_mapping(raw: Any) -> Usage | None:
         web_search_count=web_search_count(raw),
     )
     return None if usage.is_empty() else usage
+
+
+def _bedrock_ttl_split(details: list[Any]) -> tuple[int | None, int | None]:
+    """Bedrock Converse ``cacheDetails`` (``[{"ttl": "5m" | "1h", "inputTokens": n}]``)."""
+    split: dict[str, int] = {}
+    for item in details:
+        if isinstance(item, Mapping) and item.get("ttl") in ("5m", "1h"):
+            split[item["ttl"]] = split.get(item["ttl"], 0) + (_count(item.get("inputTokens")) or 0)
+    return split.get("5m"), split.get("1h")
 
 
 def _langchain_usage(raw: Mapping[str, Any]) -> Usage | None:

@@ -268,3 +268,17 @@ def test_web_search_count_from_sdk_objects() -> None:
 
     usage = usage_from_mapping(AnthropicUsage())
     assert usage is not None and usage.web_search_count == 2
+
+
+def test_bedrock_raw_cache_details_give_the_ttl_split() -> None:
+    usage = usage_from_mapping(
+        {
+            "inputTokens": 12,
+            "outputTokens": 30,
+            "totalTokens": 7042,
+            "cacheReadInputTokens": 5000,
+            "cacheWriteInputTokens": 2000,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 2000}],
+        }
+    )
+    assert usage == Usage(7012, 30, 7042, 5000, 2000, 0, 2000)
