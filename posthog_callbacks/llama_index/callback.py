@@ -13,6 +13,7 @@ from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-d
     active_instrument_tags,
 )
 
+from ..exporter import as_exporter
 from ..spans import OpenSpan, SpanKind
 from ..tracing import WarnOnce
 from .extract import (
@@ -24,7 +25,7 @@ from .extract import (
 )
 from .instrument import is_instrumented
 from .payloads import describe_end, describe_start, last_content
-from .runs import DoorRuns, as_recorder
+from .runs import DoorRuns
 from .trace import HandlerOptions, TraceInfo, describe_error, new_id
 
 __all__ = ["CallbackHandler"]
@@ -101,7 +102,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         event_starts_to_ignore: Sequence[CBEventType] | None = None,
         event_ends_to_ignore: Sequence[CBEventType] | None = None,
     ) -> None:
-        recorder = as_recorder(exporter)
+        recorder = as_exporter(exporter)
         self.options = HandlerOptions.build(
             distinct_id, session_id, trace_id, properties, groups, tags, metadata, privacy_mode
         )

@@ -19,9 +19,9 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.span import BaseSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 
+from ..exporter import as_exporter
 from ..tracing import Recorder
 from .dispatcher import DispatcherRecorder
-from .runs import as_recorder
 from .trace import HandlerOptions
 
 __all__ = ["InstrumentHandle", "instrument", "is_instrumented"]
@@ -179,7 +179,7 @@ def instrument(
     Raises:
         TypeError: An option has the wrong type, or ``exporter`` is not an exporter.
     """
-    recorder = as_recorder(exporter)
+    recorder = as_exporter(exporter)
     options = HandlerOptions.build(
         distinct_id, session_id, trace_id, properties, groups, tags, metadata, privacy_mode
     )

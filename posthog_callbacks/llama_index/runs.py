@@ -15,32 +15,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..exporter import PosthogExporter
 from ..spans import OpenSpan
 from ..tracing import Recorder, RootCompletion, RunTable, WarnOnce
 from .stream import record_stream_end, wrap_response_stream
 
-__all__ = ["DoorRuns", "as_recorder", "root_key_of"]
+__all__ = ["DoorRuns", "root_key_of"]
 
 log = logging.getLogger(__name__)
 
 _MAX_SKIPPED = 10_000
-
-
-def as_recorder(target: Any) -> Recorder:
-    """A ``PosthogExporter``, a ``posthog.Posthog`` client or ``None`` as a recorder."""
-    if target is None:
-        return PosthogExporter()
-    if isinstance(target, PosthogExporter):
-        return target
-    if callable(getattr(target, "capture", None)):  # a posthog.Posthog client
-        return PosthogExporter(sink=target)
-    if isinstance(target, Recorder):
-        return target  # an exporter-like object (tests, wrappers)
-    raise TypeError(
-        "LlamaIndex front doors need a PosthogExporter or a posthog.Posthog client, "
-        f"not {type(target).__name__}"
-    )
 
 
 def root_key_of(root: OpenSpan) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 from llama_index.core import Document, Settings, VectorStoreIndex
@@ -236,3 +237,33 @@ def test_embedding_batch_callback_door(
     got = events()
     assert_one_event_per_call(got, embed)
     check_trees(got)
+
+
+# -- what the doors accept as exporter -----------------------------------------------------
+
+
+def test_both_doors_accept_a_client_and_share_its_exporter() -> None:
+    client = MagicMock()  # how users' test suites stand in for a posthog.Posthog client
+    handler = CallbackHandler(client)  # raised TypeError before
+    Settings.callback_manager = CallbackManager([handler])
+    llm = UsageLLM()
+    handle = instrument(client)
+    try:
+        assert handler.exporter is handle.exporter  # one exporter per client
+        llm.complete("one")
+    finally:
+        handle.uninstrument()
+    llm.complete("two")  # the callback door records again
+    assert handler.exporter.flush(timeout=10)  # type: ignore[attr-defined]
+    handler.exporter.shutdown(timeout=2)  # type: ignore[attr-defined]
+    captured = [c.kwargs for c in client.capture.call_args_list]
+    gens = [c for c in captured if c["event"] == "$ai_generation"]
+    assert [g["properties"]["$ai_input"][0]["content"] for g in gens] == ["one", "two"]
+    assert llm.calls == 2
+
+
+def test_not_an_exporter_raises_at_construction() -> None:
+    with pytest.raises(TypeError, match="PosthogExporter"):
+        CallbackHandler("not an exporter")
+    with pytest.raises(TypeError, match="PosthogExporter"):
+        instrument(42)
