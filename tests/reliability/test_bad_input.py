@@ -1,23 +1,33 @@
 """Hypothesis: whatever a user or provider hands us, every event is valid JSON within the
-size limit, secrets never survive, and nothing raises."""
+size limit, secrets never survive, and nothing raises. Then, through the exporter and the
+real HTTP path: shared references cost the caller bounded work, a hanging ``__repr__``
+stalls nothing, one bad value costs only its own field, and no event exceeds the size
+limit as encoded on the wire (issue 11 items 2-5)."""
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
-from posthog_callbacks import MemorySink, PosthogExporter
+from posthog_callbacks import JsonlSink, MemorySink, PosthogExporter, PosthogSink
 from posthog_callbacks.events import EventConfig, span_to_event
 from posthog_callbacks.langchain import CallbackHandler as LCHandler
 from posthog_callbacks.llama_index import instrument as li_instrument
 from posthog_callbacks.spans import FinishedSpan, SpanKind, Usage
 from posthog_callbacks.usage import normalize_provider, provider_from_class, usage_from_mapping
+from support.capture_server import TEST_API_KEY, CaptureServer
 from support.reliability_fakes import EchoChat, MockLLM
 
 SECRET = "sk-live-abcdefghijklmnop0123456789"
@@ -374,3 +384,218 @@ def test_llama_index_model_with_any_raw_response_and_prompt(
     (event,) = drain_events()
     assert event["event"] == "$ai_generation"
     assert event["properties"]["$ai_framework"] == "llama_index"
+
+
+# -- shared references (item 4) -------------------------------------------------------------
+
+
+def self_holding() -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    for key in "abcd":
+        d[key] = d
+    return d
+
+
+def test_a_dict_holding_itself_four_times_is_recorded_at_once() -> None:
+    # Before: 10-25 s on the caller's thread (4**12 paths). Now each container is copied
+    # once: the copy holds itself, and the worker writes each self-reference as <cycle>.
+    exporter = PosthogExporter(sink=MemorySink())
+    shared = self_holding()
+    with exporter.trace("shared", input={"x": shared, "y": shared}):
+        pass
+    chain = RunnableLambda(lambda x: x, name="echo")
+    chain.invoke(shared, config={"callbacks": [LCHandler(exporter)]})
+    assert exporter.flush(timeout=10)
+    sink = exporter.sink
+    assert isinstance(sink, MemorySink)
+    by_name = {e["properties"]["$ai_span_name"]: e["properties"] for e in sink.events}
+    cycles = {k: "<cycle>" for k in "abcd"}
+    assert by_name["shared"]["$ai_input_state"] == {"x": cycles, "y": cycles}
+    assert by_name["echo"]["$ai_input_state"] == cycles
+    assert by_name["echo"]["$ai_output_state"] == cycles
+    exporter.shutdown(timeout=5)
+
+
+# -- a hanging __repr__ stalls nothing (item 5) ----------------------------------------------
+
+
+class Hanging:
+    """Every hook the worker might call waits until the test releases it."""
+
+    release = threading.Event()
+
+    def __init__(self) -> None:
+        self.label = "hanging"
+
+    def _wait(self) -> None:
+        Hanging.release.wait()
+
+    def __repr__(self) -> str:
+        self._wait()
+        return "Hanging()"
+
+    def __str__(self) -> str:
+        self._wait()
+        return "Hanging"
+
+    def __getattr__(self, name: str) -> Any:
+        self._wait()
+        raise AttributeError(name)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._wait()
+        return iter(())
+
+
+@pytest.fixture
+def hanging() -> Iterator[type[Hanging]]:
+    Hanging.release.clear()
+    try:
+        yield Hanging
+    finally:
+        Hanging.release.set()  # the test can never hang: a regression fails the flush
+
+
+def test_a_hanging_repr_does_not_stall_later_traces(hanging: type[Hanging]) -> None:
+    exporter = PosthogExporter(sink=MemorySink(), flush_interval=0.05)
+    try:
+        with exporter.trace("first", input={"obj": hanging()}, metadata={"m": hanging()}) as t:
+            with t.generation(
+                "gen", model="m", input=[hanging()], model_parameters={"p": hanging()}
+            ) as gen:
+                gen.update(output=hanging(), tools=[hanging()])
+        with exporter.trace("later", input="after the hanging one"):
+            pass
+        assert exporter.flush(timeout=10)  # the worker never waited on a hook
+        sink = exporter.sink
+        assert isinstance(sink, MemorySink)
+        by_name = {e["properties"]["$ai_span_name"]: e["properties"] for e in sink.events}
+        assert set(by_name) == {"first", "gen", "later"}
+        assert by_name["first"]["$ai_input_state"] == {
+            "obj": {"type": "Hanging", "label": "hanging"}
+        }
+        assert by_name["later"]["$ai_input_state"] == "after the hanging one"
+        assert not hanging.release.is_set()
+    finally:
+        hanging.release.set()
+        exporter.shutdown(timeout=5)
+
+
+# -- one bad value costs at most its own field (item 2), sizes on the wire (item 3) ----------
+
+
+class Plain(enum.Enum):
+    A = object()
+
+
+class Status(enum.Enum):
+    OK = "ok"
+
+
+def bad_value_spans() -> list[FinishedSpan]:
+    base = FinishedSpan("t-bad", "t-bad", None, SpanKind.TRACE, "root", 1.0, 2.0)
+    values: list[Any] = [
+        10**5000,
+        Plain.A,
+        "lone \ud800 surrogate",
+        math.nan,
+        -math.inf,
+        b"\x00\xff",
+        {1: "int key", (1, 2): "tuple key", None: "none key"},
+        object(),
+    ]
+    spans = [base]
+    for i, value in enumerate(values):
+        spans.append(
+            FinishedSpan(
+                "t-bad",
+                f"s{i}",
+                "t-bad",
+                SpanKind.GENERATION,
+                f"g{i}",
+                1.0,
+                2.0,
+                input=value,
+                output={"v": value},
+                metadata={"m": value},
+                status=value,
+                http_status=Status.OK if i % 2 else value,
+                model_parameters={"temperature": value},
+                stop_reason=value,
+            )
+        )
+    return spans
+
+
+def test_bad_values_cost_only_their_field_through_http_and_jsonl(
+    capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    spans = bad_value_spans()
+    path = tmp_path / "events.jsonl"
+    http = PosthogExporter(
+        sink=PosthogSink(api_key=TEST_API_KEY, host=capture_server.url, backoff_base=0.01),
+        flush_at=1000,
+    )
+    jsonl = PosthogExporter(sink=JsonlSink(path), flush_at=1000)
+    try:
+        for exporter in (http, jsonl):
+            for span in spans:
+                exporter.submit(span)
+            assert exporter.flush(timeout=30)
+            stats = exporter.stats()
+            assert (stats.sent, stats.dropped_sink_error, stats.dropped_invalid) == (
+                len(spans), 0, 0,
+            )  # fmt: skip
+    finally:
+        http.shutdown(timeout=5)
+        jsonl.shutdown(timeout=5)
+    lines = path.read_bytes().splitlines()
+    for events in (capture_server.events, [json.loads(line) for line in lines]):
+        assert sorted(e["properties"]["$ai_span_name"] for e in events) == sorted(
+            s.name for s in spans
+        )
+        for event in events:
+            props = event["properties"]
+            if event["event"] == "$ai_generation":
+                assert type(props["$ai_http_status"]) is int
+                assert isinstance(props.get("$ai_span_status", ""), str)
+
+
+EMOJI = "\U0001f600"
+
+
+def test_no_event_exceeds_the_limit_on_the_wire_and_ids_are_bounded(
+    capture_server: CaptureServer,
+) -> None:
+    limit = 300_000
+    sink = PosthogSink(api_key=TEST_API_KEY, host=capture_server.url, backoff_base=0.01)
+    sink.max_event_bytes = limit  # type: ignore[attr-defined]
+    exporter = PosthogExporter(sink=sink)
+    huge_id = "u" * 9_000_000
+    try:
+        with exporter.trace(
+            "big",
+            input=EMOJI * 1_000_000,
+            distinct_id=huge_id,
+            session_id=EMOJI * 3_000_000,
+            metadata={"note": "é" * 1_000_000},
+            tags=["t" * 1_000_000],
+        ) as trace:
+            with trace.span("child", input=[EMOJI * 500_000, "\x00" * 500_000]) as span:
+                span.update(output={"o": EMOJI * 500_000})
+        assert exporter.flush(timeout=30)
+        assert exporter.stats().dropped_sink_error == 0
+    finally:
+        exporter.shutdown(timeout=5)
+    events = capture_server.events
+    assert sorted(e["properties"]["$ai_span_name"] for e in events) == ["big", "child"]
+    for event in events:
+        assert len(json.dumps(event).encode()) <= limit  # as the posthog SDK escapes it
+        assert len(orjson.dumps(event)) <= limit  # as UTF-8
+        assert len(event["distinct_id"]) <= 200
+        assert len(event["properties"]["$ai_session_id"]) <= 200
+    ids = {e["distinct_id"] for e in events}
+    assert len(ids) == 1 and "[truncated" in ids.pop()  # one person for the whole trace
+    root = next(e["properties"] for e in events if e["event"] == "$ai_trace")
+    assert "[truncated" in root["$ai_input_state"]
+    assert all(len(tag) <= 300 for tag in root["$ai_tags"])
