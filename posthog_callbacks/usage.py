@@ -365,12 +365,12 @@ def _with_reasoning(
     langchain-openai, langchain-aws); langchain-google-vertexai reports Gemini's
     ``candidates_token_count`` alone beside ``reasoning``. Gemini's total counts thoughts
     once, so a total that already holds input + output + reasoning says the output
-    excluded them.
+    excluded them; so does an output smaller than the reasoning it would include.
     """
-    if (
-        output is not None
-        and reasoning
-        and total is not None
+    if output is None or not reasoning:
+        return output
+    if output < reasoning or (
+        total is not None
         and input_tokens is not None
         and input_tokens + output + reasoning <= total
     ):

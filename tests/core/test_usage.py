@@ -282,3 +282,15 @@ def test_bedrock_raw_cache_details_give_the_ttl_split() -> None:
         }
     )
     assert usage == Usage(7012, 30, 7042, 5000, 2000, 0, 2000)
+
+
+def test_output_smaller_than_its_reasoning_excluded_it() -> None:
+    # no total to compare with: an output below the reasoning cannot include it
+    usage = usage_from_mapping(
+        {"input_tokens": 10, "output_tokens": 20, "output_token_details": {"reasoning": 30}}
+    )
+    assert usage is not None and usage.output_tokens == 50
+    usage = usage_from_mapping(
+        {"input_tokens": 10, "output_tokens": 50, "output_token_details": {"reasoning": 30}}
+    )
+    assert usage is not None and usage.output_tokens == 50
