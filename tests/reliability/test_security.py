@@ -9,11 +9,13 @@ at INFO and above must not carry payload text or keys either.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import vcr
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -23,7 +25,7 @@ from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MockEmbedding
 
-from posthog_callbacks import FinishedSpan, JsonlSink, PosthogExporter, SpanKind
+from posthog_callbacks import FinishedSpan, JsonlSink, MemorySink, PosthogExporter, SpanKind
 from posthog_callbacks.events import PRIVATE_ERROR, EventConfig, span_to_event
 from posthog_callbacks.langchain import CallbackHandler
 from posthog_callbacks.llama_index import instrument
@@ -35,6 +37,7 @@ from support.capture_server import (
     decoded_bodies,
 )
 from support.reliability_fakes import EchoChat, MockLLM
+from support.secret_samples import PROSE, SECRET_TEXTS
 
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes" / "langchain"
 VCR = vcr.VCR(
@@ -340,3 +343,113 @@ def test_privacy_mode_keeps_only_the_error_type(error: str, expected: str) -> No
     assert span_to_event(span)["properties"]["$ai_error"] == error  # full text otherwise
     masked = span_to_event(span, EventConfig(mask=lambda v: "<masked>"))["properties"]
     assert masked["$ai_error"] == "<masked>"
+
+
+# -- every kind of secret in every position, on the bytes sent (issue 11 item 6) -----------
+
+
+def record_everywhere(exporter: PosthogExporter, secret: str) -> None:
+    """One trace carrying ``secret`` in every position a user or provider might put it."""
+    try:
+        with exporter.trace(
+            "everywhere",
+            input={"question": f"use {secret} please", "nested": [secret]},
+            distinct_id=secret,
+            session_id=secret,
+            metadata={secret: "as a key", "note": secret, "api_token": "tok-value-123"},
+            tags=[secret, f"tag {secret}"],
+        ) as trace:
+            with trace.generation(
+                "model",
+                model="gpt-4o-mini",
+                provider="openai",
+                input=[{"role": "user", "content": secret}],
+                model_parameters={"temperature": 0.2, "stop": [secret], "user": secret},
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "lookup",
+                            "description": f"call with {secret}",
+                            "parameters": {"properties": {"k": {"default": secret}}},
+                        },
+                    }
+                ],
+            ) as gen:
+                gen.update(
+                    output=[{"role": "assistant", "content": f"here: {secret}"}],
+                    metadata={"github_token": "gh-value-456", "Ocp-Apim-Subscription-Key": "ocp-1"},
+                )
+            with trace.span("fails", input=secret):
+                raise RuntimeError(f"request to backend failed: {secret}")
+    except RuntimeError:
+        pass
+
+
+KEY_VALUES = ("tok-value-123", "gh-value-456", "ocp-1")
+
+
+@pytest.mark.parametrize("kind", list(SECRET_TEXTS))
+def test_each_kind_of_secret_in_each_position_never_reaches_a_sink(
+    kind: str, tmp_path: Path
+) -> None:
+    text, needle = SECRET_TEXTS[kind]
+    memory = PosthogExporter(sink=MemorySink())
+    path = tmp_path / "events.jsonl"
+    jsonl = PosthogExporter(sink=JsonlSink(path))
+    try:
+        for exporter in (memory, jsonl):
+            record_everywhere(exporter, text)
+            assert exporter.flush(timeout=10)
+    finally:
+        memory.shutdown(timeout=5)
+        jsonl.shutdown(timeout=5)
+    sink = memory.sink
+    assert isinstance(sink, MemorySink)
+    events = sink.events
+    assert sorted(e["properties"]["$ai_span_name"] for e in events) == [
+        "everywhere", "fails", "model",
+    ]  # fmt: skip
+    sent = (
+        json.dumps(events).encode(),  # as the posthog SDK encodes (non-ASCII escaped)
+        orjson.dumps(events),  # as our transport encodes
+        path.read_bytes(),  # the JSONL file
+    )
+    for data in sent:
+        assert_absent(data, (needle, *KEY_VALUES))
+        assert b"[REDACTED" in data
+    props = {e["properties"]["$ai_span_name"]: e["properties"] for e in events}
+    root, gen, failed = props["everywhere"], props["model"], props["fails"]
+    assert root["$ai_input_state"]["question"].startswith("use ")  # content is on
+    assert gen["$ai_model_parameters"]["temperature"] == 0.2
+    assert failed["$ai_error"].startswith("RuntimeError: request to backend failed: ")
+    assert events[0]["distinct_id"].startswith("[REDACTED ")
+    assert root["$ai_session_id"].startswith("[REDACTED ")
+    assert "[REDACTED]" in root["$ai_tags"][0]
+
+
+def test_the_exporters_own_key_appears_only_in_the_envelope(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter()
+    record_everywhere(exporter, TEST_API_KEY)
+    record_everywhere(exporter, f"https://example.com/cb?api_key={TEST_API_KEY}")
+    assert exporter.flush(timeout=10)
+    bodies = decoded_bodies(capture_server)
+    assert bodies and [b.count(TEST_API_KEY.encode()) for b in bodies] == [1] * len(bodies)
+    assert_absent(b"".join(bodies), KEY_VALUES)
+    assert len(capture_server.events) == 6
+
+
+def test_prose_passes_through_unredacted(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    exporter = PosthogExporter(sink=JsonlSink(path))
+    try:
+        with exporter.trace("prose", input=PROSE, metadata={"note": PROSE}, tags=["docs"]):
+            pass
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=5)
+    (event,) = [json.loads(line) for line in path.read_bytes().splitlines()]
+    assert event["properties"]["$ai_input_state"] == PROSE
+    assert event["properties"]["note"] == PROSE
