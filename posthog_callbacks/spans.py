@@ -207,12 +207,21 @@ class OpenSpan:
         )
 
 
+_ERROR_MAX_CHARS = 100_000
+
+
 def error_text(error: BaseException) -> str:
-    """``Type: message`` for an exception (the ``error`` of a span); never raises."""
+    """``Type: message`` for an exception (the ``error`` of a span); never raises.
+
+    The message is cut at 100,000 characters (with a marker) so a span does not hold a
+    huge message until the worker bounds it to the event's size.
+    """
     try:
         text = str(error)
     except Exception:
         text = "<unprintable error>"
+    if len(text) > _ERROR_MAX_CHARS:
+        text = f"{text[:_ERROR_MAX_CHARS]}…[truncated {len(text) - _ERROR_MAX_CHARS} chars]"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
