@@ -244,10 +244,9 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         self, parent: OpenSpan | None
     ) -> tuple[TraceInfo | None, str, str | None, str | None, bool]:
         """Trace, span id, parent span id and root key of a new event's span."""
-        if parent is not None:
-            trace = parent.extra.get("trace")
-            if isinstance(trace, TraceInfo):
-                return trace, new_id(), parent.span_id, trace.root_key, False
+        if parent is not None:  # every span this handler opened carries its trace
+            trace: TraceInfo = parent.extra["trace"]
+            return trace, new_id(), parent.span_id, trace.root_key, False
         active = self._active.get()
         if active is not None:
             if active.trace is None or not active.trace.sampled or active.root_key is None:
