@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timezone
 from functools import lru_cache
 from typing import Any
 
 from .. import schema as S
-from ..usage import is_anthropic
+from ..usage import is_anthropic, posthog_adds_reasoning
 
 __all__ = ["Cost", "span_cost"]
 
@@ -47,8 +46,6 @@ _PROVIDER_IDS = {
     "gemini": "google",
     "xai": "x-ai",
 }
-# PostHog adds reasoning tokens to the output of these models (its REASONING_COST_MODELS).
-_REASONING_BILLED_APART = re.compile(r"^gemini-(2\.5|3(\.\d+)?)-")
 
 
 def _number(value: Any) -> float | None:
@@ -114,7 +111,7 @@ def _exclusive(props: Mapping[str, Any], model: str) -> bool:
 
 def _billed_output(props: Mapping[str, Any], model: str) -> int:
     output = _tokens(props, S.OUTPUT_TOKENS)
-    if _REASONING_BILLED_APART.match(model.lower().rsplit("/", 1)[-1]):
+    if posthog_adds_reasoning(model):
         output += _tokens(props, S.REASONING_TOKENS)
     return output
 
