@@ -10,7 +10,8 @@ every stage checks.
 
 Locks (the only three; each counter has one owner):
 
-* ``_lock`` guards the queue, ``_enqueued``, the caller-side counters ``_counts_in``
+* ``_lock`` guards the queue (and its byte estimate), ``_enqueued``, the caller-side
+  counters ``_counts_in``
   (``dropped_queue_full``, ``not_sampled``, ``closed_orphans``: counted on callers'
   threads) and starting the worker.
 * ``_done`` (a condition) guards ``_processed`` and the outcome counters ``_counts_out``
@@ -21,12 +22,20 @@ Locks (the only three; each counter has one owner):
 
 After ``os.fork()`` the child replaces all three and starts empty: the parent's queue,
 threads and counters belong to the parent.
+
+Memory is bounded by bytes, not only by a count: each queued item carries an estimate of
+the bytes it holds (its content as compact JSON, measured with ``orjson`` on the caller's
+thread, plus a fixed overhead for the Python objects around it), and the queue refuses
+items beyond ``max_queue_bytes``. Beyond the queue, at most ``max_senders + 2`` translated
+batches of at most 4 MiB of events each are held (one being translated, one waiting in the
+outbox, one per sender on the wire).
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -35,6 +44,8 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .sinks import Sink
 from .spans import FinishedSpan
@@ -45,6 +56,12 @@ __all__ = ["BatchProcessor", "ExporterStats", "Item", "Translate"]
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # PostHog caps bodies at 20 MiB; the SDK aims for 5
+DEFAULT_MAX_QUEUE_BYTES = 128 * 1024 * 1024
+"""The queue's default byte budget: an 80,000-event burst of short chat spans (about
+1.3 KB each as estimated) fits with room to spare."""
+ITEM_OVERHEAD_BYTES = 1024
+"""Bytes counted per queued item on top of its content (the span tuple, its dicts, ids)."""
+_ROUGH_MAX_NODES = 10_000
 Item = FinishedSpan | dict[str, Any]
 Translate = Callable[[FinishedSpan], tuple[dict[str, Any], int]]
 """A finished span -> (PostHog event dict, estimated encoded bytes)."""
@@ -108,6 +125,9 @@ class BatchProcessor:
         flush_at: Queued items that wake the worker before ``flush_interval``.
         flush_interval: Seconds the worker sleeps between batches when idle.
         max_queue_size: Bound on queued items; beyond it items are dropped and counted.
+        max_queue_bytes: Bound on the bytes queued items hold (estimated, see
+            :func:`estimate_bytes`); beyond it items are dropped and counted as
+            ``dropped_queue_full``.
         max_batch_size: Most items taken off the queue per batch.
         shutdown_timeout: Default bound, in seconds, on :meth:`shutdown`.
         tick: Called on the worker every ``tick_interval`` seconds (the TTL sweep).
@@ -126,6 +146,7 @@ class BatchProcessor:
         flush_interval: float,
         max_queue_size: int,
         max_batch_size: int,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         shutdown_timeout: float,
         tick: Callable[[], None] | None = None,
         tick_interval: float = 30.0,
@@ -138,6 +159,7 @@ class BatchProcessor:
         self.flush_at = flush_at
         self.flush_interval = flush_interval
         self.max_queue_size = max_queue_size
+        self.max_queue_bytes = max_queue_bytes
         self.max_batch_size = max_batch_size
         self.shutdown_timeout = shutdown_timeout
         self._tick = tick
@@ -157,6 +179,8 @@ class BatchProcessor:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._queue: collections.deque[Item] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()  # estimate per queued item
+        self._queued_bytes = 0
         self._enqueued = 0
         self._counts_in = collections.Counter[str]()
         self._worker: threading.Thread | None = None
@@ -198,21 +222,28 @@ class BatchProcessor:
             return
         if self._pid != os.getpid():
             self._after_fork()
+        size = estimate_bytes(item)
         with self._lock:
-            if len(self._queue) >= self.max_queue_size:
+            full = len(self._queue) >= self.max_queue_size
+            over = self._queued_bytes + size > self.max_queue_bytes
+            if full or over:
                 self._counts_in["dropped_queue_full"] += 1
-                full = True
             else:
                 self._queue.append(item)
+                self._sizes.append(size)
+                self._queued_bytes += size
                 self._enqueued += 1
-                full = False
                 pending = len(self._queue)
-        if full:
+        if full or over:
             self.warn_once(
                 "queue-full",
-                "posthog_callbacks: queue full (%d): dropping spans; "
-                "the sink is too slow or unreachable (see exporter.stats())",
+                "posthog_callbacks: queue full (%d items or ~%d MB, max_queue_size=%d, "
+                "max_queue_bytes=%d): dropping spans; the sink is too slow or unreachable "
+                "(every drop is counted in exporter.stats())",
+                len(self._queue),
+                self._queued_bytes // 1_000_000,
                 self.max_queue_size,
+                self.max_queue_bytes,
             )
             return
         if self._worker is None:
@@ -282,6 +313,8 @@ class BatchProcessor:
         with self._lock:
             leftover = len(self._queue)
             self._queue.clear()
+            self._sizes.clear()
+            self._queued_bytes = 0
         with self._out_cv:
             leftover += sum(len(batch) for batch in self._outbox)
             self._outbox.clear()
@@ -378,8 +411,12 @@ class BatchProcessor:
     def _process_batch(self) -> None:
         items: list[Item] = []
         with self._lock:
-            for _ in range(min(self.max_batch_size, len(self._queue))):
-                items.append(self._queue.popleft())
+            queue, sizes = self._queue, self._sizes
+            freed = 0
+            for _ in range(min(self.max_batch_size, len(queue))):
+                items.append(queue.popleft())
+                freed += sizes.popleft()
+            self._queued_bytes -= freed
         events: list[dict[str, Any]] = []
         size = 0
         invalid = 0
@@ -460,9 +497,12 @@ class BatchProcessor:
 
     def _deliver(self, events: list[dict[str, Any]]) -> None:
         assert self.sink is not None
+        invalid = 0
         try:
-            self.sink.send(events, self._deadline)
+            result = self.sink.send(events, self._deadline)
             ok = True
+            if isinstance(result, int) and not isinstance(result, bool):
+                invalid = min(max(0, result), len(events))
         except Exception as exc:
             ok = False
             self.warn_once(
@@ -472,11 +512,74 @@ class BatchProcessor:
                 len(events),
                 exc,
             )
+        if invalid:
+            self.warn_once(
+                "invalid",
+                "posthog_callbacks: %d events could not be encoded and were dropped (each "
+                "cost only itself; counted as dropped_invalid in exporter.stats())",
+                invalid,
+            )
         with self._done:
             self._counts_out["batches"] += 1
-            self._counts_out["sent" if ok else "dropped_sink_error"] += len(events)
+            self._counts_out["sent" if ok else "dropped_sink_error"] += len(events) - invalid
+            self._counts_out["dropped_invalid"] += invalid
             self._processed += len(events)
             self._done.notify_all()
+
+
+# -- the byte estimate of a queued item -------------------------------------------------------
+
+
+def _placeholder(value: Any) -> None:
+    return None  # counted as "null": never call an unknown object's own methods
+
+
+def estimate_bytes(item: Item) -> int:
+    """Bytes ``item`` holds while queued: its content as compact JSON plus an overhead.
+
+    Runs on the caller's thread: one ``orjson`` call (about a microsecond for a short chat
+    span); unknown objects count as 4 bytes, values orjson refuses fall back to a bounded
+    walk that sums string lengths.
+    """
+    if isinstance(item, FinishedSpan):
+        content: Any = (
+            item.input,
+            item.output,
+            item.metadata,
+            item.model_parameters,
+            item.tools,
+            item.properties,
+        )
+    else:
+        content = item
+    try:
+        return ITEM_OVERHEAD_BYTES + len(
+            orjson.dumps(content, default=_placeholder, option=orjson.OPT_NON_STR_KEYS)
+        )
+    except Exception:
+        return ITEM_OVERHEAD_BYTES + _rough_bytes(content)
+
+
+def _rough_bytes(value: Any) -> int:
+    """String lengths (and 8 per other leaf) over at most ``_ROUGH_MAX_NODES`` nodes."""
+    total = 0
+    stack = [value]
+    seen = 0
+    while stack and seen < _ROUGH_MAX_NODES:
+        current = stack.pop()
+        seen += 1
+        if isinstance(current, (str, bytes)):
+            total += len(current) + 2
+        elif isinstance(current, dict):
+            room = _ROUGH_MAX_NODES - seen
+            for key, child in itertools.islice(current.items(), room):
+                stack.append(key)
+                stack.append(child)
+        elif isinstance(current, (list, tuple)):
+            stack.extend(current[: _ROUGH_MAX_NODES - seen])
+        else:
+            total += 8
+    return total
 
 
 # -- process-wide hooks: shutdown at exit, clean state in a forked child ---------------------

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .batching import BatchProcessor, ExporterStats
+from .batching import DEFAULT_MAX_QUEUE_BYTES, BatchProcessor, ExporterStats
 from .events import (
     DEFAULT_MAX_EVENT_BYTES,
     EventConfig,
@@ -109,6 +109,9 @@ class PosthogExporter:
             token** (PostHog's unit; ``ModelPrice.per_million(2.5, 10)`` converts), with
             optional ``cache_read`` / ``cache_write``. Sent as ``$ai_*_token_price``.
         max_queue_size: Bound on queued spans; beyond it spans are dropped and counted.
+        max_queue_bytes: Bound on the bytes queued spans hold (estimated from their content:
+            128 MiB by default, room for a burst of 80,000 short chat spans); beyond it
+            spans are dropped, counted as ``dropped_queue_full`` and logged once.
         max_batch_size: Most events per request.
         request_timeout: Seconds per HTTP request.
         max_retries: Retries per batch on 408/429/5xx and network errors.
@@ -138,7 +141,8 @@ class PosthogExporter:
         sample_rate: float = 1.0,
         mask: Callable[[Any], Any] | None = None,
         prices: Mapping[str, Any] | None = None,
-        max_queue_size: int = 10_000,
+        max_queue_size: int = 100_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         max_batch_size: int = 1000,
         request_timeout: float = 10.0,
         max_retries: int = 6,
@@ -158,6 +162,7 @@ class PosthogExporter:
             float,
         )
         self.max_queue_size = _positive("max_queue_size", max_queue_size, int)
+        self.max_queue_bytes = _positive("max_queue_bytes", max_queue_bytes, int)
         self.max_batch_size = _positive("max_batch_size", max_batch_size, int)
         self.shutdown_timeout = _positive("shutdown_timeout", shutdown_timeout, float)
         self.open_run_ttl = _positive("open_run_ttl", open_run_ttl, float)
@@ -217,6 +222,7 @@ class PosthogExporter:
             flush_at=self.flush_at,
             flush_interval=self.flush_interval,
             max_queue_size=self.max_queue_size,
+            max_queue_bytes=self.max_queue_bytes,
             max_batch_size=self.max_batch_size,
             shutdown_timeout=self.shutdown_timeout,
             tick=self._sweep,

@@ -19,6 +19,7 @@ import posthog
 import pytest
 
 from posthog_callbacks import FinishedSpan, MemorySink, PosthogExporter, PosthogSink, SpanKind
+from posthog_callbacks.batching import DEFAULT_MAX_QUEUE_BYTES, BatchProcessor, estimate_bytes
 from support.capture_server import (
     AI_PATH,
     TEST_API_KEY,
@@ -761,3 +762,97 @@ def test_the_sdk_path_of_a_wrapped_client_also_costs_a_bad_value_only_its_field(
         (0, "<int too large>", None),
         (1, None, "\ufffd"),
     ]
+
+
+def test_an_invalid_event_is_counted_as_invalid_not_as_a_lost_batch(
+    capture_server: CaptureServer,
+) -> None:
+    sink = PosthogSink(api_key=TEST_API_KEY, host=capture_server.url)
+    processor = BatchProcessor(
+        sink,
+        lambda span: ({}, 0),
+        flush_at=1000,
+        flush_interval=60,
+        max_queue_size=100,
+        max_batch_size=100,
+        shutdown_timeout=2,
+    )
+    try:
+        good = [raw_event(i) for i in range(5)]
+        for event in good[:2]:
+            processor.enqueue(event)
+        processor.enqueue(raw_event(99, blob="x" * (8 * 1024 * 1024)))  # over the limit
+        for event in good[2:]:
+            processor.enqueue(event)
+        assert processor.flush(timeout=20)
+        stats = processor.stats(open_runs=0)
+    finally:
+        processor.shutdown(timeout=2)
+    assert [e["uuid"] for e in capture_server.events] == [e["uuid"] for e in good]
+    assert (stats.recorded, stats.sent, stats.dropped_invalid, stats.dropped_sink_error) == (
+        6,
+        5,
+        1,
+        0,
+    )
+    assert stats.in_flight == 0
+
+
+# -- memory: the queue is bounded by bytes held -----------------------------------------
+
+
+def burst_span(i: int) -> FinishedSpan:
+    """One generation of the 80k burst (bench/exporter_throughput.py): short chat."""
+    tid = str(uuid.uuid4())
+    return FinishedSpan(
+        trace_id=tid,
+        span_id=str(uuid.uuid4()),
+        parent_id=tid,
+        kind=SpanKind.GENERATION,
+        name="chat",
+        start_time=1_700_000_000.0 + i,
+        end_time=1_700_000_000.5 + i,
+        input=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        output=[{"role": "assistant", "content": "Paris."}],
+        model="gpt-4o-mini",
+        provider="openai",
+        model_parameters={"temperature": 0.2, "max_tokens": 256},
+    )
+
+
+def test_the_default_byte_budget_holds_the_80k_burst_and_a_big_input_counts_its_size() -> None:
+    assert 80_000 * estimate_bytes(burst_span(0)) <= DEFAULT_MAX_QUEUE_BYTES
+    big = burst_span(1)._replace(input="x" * 4_000_000)
+    assert 4_000_000 <= estimate_bytes(big) <= 4_000_000 + 2 * 1024
+    # values JSON cannot carry, and objects, are still estimated (never by their repr)
+    odd = burst_span(2)._replace(input={"n": 10**5000, "o": _Opaque(), 1: "x" * 1000})
+    assert 1000 <= estimate_bytes(odd) <= 4000
+
+
+def test_the_queue_is_bounded_by_bytes_and_drops_are_counted_and_logged_once(
+    capture_server: CaptureServer, make_exporter: ExporterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    budget = 3_000_000
+    exporter = make_exporter(flush_at=1, max_queue_bytes=budget, timeout=30)
+    assert isinstance(exporter.sink, PosthogSink)
+    text = "lorem ipsum " * 40_000  # ~480 KB per span
+    spans = [make_span(i)._replace(input=text) for i in range(40)]
+    with capture_server.held(), caplog.at_level(logging.WARNING, logger="posthog_callbacks"):
+        exporter.submit(spans[0])
+        assert capture_server.wait_for_inflight(1, timeout=5)  # the pipeline is stuck
+        for s in spans[1:]:
+            exporter.submit(s)
+        stats = exporter.stats()
+        # a few batches left the queue for the senders; what stayed is within the budget
+        assert stats.dropped_queue_full > 0
+        assert stats.queued * len(text) <= budget
+    assert exporter.flush(timeout=30)
+    stats = exporter.stats()
+    assert stats.recorded + stats.dropped_queue_full == 40
+    assert (stats.sent, stats.dropped) == (stats.recorded, stats.dropped_queue_full)
+    assert len(capture_server.events) == stats.recorded
+    assert caplog.text.count("queue full") == 1
+    assert "max_queue_bytes" in caplog.text
