@@ -425,9 +425,10 @@ class Serializer:
             cached = scrub(cached)
             if not cached.isascii():
                 cached = _clean_surrogates(cached)
-            if len(_clean_keys) >= 10_000:
-                _clean_keys.clear()
-            _clean_keys[key] = cached
+            if len(key) <= 4096:  # the caches hold short texts only
+                if len(_clean_keys) >= 10_000:
+                    _clean_keys.clear()
+                _clean_keys[key] = cached
         for secret in self.secrets:
             if secret and secret in cached:
                 cached = cached.replace(secret, REDACTED)
@@ -450,9 +451,10 @@ class Serializer:
         cached = _ident_cache.get(cache_key)
         if cached is None:
             cached = _ident(text, self.secrets)
-            if len(_ident_cache) >= 4096:
-                _ident_cache.clear()
-            _ident_cache[cache_key] = cached
+            if len(text) <= 4096:
+                if len(_ident_cache) >= 4096:
+                    _ident_cache.clear()
+                _ident_cache[cache_key] = cached
         return cached
 
     @staticmethod
