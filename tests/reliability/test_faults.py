@@ -8,6 +8,7 @@ program never sees an exception or waits beyond a stated bound.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from posthog_callbacks import JsonlSink, PosthogExporter, PosthogSink
 from support.capture_server import TEST_API_KEY, CaptureServer, ExporterFactory, closed_port_url
@@ -463,3 +465,86 @@ def test_many_forks_with_a_jsonl_sink_every_child_writes_its_lines(tmp_path: Pat
     lines = path.read_text(encoding="utf-8").splitlines()
     children = [u for r in reports for u in r["sent"]]
     assert_exactly_once(parent.uuids + children, [json.loads(line)["uuid"] for line in lines])
+
+
+# -- outages: events stay queued (within the byte budget) until the server is back --------
+
+
+def test_an_outage_outlasting_the_retry_count_loses_nothing_once_the_server_is_back(
+    capture_server: CaptureServer,
+) -> None:
+    # The retry window (here 30 s, 120 s by default) keeps a batch alive past max_retries;
+    # meanwhile the pipeline stalls and new events wait in the queue.
+    sink = PosthogSink(
+        api_key=TEST_API_KEY,
+        host=capture_server.url,
+        timeout=2,
+        max_retries=1,
+        backoff_base=0.05,
+        backoff_max=0.3,
+        retry_window=30,
+    )
+    exporter = PosthogExporter(sink=sink, flush_at=10, flush_interval=0.05)
+    try:
+        ledger = Ledger()
+        capture_server.refuse()
+        record_from_thread(exporter, ledger, spans=300, traces=10)
+        assert capture_server.wait_for(lambda: sink.retries >= 6, timeout=10)
+        record_from_thread(exporter, ledger, spans=100, traces=0)  # still down
+        assert exporter.stats().queued > 0  # waiting, not dropped
+        capture_server.recover()
+        assert exporter.flush(timeout=30)
+        assert_exactly_once(ledger.uuids, arrived_uuids(capture_server.events))
+        stats = exporter.stats()
+        assert (stats.recorded, stats.sent, stats.dropped) == (430, 430, 0)
+        assert sink.retries >= 6  # far beyond max_retries=1: the window kept batches alive
+    finally:
+        exporter.shutdown(timeout=2)
+
+
+class FakeClock:
+    """``time.monotonic`` / ``time.sleep`` for the sink: sleeping advances the clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_default_retry_policy_outlasts_a_60_second_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from posthog_callbacks import sinks
+
+    clock = FakeClock()
+    monkeypatch.setattr(sinks, "time", clock)
+    sink = PosthogSink(api_key=TEST_API_KEY, host="http://127.0.0.1:9")  # default policy
+    started = clock.now
+    attempts: list[float] = []
+
+    def down_for_61_seconds(body: bytes, timeout: float) -> None:
+        attempts.append(clock.now - started)
+        clock.now += min(timeout, 0.01)  # a refused connection fails fast
+        if clock.now - started < 61:
+            raise requests.ConnectionError("connection refused")
+
+    monkeypatch.setattr(sink, "_post_own", down_for_61_seconds)
+    assert sink.send([{"event": "$ai_span", "uuid": "u", "properties": {}}]) == 0
+    assert attempts[-1] >= 61  # delivered once the outage ended
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert max(gaps) <= sink.backoff_max + 0.1  # a recovery is noticed within backoff_max
+    # and a batch is given up eventually: after the window (and at least max_retries)
+    clock.now, attempts[:] = started, []
+
+    def down_for_good(body: bytes, timeout: float) -> None:
+        attempts.append(clock.now - started)
+        raise requests.ConnectionError("connection refused")
+
+    monkeypatch.setattr(sink, "_post_own", down_for_good)
+    with pytest.raises(sinks.SinkError):
+        sink.send([{"event": "$ai_span", "uuid": "u", "properties": {}}])
+    assert sink.retry_window <= attempts[-1] <= sink.retry_window + sink.backoff_max + 0.1
