@@ -26,6 +26,7 @@ from .extract import (
 from .instrument import is_instrumented
 from .payloads import describe_end, describe_start, last_content
 from .runs import DoorRuns
+from .runs import root_key as root_key_of
 from .trace import HandlerOptions, TraceInfo, describe_error, new_id
 
 __all__ = ["CallbackHandler"]
@@ -154,7 +155,7 @@ class CallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
                     trace_id or "llama_index",
                     is_root=True,
                 )
-                root_key = trace.root_key = "root:" + span_id
+                root_key = trace.root_key = root_key_of(span_id)
                 self.runs.add(root_key, span)
             self._active.set(_Active(trace, root_key))
         except Exception:

@@ -68,7 +68,7 @@ from .nodes import (
     span_output,
     split_id,
 )
-from .runs import DoorRuns
+from .runs import DoorRuns, root_key
 from .trace import HandlerOptions, TraceInfo, describe_error, new_id
 
 __all__ = ["DispatcherRecorder"]
@@ -319,7 +319,7 @@ class DispatcherRecorder:
         if is_root:
             span_id = trace.root_span_id
             parent = trace.root_parent_id
-            key = trace.root_key = "root:" + span_id
+            key = trace.root_key = root_key(span_id)
         else:
             span_id = new_id()
             key = id_
@@ -412,14 +412,14 @@ class DispatcherRecorder:
     def _end(self, node: Node, span: OpenSpan, id_: str, result: Any) -> None:
         key = node.key
         assert key is not None
-        root_key = node.trace.root_key if node.trace is not None else None
-        root = self.runs.get(root_key)
+        trace_root = node.trace.root_key if node.trace is not None else None
+        root = self.runs.get(trace_root)
         if root is not None and result is not None:
             try:
                 self._wrap_stream(result, root)  # a stream read after this call returns
             except Exception:
                 self.warn("stream wrap")
-        if key.startswith("root:"):
+        if key == trace_root:
             # Late children of the trace (a stream's model call) still resolve here.
             self.nodes[id_] = node
             self.lingering[id_] = time.time()

@@ -9,7 +9,6 @@ call's usage can reach the outer one.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,16 +18,14 @@ from ..spans import OpenSpan
 from ..tracing import Recorder, RootCompletion, RunTable, WarnOnce
 from .stream import record_stream_end, wrap_response_stream
 
-__all__ = ["DoorRuns", "root_key_of"]
-
-log = logging.getLogger(__name__)
+__all__ = ["DoorRuns", "root_key"]
 
 _MAX_SKIPPED = 10_000
 
 
-def root_key_of(root: OpenSpan) -> str:
-    """Run-table key of a trace root."""
-    return "root:" + root.span_id
+def root_key(span_id: str) -> str:
+    """Run-table key of the trace root with span id ``span_id``."""
+    return "root:" + span_id
 
 
 class DoorRuns:
@@ -88,7 +85,7 @@ class DoorRuns:
         Returns:
             True when the root was exported now.
         """
-        return self._roots.end_root(root_key_of(root), root) is not None
+        return self._roots.end_root(root_key(root.span_id), root) is not None
 
     def wrap_stream(
         self,
@@ -109,7 +106,7 @@ class DoorRuns:
             except Exception:
                 self.warn("stream end", "posthog_callbacks: recording a stream end failed")
             try:
-                self._finished(self._roots.stream_closed(root_key_of(root), root))
+                self._finished(self._roots.stream_closed(root_key(root.span_id), root))
             except Exception:
                 self.warn("stream close", "posthog_callbacks: closing a stream's trace failed")
 
