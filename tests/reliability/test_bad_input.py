@@ -80,6 +80,11 @@ leaves = st.one_of(
     st.just(Usage(1, 2)),
     st.just("x" * 5000),
     st.just("data:image/png;base64," + "A" * 3000),
+    st.just("\U0001f600" * 3000),  # 12 bytes each once escaped
+    st.just("lone \ud800 surrogate"),
+    st.builds(pow, st.just(10), st.just(5000)),  # str() refuses it: 5,001 digits
+    st.just(2**70),
+    st.just(f"token=abc123 and {SECRET}"),
 )
 
 
@@ -142,6 +147,7 @@ def test_any_span_becomes_a_valid_bounded_event(
     cfg = EventConfig(privacy_mode=privacy, max_event_bytes=limit)
     event = span_to_event(span, cfg)
     encoded = json.dumps(event, allow_nan=False, ensure_ascii=False)
+    assert len(json.dumps(event).encode()) <= limit  # escaped, as the posthog SDK sends it
     assert len(encoded.encode()) <= limit
     assert SECRET not in encoded
     assert set(event) == {"event", "distinct_id", "properties", "timestamp", "uuid"}
@@ -231,6 +237,7 @@ def drain_events(exporter: PosthogExporter = _exporter) -> list[dict[str, Any]]:
     assert exporter.stats().dropped_invalid == 0
     for event in events:
         encoded = json.dumps(event, allow_nan=False, ensure_ascii=False)
+        assert len(json.dumps(event).encode()) <= LIMIT  # escaped, as the posthog SDK sends it
         assert len(encoded.encode()) <= LIMIT
         assert SECRET not in encoded
     return events
