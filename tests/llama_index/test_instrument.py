@@ -324,3 +324,31 @@ def test_llama_index_instrument_tags_name_the_user(
         "tagged-session",
         None,
     ]
+
+
+@pytest.mark.parametrize("door", ["instrument", "callback"])
+def test_identity_falls_back_to_the_exporter_default(door: str) -> None:
+    from llama_index.core.callbacks import CallbackManager
+
+    from posthog_callbacks import MemorySink
+    from posthog_callbacks.llama_index import CallbackHandler
+
+    exporter = PosthogExporter(sink=MemorySink(), default_distinct_id="exporter-default")
+    try:
+        for distinct_id in (None, "handler-option"):
+            handle = None
+            if door == "instrument":
+                handle = instrument(exporter, distinct_id=distinct_id)
+            else:
+                Settings.callback_manager = CallbackManager(
+                    [CallbackHandler(exporter, distinct_id=distinct_id)]
+                )
+            UsageLLM().complete("hi")
+            if handle is not None:
+                handle.uninstrument()
+        assert exporter.flush(timeout=10)
+        events = exporter.sink.events  # type: ignore[union-attr]
+        got = [e["distinct_id"] for e in events if e["event"] == "$ai_generation"]
+        assert got == ["exporter-default", "handler-option"]
+    finally:
+        exporter.shutdown(timeout=2)
