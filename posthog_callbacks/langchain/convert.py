@@ -1,8 +1,11 @@
 """LangChain objects -> plain Python values, cheaply, on the caller's thread.
 
-Everything here reads attributes and builds small dicts and lists; nothing calls
-``repr()``, ``json.dumps`` of LangChain objects or ``model_dump()``. Leaves that are not
-recognised are kept by reference and serialised later on the exporter's worker.
+Everything here reads fields of LangChain's own types (recognised by class, never by
+probing attributes of unknown objects) and builds small dicts and lists; nothing calls
+``repr()``, ``str()`` or ``model_dump()`` of user objects. Containers are copied by
+:func:`~posthog_callbacks.spans.snapshot` (bounded work, shared containers copied once);
+leaves that are not recognised are kept by reference and serialised later on the
+exporter's worker.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..spans import error_text
+from langchain_core.documents import Document
+from langchain_core.messages import BaseMessage
+from langchain_core.prompt_values import PromptValue, StringPromptValue
+
+from ..spans import error_text, snapshot
 
 __all__ = [
     "class_name",
@@ -62,7 +69,7 @@ def _tool_call_to_openai(call: Any) -> Any:
         try:
             arguments = json.dumps(args, default=_placeholder)
         except Exception:
-            arguments = plain(args)
+            arguments = snapshot(args)
     return {
         "type": "function",
         "id": call.get("id"),
@@ -91,17 +98,18 @@ def message_to_dict(message: Any) -> dict[str, Any]:
 
     Tool calls become ``tool_calls`` with JSON ``arguments`` (PostHog's handler's shape);
     invalid tool calls follow them with their raw ``arguments`` and an ``error``. Tool
-    results keep their ``tool_call_id``. Content lists are copied, not serialised.
+    results keep their ``tool_call_id``. Content lists and other containers are copied
+    (bounded, see :func:`~posthog_callbacks.spans.snapshot`).
     """
     mtype = getattr(message, "type", None)
     role = _ROLES.get(mtype) if isinstance(mtype, str) else None
     if role is None:
         role = getattr(message, "role", None) or (mtype if isinstance(mtype, str) else "unknown")
     content = getattr(message, "content", None)
-    if type(content) is list:
-        content = plain(content)
-    elif content is None:
+    if content is None:
         content = ""
+    elif type(content) is not str:
+        content = snapshot(content, _langchain_leaf)
     result: dict[str, Any] = {"role": role, "content": content}
     name = getattr(message, "name", None)
     if name:
@@ -118,7 +126,7 @@ def message_to_dict(message: Any) -> dict[str, Any]:
             for key in ("function_call", "refusal", "reasoning_content"):
                 value = extra.get(key)
                 if value:
-                    result[key] = plain(value)
+                    result[key] = snapshot(value)
     elif role == "tool":
         call_id = getattr(message, "tool_call_id", None)
         if call_id:
@@ -133,69 +141,84 @@ def _document_to_dict(doc: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"page_content": getattr(doc, "page_content", None)}
     metadata = getattr(doc, "metadata", None)
     if metadata:
-        result["metadata"] = plain(metadata)
+        result["metadata"] = snapshot(metadata)
     doc_id = getattr(doc, "id", None)
     if doc_id:
         result["id"] = doc_id
     return result
 
 
-_LEAF_TYPES = frozenset({str, int, float, bool, type(None), bytes})
-_LEAF, _MESSAGE, _DOCUMENT, _PROMPT_VALUE, _STRING_PROMPT = range(5)
+_OPAQUE, _MESSAGE, _DOCUMENT, _PROMPT_VALUE, _STRING_PROMPT = range(5)
 _KINDS: dict[type, int] = {}
 
 
-def _kind_of(t: type, value: Any) -> int:
-    """Classify a type once (LangChain message, document, prompt value or opaque leaf)."""
+def _kind_of(t: type) -> int:
+    """Classify a type once: a LangChain message, document, prompt value, or opaque."""
     kind = _KINDS.get(t)
     if kind is None:
-        if (
-            hasattr(value, "content")
-            and hasattr(value, "type")
-            and hasattr(value, "response_metadata")
-        ):
+        if issubclass(t, BaseMessage):
             kind = _MESSAGE
-        elif hasattr(value, "page_content"):
+        elif issubclass(t, Document):
             kind = _DOCUMENT
-        elif t.__name__ == "StringPromptValue":
+        elif issubclass(t, StringPromptValue):
             kind = _STRING_PROMPT
-        elif callable(getattr(value, "to_messages", None)):
+        elif issubclass(t, PromptValue):
             kind = _PROMPT_VALUE
         else:
-            kind = _LEAF
+            kind = _OPAQUE
         if len(_KINDS) < 4096:
             _KINDS[t] = kind
     return kind
 
 
-def plain(value: Any, _depth: int = 0) -> Any:
-    """Copy containers and turn messages, documents and prompt values into plain dicts.
-
-    Bounded in depth and width; unknown objects are kept by reference (the exporter's
-    worker serialises them). Never raises.
-    """
+def _langchain_leaf(value: Any) -> Any:
+    """``snapshot``'s converter: LangChain values as plain data, anything else as it is."""
     try:
-        t = type(value)
-        if t in _LEAF_TYPES or _depth >= _MAX_DEPTH:
+        kind = _kind_of(type(value))
+        if kind == _OPAQUE:
             return value
-        if t is dict:
-            if len(value) > _MAX_ITEMS:
-                return {k: plain(value[k], _depth + 1) for k in list(value)[:_MAX_ITEMS]}
-            return {k: plain(v, _depth + 1) for k, v in value.items()}
-        if t is list or t is tuple:
-            return [plain(v, _depth + 1) for v in value[:_MAX_ITEMS]]
-        kind = _kind_of(t, value)
         if kind == _MESSAGE:
             return message_to_dict(value)
         if kind == _DOCUMENT:
             return _document_to_dict(value)
         if kind == _PROMPT_VALUE:
-            return [message_to_dict(m) for m in value.to_messages()]
-        if kind == _STRING_PROMPT:
-            return getattr(value, "text", value)
+            return messages_input([value.to_messages()])
+        return value.text
+    except Exception:  # a broken subclass: the worker serialises it as an object
         return value
-    except Exception:
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
+_CONTAINERS = frozenset({dict, list, tuple, set, frozenset})
+_MAX_MESSAGES = 2000
+
+
+def plain(value: Any) -> Any:
+    """Copy containers and turn messages, documents and prompt values into plain dicts.
+
+    Bounded work (see :func:`~posthog_callbacks.spans.snapshot`); unknown objects are kept
+    by reference (the exporter's worker serialises them). Never raises.
+    """
+    t = type(value)
+    if t in _LEAVES:
         return value
+    if t in _CONTAINERS:
+        return snapshot(value, _langchain_leaf)
+    return _langchain_leaf(value)  # a message or prompt value: converted and copied
+
+
+def messages_input(messages: Sequence[Sequence[Any]]) -> Any:
+    """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
+    try:
+        out: list[Any] = []
+        for row in messages:
+            for m in row:
+                if len(out) == _MAX_MESSAGES:
+                    return out
+                out.append(message_to_dict(m) if _kind_of(type(m)) == _MESSAGE else plain(m))
+        return out
+    except Exception:  # not a list of lists of messages
+        return plain(messages)
 
 
 def class_name(serialized: Any) -> str | None:
@@ -215,21 +238,18 @@ def generations(response: Any) -> list[Any]:
     return [g for row in gens for g in row]
 
 
-def response_output(gens: Sequence[Any]) -> list[dict[str, Any]]:
+def response_output(gens: Sequence[Any]) -> list[Any]:
     """The choices of a model call (its :func:`generations`) as role/content dicts."""
-    out: list[dict[str, Any]] = []
-    for gen in gens:
+    out: list[Any] = []
+    for gen in gens[:_MAX_MESSAGES]:
         message = getattr(gen, "message", None)
-        if message is not None:
+        if _kind_of(type(message)) == _MESSAGE:
             out.append(message_to_dict(message))
+        elif message is not None:
+            out.append(plain(message))
         else:
             out.append({"role": "assistant", "content": getattr(gen, "text", "")})
     return out
-
-
-def messages_input(messages: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
-    return [message_to_dict(m) for row in messages for m in row]
 
 
 def safe_name(value: Any, default: str) -> str:
@@ -273,20 +293,17 @@ _INTERNAL_TAG_PREFIXES = ("seq:step:", "graph:step:", "map:key:", "langsmith:")
 def user_metadata(metadata: Mapping[Any, Any]) -> dict[str, Any] | None:
     """The user's part of run metadata (internal and identity keys removed), copied.
 
-    A key that is not a string is kept under its ``str()``; one that cannot print itself
-    is dropped.
+    A key that is not a string is kept as text (a number as itself, any other object as
+    ``<TypeName>``; no user ``__str__`` runs).
     """
     out: dict[str, Any] = {}
     for key, value in metadata.items():
         if type(key) is not str:
-            try:
-                key = str(key)
-            except Exception:
-                continue
+            key = safe_name(key, "None")
         if key in _IDENTITY_KEYS or key.startswith(_INTERNAL_PREFIXES):
             continue
-        out[key] = plain(value)
-    return out or None
+        out[key] = value
+    return plain(out) if out else None
 
 
 def user_tags(base: tuple[str, ...], tags: Sequence[Any]) -> tuple[str, ...]:

@@ -29,6 +29,8 @@ __all__ = ["CallbackHandler"]
 log = logging.getLogger(__name__)
 
 _MAX_SKIPPED = 100_000
+# Run metadata keys that name the trace's owner (see tracing.trace_owner).
+_OWNER_KEYS = frozenset({"user_id", "userId", "session_id", "sessionId", "thread_id"})
 _LEFTOVER_REASONS = {
     "cancelled": "cancelled: the trace was cancelled before this run ended",
     "abandoned": "abandoned: the stream was closed before this run ended",
@@ -182,15 +184,11 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open a chain span (the trace root when it has no parent)."""
         try:
-            self._start(
-                run_id,
-                parent_run_id,
-                SpanKind.SPAN,
-                cv.run_name(serialized, kwargs, "chain"),
-                cv.plain(inputs),
-                tags,
-                metadata,
+            span = self._start(
+                run_id, parent_run_id, SpanKind.SPAN, serialized, kwargs, "chain", tags, metadata
             )
+            if span is not None:
+                span.input = cv.plain(inputs)
         except Exception as exc:
             self._failed("on_chain_start", exc)
 
@@ -226,15 +224,9 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open a generation span for a chat model call."""
         try:
-            self._start_model(
-                serialized,
-                cv.messages_input(messages),
-                run_id,
-                parent_run_id,
-                tags,
-                metadata,
-                kwargs,
-            )
+            span = self._start_model(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+            if span is not None:
+                span.input = cv.messages_input(messages)
         except Exception as exc:
             self._failed("on_chat_model_start", exc)
 
@@ -251,39 +243,34 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open a generation span for a text-completion model call."""
         try:
-            self._start_model(
-                serialized,
-                [{"role": "user", "content": p} for p in prompts],
-                run_id,
-                parent_run_id,
-                tags,
-                metadata,
-                kwargs,
-            )
+            span = self._start_model(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+            if span is not None:
+                span.input = [{"role": "user", "content": p} for p in prompts]
         except Exception as exc:
             self._failed("on_llm_start", exc)
 
     def _start_model(
         self,
         serialized: dict[str, Any] | None,
-        input_: Any,
         run_id: UUID,
         parent_run_id: UUID | None,
         tags: list[str] | None,
         metadata: dict[str, Any] | None,
         kwargs: dict[str, Any],
-    ) -> None:
+    ) -> OpenSpan | None:
         span = self._start(
             run_id,
             parent_run_id,
             SpanKind.GENERATION,
-            cv.run_name(serialized, kwargs, "generation"),
-            input_,
+            serialized,
+            kwargs,
+            "generation",
             tags,
             metadata,
         )
         if span is not None:
             lm.start_generation(span, serialized, kwargs.get("invocation_params"), metadata)
+        return span
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the time of the first streamed token."""
@@ -363,15 +350,11 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open a tool span; structured ``inputs`` win over ``input_str``."""
         try:
-            self._start(
-                run_id,
-                parent_run_id,
-                SpanKind.SPAN,
-                cv.run_name(serialized, kwargs, "tool"),
-                cv.plain(inputs) if inputs is not None else input_str,
-                tags,
-                metadata,
+            span = self._start(
+                run_id, parent_run_id, SpanKind.SPAN, serialized, kwargs, "tool", tags, metadata
             )
+            if span is not None:
+                span.input = cv.plain(inputs) if inputs is not None else input_str
         except Exception as exc:
             self._failed("on_tool_start", exc)
 
@@ -396,15 +379,18 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open a retriever span."""
         try:
-            self._start(
+            span = self._start(
                 run_id,
                 parent_run_id,
                 SpanKind.SPAN,
-                cv.run_name(serialized, kwargs, "retriever"),
-                query,
+                serialized,
+                kwargs,
+                "retriever",
                 tags,
                 metadata,
             )
+            if span is not None:
+                span.input = query
         except Exception as exc:
             self._failed("on_retriever_start", exc)
 
@@ -549,24 +535,28 @@ class CallbackHandler(BaseCallbackHandler):
         run_id: UUID,
         parent_run_id: UUID | None,
         kind: SpanKind,
-        name: str,
-        input_: Any,
+        serialized: Any,
+        kwargs: Mapping[str, Any],
+        default_name: str,
         tags: Sequence[str] | None,
         metadata: Mapping[str, Any] | None,
     ) -> OpenSpan | None:
+        """Open the span of a starting run, unless another handler of ours records it."""
         if self.disabled:
             return None
-        claimed = self._runs.get(run_id)
+        runs = self._runs
+        claimed = runs.get(run_id)
         if claimed is not None:
             owner = claimed.extra.get("by")
             if owner is self or self.steps_aside or not getattr(owner, "steps_aside", False):
                 return None
-            self._runs.pop(run_id)  # an explicit handler's options win over instrument()'s
+            runs.pop(run_id)  # an explicit handler's options win over instrument()'s
         elif run_id in self._skipped:
             return None
-        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        parent = runs.get(parent_run_id)
         if parent is not None:
             trace_id, parent_id, span_id = parent.trace_id, parent.span_id, str(run_id)
+            distinct_id, session_id = parent.distinct_id, parent.session_id
         else:
             if parent_run_id is not None and parent_run_id in self._skipped:
                 self._skip(run_id, self._skipped[parent_run_id])
@@ -574,57 +564,47 @@ class CallbackHandler(BaseCallbackHandler):
             if parent_run_id is None:
                 trace_id = self._trace_id or str(run_id)
                 parent_id, span_id = None, trace_id
-                if self._trace_name:
-                    name = self._trace_name
             else:  # the parent is a run this handler never saw: group under its id
                 trace_id = self._trace_id or str(parent_run_id)
                 parent_id, span_id = trace_id, str(run_id)
             if not self._exporter.is_sampled(trace_id):
                 self._skip(run_id, trace_id)
                 return None
+            distinct_id, session_id = self._distinct_id, self._session_id
 
-        user_md: dict[str, Any] | None = None
-        extra_props = None
-        if metadata:
-            extra_props = metadata.get("posthog_properties")
-            user_md = cv.user_metadata(metadata)
-        if parent is None:
-            owner = trace_owner(
-                metadata, distinct_id=self._distinct_id, session_id=self._session_id
-            )
-        else:
-            owner = trace_owner(
-                metadata, distinct_id=parent.distinct_id, session_id=parent.session_id
-            )
-            if owner.distinct_id is not None and owner.distinct_id != parent.distinct_id:
-                # a user id set below the root: the trace (open ancestors) belongs to that user
-                self._set_user_upwards(parent, owner.distinct_id)
+        name = self._trace_name if parent_id is None and self._trace_name else None
         properties = self._properties
-        if isinstance(extra_props, dict) and extra_props:
-            properties = {**(properties or {}), **extra_props}
-        span_tags = cv.user_tags(self._tags, tags) if tags else self._tags
+        user_md = None
+        if metadata:
+            if not metadata.keys().isdisjoint(_OWNER_KEYS):
+                owner_ = trace_owner(metadata, distinct_id=distinct_id, session_id=session_id)
+                if parent is not None and owner_.distinct_id != distinct_id:
+                    # a user id set below the root: the trace (its open ancestors) is theirs
+                    self._set_user_upwards(parent, owner_.distinct_id)
+                distinct_id, session_id = owner_
+            extra_props = metadata.get("posthog_properties")
+            if isinstance(extra_props, dict) and extra_props:
+                properties = {**(properties or {}), **extra_props}
+            user_md = cv.user_metadata(metadata)
         if kind is SpanKind.SPAN and parent_id is None:
             kind = SpanKind.TRACE
         span = OpenSpan(
-            trace_id=trace_id,
-            span_id=span_id,
-            parent_id=parent_id,
-            kind=kind,
-            name=name,
+            trace_id,
+            span_id,
+            parent_id,
+            kind,
+            name or cv.run_name(serialized, kwargs, default_name),
             framework="langchain",
-            input=input_,
-            distinct_id=owner.distinct_id,
-            session_id=owner.session_id,
+            distinct_id=distinct_id,
+            session_id=session_id,
             metadata=user_md,
             properties=properties,
             groups=self._groups,
-            tags=span_tags,
+            tags=cv.user_tags(self._tags, tags) if tags else self._tags,
             privacy_mode=self._privacy_mode,
+            extra={"by": self, "parent": parent},
         )
-        span.extra["by"] = self
-        if parent is not None:
-            span.extra["parent"] = parent
-        evicted = self._runs.add(run_id, span)
+        evicted = runs.add(run_id, span)
         if evicted:
             self._exporter.close_runs(evicted, "evicted: too many runs open at once")
         return span
@@ -634,7 +614,9 @@ class CallbackHandler(BaseCallbackHandler):
             self._skipped.clear()
         self._skipped[run_id] = trace_id
 
-    def _set_user_upwards(self, span: OpenSpan, distinct_id: str) -> None:
+    def _set_user_upwards(self, span: OpenSpan, distinct_id: str | None) -> None:
+        if distinct_id is None:
+            return
         for node in _lineage(span):
             if node.distinct_id is None or node.distinct_id == self._distinct_id:
                 node.distinct_id = distinct_id
