@@ -17,10 +17,12 @@ runs), and anything else becomes ``"<ClassName>"``.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import decimal
 import enum
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -360,6 +362,9 @@ def _type_attr(t: type, name: str) -> bool:
 
 
 _CONTAINERS = (dict, list, tuple, set, frozenset)
+_ITERABLES = frozenset(
+    {collections.deque, range, type({}.keys()), type({}.values()), type({}.items())}
+)
 
 
 class Serializer:
@@ -497,7 +502,7 @@ class Serializer:
             return value if math.isfinite(value) else str(value)
         if depth >= MAX_DEPTH:
             return self._mark("<max depth>")
-        if t is dict or t is list or t is tuple or isinstance(value, _CONTAINERS):
+        if t is dict or t is list or t is tuple or issubclass(t, _CONTAINERS):
             return self._container(value, depth)
         return self._other(value, depth)
 
@@ -516,7 +521,7 @@ class Serializer:
             return self._mark("<truncated: event size limit>")
         start = self.size
         try:
-            if isinstance(value, dict):
+            if issubclass(type(value), dict):
                 out: Any = self._mapping(value, depth, ident)
             else:
                 out = self._sequence(value, depth, ident)
@@ -530,9 +535,10 @@ class Serializer:
 
     def _mapping(self, value: dict[Any, Any], depth: int, ident: int) -> Any:
         get = dict.get
-        if get(value, "lc") == 1 and get(value, "type") == "secret":
-            return REDACTED
-        n = len(value)
+        lc, kind = get(value, "lc"), get(value, "type")
+        if type(lc) is int and lc == 1 and type(kind) is str and kind == "secret":
+            return REDACTED  # a LangChain-serialized secret
+        n = dict.__len__(value)
         self.nodes += (n if n < MAX_ITEMS else MAX_ITEMS) + 1
         out: dict[str, Any] = {}
         convert = self._convert
@@ -567,19 +573,21 @@ class Serializer:
         self.size += size + 2
         return out
 
-    def _sequence(self, value: Iterable[Any], depth: int, ident: int) -> Any:
+    def _sequence(self, value: Any, depth: int, ident: int) -> Any:
+        # Subclasses are read through the builtin's own methods (their overrides are
+        # user code).
         t = type(value)
         if t is list or t is tuple:
             items: Iterable[Any] = value
-        elif isinstance(value, list):
-            items = list.__iter__(value)
-        elif isinstance(value, tuple):
-            items = tuple.__iter__(value)
-        elif isinstance(value, set):
-            items = set.__iter__(value)
+            n = len(value)
+        elif issubclass(t, list):
+            items, n = list.__iter__(value), list.__len__(value)
+        elif issubclass(t, tuple):
+            items, n = tuple.__iter__(value), tuple.__len__(value)
+        elif issubclass(t, set):
+            items, n = set.__iter__(value), set.__len__(value)
         else:
-            items = frozenset.__iter__(value)  # type: ignore[arg-type]
-        n = len(value)  # type: ignore[arg-type]
+            items, n = frozenset.__iter__(value), frozenset.__len__(value)
         self.nodes += (n if n < MAX_ITEMS else MAX_ITEMS) + 1
         out: list[Any] = []
         append = out.append
@@ -645,36 +653,41 @@ class Serializer:
     def _plain(self, value: Any) -> Any:
         """One step towards plain data, reading only what runs no user code.
 
+        Types are tested with ``issubclass(type(value), ...)``: ``isinstance`` may read a
+        user's ``__class__`` through an overridden ``__getattribute__``.
+
         Raises when the value has no known shape (the caller uses a placeholder).
         """
         t = type(value)
-        if isinstance(value, (bytes, bytearray)):
+        if issubclass(t, (bytes, bytearray)):
             return f"<{len(value)} bytes>"
         if t is memoryview:
             return f"<{value.nbytes} bytes>"
-        if isinstance(value, enum.Enum):
+        if issubclass(t, enum.Enum):
             return object.__getattribute__(value, "_value_")
-        if isinstance(value, _dt.datetime):
+        if issubclass(t, _dt.datetime):
             return _dt.datetime.isoformat(value)
-        if isinstance(value, _dt.date):
+        if issubclass(t, _dt.date):
             return _dt.date.isoformat(value)
-        if isinstance(value, _dt.time):
+        if issubclass(t, _dt.time):
             return _dt.time.isoformat(value)
-        if isinstance(value, _dt.timedelta):
+        if issubclass(t, _dt.timedelta):
             return _dt.timedelta.total_seconds(value)
-        if isinstance(value, uuid.UUID):
+        if issubclass(t, uuid.UUID):
             return uuid.UUID.__str__(value)
-        if isinstance(value, decimal.Decimal):
+        if issubclass(t, decimal.Decimal):
             return decimal.Decimal.__str__(value)
-        if isinstance(value, str):
+        if issubclass(t, str):
             return str.__str__(value)
-        if isinstance(value, int):
+        if issubclass(t, int):
             return int.__int__(value)
-        if isinstance(value, float):
+        if issubclass(t, float):
             return float.__float__(value)
         if t is types.MappingProxyType:
             return dict(value)
-        if isinstance(value, type):
+        if t in _ITERABLES:  # builtin C iterables: iterating them runs no user code
+            return list(itertools.islice(value, MAX_ITEMS))
+        if issubclass(t, type):
             return f"<class {type.__dict__['__name__'].__get__(value)}>"
         name = t.__name__
         if "Secret" in name:  # pydantic SecretStr / SecretBytes and look-alikes

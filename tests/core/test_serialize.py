@@ -239,6 +239,61 @@ def test_unknown_objects_become_attributes_or_placeholders_without_user_code() -
     encodes(out)
 
 
+class Intercepting:
+    """Overrides ``__getattribute__`` (so ``isinstance`` would run it via ``__class__``)."""
+
+    def __init__(self) -> None:
+        self.kept = "yes"
+
+    def __getattribute__(self, name: str) -> Any:
+        Tripwire.calls.append(f"getattribute {name}")
+        return object.__getattribute__(self, name)
+
+
+class HostileDict(dict[str, Any]):
+    def items(self) -> Any:
+        Tripwire.calls.append("items")
+        return iter(())
+
+    def __iter__(self) -> Any:
+        Tripwire.calls.append("iter")
+        return iter(())
+
+    def __len__(self) -> int:
+        Tripwire.calls.append("len")
+        return 0
+
+
+class HostileList(list[Any]):
+    def __iter__(self) -> Any:
+        Tripwire.calls.append("iter")
+        return iter(())
+
+
+def test_builtin_subclasses_and_attribute_hooks_are_read_without_user_code() -> None:
+    import collections
+
+    Tripwire.calls.clear()
+    value = {
+        "intercepting": Intercepting(),
+        "dict": HostileDict(a=1),
+        "list": HostileList([1, 2]),
+        "deque": collections.deque([1, 2]),
+        "range": range(3),
+        "keys": {"k": 1}.keys(),
+    }
+    out = Serializer().convert(value)
+    assert Tripwire.calls == []
+    assert out == {
+        "intercepting": {"type": "Intercepting", "kept": "yes"},
+        "dict": {"a": 1},
+        "list": [1, 2],
+        "deque": [1, 2],
+        "range": [0, 1, 2],
+        "keys": ["k"],
+    }
+
+
 # -- value-level encodability (item 2) ----------------------------------------------------
 
 
