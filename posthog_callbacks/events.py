@@ -435,7 +435,8 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
             props[schema.TIME_TO_FIRST_TOKEN] = round(span.time_to_first_token, 6)
         props[schema.HTTP_STATUS] = _http_status(span.http_status, span.is_error)
         if span.base_url:
-            props[schema.BASE_URL] = ser.string(_safe_url(span.base_url))
+            url = span.base_url if type(span.base_url) is str else _text(span.base_url, ser)
+            props[schema.BASE_URL] = ser.string(_safe_url(url))
         if span.stop_reason:
             props[schema.STOP_REASON] = _text(span.stop_reason, ser)
     elif not private:

@@ -349,6 +349,7 @@ def test_typed_span_fields_with_bad_values_stay_valid() -> None:
         http_status=Status.OK,  # type: ignore[arg-type]
         model=10**5000,  # type: ignore[arg-type]
         stop_reason="\udcff",
+        base_url=Status.OK,  # type: ignore[arg-type]
     )
     props = span_to_event(span)["properties"]
     encodes(props)
@@ -356,6 +357,7 @@ def test_typed_span_fields_with_bad_values_stay_valid() -> None:
     assert props["$ai_http_status"] == 200
     assert props["$ai_model"].startswith("<int of ")
     assert props["$ai_stop_reason"] == "\ufffd"
+    assert props["$ai_base_url"] == "ok"
 
 
 # -- sizes in bytes on the wire (item 3) --------------------------------------------------
