@@ -397,11 +397,15 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     props[schema.LATENCY] = round(span.latency, 6)
     props[schema.IS_ERROR] = span.is_error
     if span.error is not None:
-        props[schema.ERROR] = _error_text(span.error, private, cfg, ser)
+        error = span.error if type(span.error) is str else str(_text(span.error, ser))
+        props[schema.ERROR] = _error_text(error, private, cfg, ser)
     if span.status:
         props[schema.SPAN_STATUS] = _text(span.status, ser)
     if span.tags:
-        tags = [ser.key(tag) for tag in span.tags[:_MAX_TAGS]]
+        raw_tags = span.tags if type(span.tags) in (tuple, list) else ser.convert(span.tags)
+        if type(raw_tags) is not list and type(raw_tags) is not tuple:
+            raw_tags = [raw_tags]
+        tags = [ser.key(tag) for tag in raw_tags[:_MAX_TAGS]]
         for tag in tags:
             props.setdefault(tag, True)
         props[schema.TAGS] = tags

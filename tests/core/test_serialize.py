@@ -358,6 +358,12 @@ def test_typed_span_fields_with_bad_values_stay_valid() -> None:
     assert props["$ai_model"].startswith("<int of ")
     assert props["$ai_stop_reason"] == "\ufffd"
     assert props["$ai_base_url"] == "ok"
+    odd = FinishedSpan(
+        "t", "s", "t", SpanKind.SPAN, "n", 1.0, 2.0,
+        tags=frozenset({Status.OK}), error=Status.OK,  # type: ignore[arg-type]
+    )  # fmt: skip
+    props = span_to_event(odd)["properties"]
+    assert (props["$ai_tags"], props["$ai_error"], props["$ai_is_error"]) == (["ok"], "ok", True)
 
 
 # -- sizes in bytes on the wire (item 3) --------------------------------------------------
