@@ -56,6 +56,7 @@ __all__ = ["BatchProcessor", "ExporterStats", "Item", "Translate"]
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # PostHog caps bodies at 20 MiB; the SDK aims for 5
+_SETTLE_SECONDS = 0.25
 DEFAULT_MAX_QUEUE_BYTES = 128 * 1024 * 1024
 """The queue's default byte budget: an 80,000-event burst of short chat spans (about
 1.3 KB each as estimated) fits with room to spare."""
@@ -310,6 +311,9 @@ class BatchProcessor:
         worker = self._worker
         if worker is not None and worker.is_alive() and worker is not threading.current_thread():
             worker.join(max(0.0, self._deadline - time.monotonic()) + 0.1)
+            # Requests' timeouts are cut to the deadline: give the senders a moment to count
+            # what timed out there, so the counters are exact when the program exits.
+            self._wait_sent(self._deadline + _SETTLE_SECONDS)
         with self._lock:
             leftover = len(self._queue)
             self._queue.clear()

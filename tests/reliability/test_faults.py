@@ -196,13 +196,16 @@ def test_shutdown_with_a_hung_server_returns_within_its_bound_and_counts_the_res
     assert elapsed < 1.0 + 3  # the bound (+ slack); the request alone could take 60 s
     assert stats.queued == 0 and stats.recorded == 200 and stats.sent == 0
     # Batches that were on the wire before shutdown have no outcome yet: not counted as
-    # lost (the server may still apply them), but reported.
+    # lost (the server may still apply them), but reported. A request's timeout is cut to
+    # the deadline, so on a slow machine it may already have timed out and been counted.
     in_flight = stats.recorded - stats.sent - stats.dropped
-    assert in_flight == stats.in_flight > 0
+    assert in_flight == stats.in_flight
+    assert in_flight + stats.dropped_sink_error + stats.dropped_shutdown == 200
     # The log counts what was on the wire when shutdown() gave up; a sender that took a
     # batch just before may still count it as too late to start afterwards.
-    logged = re.search(r"(\d+) events were still being sent", caplog.text)
-    assert logged is not None and int(logged.group(1)) >= in_flight
+    if in_flight:
+        logged = re.search(r"(\d+) events were still being sent", caplog.text)
+        assert logged is not None and int(logged.group(1)) >= in_flight
     # Released: requests that were on the wire complete; every event is in one bucket.
     capture_server.wait_for(lambda: exporter.stats().sent + exporter.stats().dropped == 200)
     stats = exporter.stats()
@@ -491,7 +494,8 @@ def test_an_outage_outlasting_the_retry_count_loses_nothing_once_the_server_is_b
         record_from_thread(exporter, ledger, spans=300, traces=10)
         assert capture_server.wait_for(lambda: sink.retries >= 6, timeout=10)
         record_from_thread(exporter, ledger, spans=100, traces=0)  # still down
-        assert exporter.stats().queued > 0  # waiting, not dropped
+        stats = exporter.stats()
+        assert (stats.sent, stats.dropped, stats.queued + stats.in_flight) == (0, 0, 430)
         capture_server.recover()
         assert exporter.flush(timeout=30)
         assert_exactly_once(ledger.uuids, arrived_uuids(capture_server.events))
