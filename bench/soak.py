@@ -37,18 +37,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from langchain_core.language_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+
+from posthog_callbacks import PosthogExporter, PosthogSink
+from posthog_callbacks.langchain import CallbackHandler
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from langchain_core.language_models import FakeMessagesListChatModel  # noqa: E402
-from langchain_core.messages import AIMessage  # noqa: E402
-from langchain_core.output_parsers import StrOutputParser  # noqa: E402
-from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
-
-from posthog_callbacks import PosthogExporter, PosthogSink  # noqa: E402
-from posthog_callbacks.langchain import CallbackHandler  # noqa: E402
-from support.capture_server import TEST_API_KEY  # noqa: E402
+TEST_API_KEY = "phc_testProjectKey0123456789abcdefXYZ"
 
 SERVER = ROOT / "tests" / "support" / "capture_server.py"
 PAGE = os.sysconf("SC_PAGE_SIZE")
