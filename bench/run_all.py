@@ -60,12 +60,7 @@ def run(name: str, argv: list[str], timeout: float) -> Run:
     result = Run(name, argv)
     print(f"== {result.command}", flush=True)
     started = time.perf_counter()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-        ),
-    }
+    env = dict(os.environ)  # the benchmarks import the installed package
     try:
         proc = subprocess.run(
             [sys.executable, *argv],
@@ -232,29 +227,39 @@ def langchain_section(r: Run) -> list[str]:
 
 def throughput_section(r: Run) -> list[str]:
     out = [
-        "## Exporter throughput",
+        "## Exporter throughput: the 80k burst",
         "",
-        "`bench/exporter_throughput.py` records spans from 4 threads into one"
-        " `PosthogExporter` and,",
-        "in the same run, sends the same events through the posthog SDK's own `capture_ai`"
-        " path, both",
-        "into the local capture server (its own process). Paced runs offer a fixed rate; the burst",
-        "records as fast as the threads can. *arrived* is counted by the server.",
+        "`bench/exporter_throughput.py` records 4 threads x 10,000 manual traces with one"
+        " generation each",
+        "(short chat messages in and out: 80,000 events) into one `PosthogExporter` with"
+        " **default settings**,",
+        "and, in the same run, the same 80,000 events through the posthog SDK's own"
+        " `capture_ai` (its",
+        "defaults), both into the local capture server (its own process). *arrived* is counted"
+        " by the",
+        "server; *events/s* is end to end (first record to last arrival); *process µs/event*"
+        " is the CPU",
+        "of the whole process (recording threads, worker, senders) per event.",
         "",
     ]
     if not r.ok or not r.data.get("results"):
         return out + failed(r)
     out += [
-        "| path | run | offered | arrived | dropped | delivered events/s "
-        "| caller µs/span | process µs/event |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| path | offered | arrived | dropped | events/s end to end "
+        "| caller µs/span (4 threads) | process µs/event |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r.data["results"]:
         out.append(
-            f"| {row['name']} | {row['mode']} | {row['offered']} | {row['arrived']} "
+            f"| {row['name']} | {row['offered']} | {row['arrived']} "
             f"| {row['dropped']} | {row['rate']:,.0f} | {row['caller_us']:.1f} "
-            f"| {row.get('process_us', float('nan')):.1f} |"
+            f"| {row['process_us']:.1f} |"
         )
+    micro = r.data.get("micro") or {}
+    if micro:
+        out += ["", "Caller cost, one thread, no contention (µs):", ""]
+        out += ["| what | µs |", "|---|---:|"]
+        out += [f"| {name} | {value:.1f} |" for name, value in micro.items()]
     stages = r.data.get("stages") or {}
     if stages:
         out += [
@@ -265,17 +270,81 @@ def throughput_section(r: Run) -> list[str]:
             "|---|---:|",
         ]
         out += [f"| {name} | {value:.1f} |" for name, value in stages.items()]
+    ours = r.data["results"][0]
+    front = micro.get("front door: finish() + submit() per span", float("nan"))
     out += [
+        "",
+        "Targets (issue 12): the burst arrives whole "
+        f"(**{'yes' if ours['arrived'] == ours['offered'] else 'no'}**), at >= 20,000"
+        f" events/s (**{ours['rate']:,.0f}**), <= 50 µs process CPU per event"
+        f" (**{ours['process_us']:.1f}**), caller cost per recorded span <= 20 µs"
+        f" (**{front:.1f}** for a front door's finish + submit).",
+        "",
+        "What each lever bought (measured with the stage table above and cProfile):",
+        "",
+        "- Own transport instead of the SDK's `batch_post`: `orjson` encodes a batch in about"
+        " 1-3 µs",
+        "  per event against ~29 µs for the SDK's JSON walk with its datetime serializer;"
+        " gzip level 1",
+        "  costs ~3 µs against ~17 µs at the SDK's level 9 (bodies ~15 % larger); the whole send",
+        "  (encode, gzip, HTTP through a `requests.Session` of its own) went from ~65 µs to"
+        " ~5-8 µs",
+        "  per event.",
+        "- A byte budget (`max_queue_bytes`, 128 MiB) instead of a 10,000-item queue: the burst is",
+        "  queued instead of dropped (before: 63,240 of 80,000 dropped as queue-full).",
+        "- What remains is translation on the worker (`events.py` / `serialize.py`: secret"
+        " scrubbing,",
+        "  bounded snapshots, size accounting) and the manual API's snapshot on the caller; both"
+        " now",
+        "  dominate the per-event CPU and bound the end-to-end rate, since every thread shares"
+        " one GIL.",
         "",
         "Reproduce:",
         "",
         "```bash",
-        ".venv/bin/python bench/exporter_throughput.py            # ~1 min",
-        ".venv/bin/python bench/exporter_throughput.py --quick",
+        ".venv/bin/python bench/exporter_throughput.py            # the 80k burst",
+        ".venv/bin/python bench/exporter_throughput.py --quick    # 4 x 2,000 traces",
         "```",
         "",
     ]
     return out
+
+
+BEFORE = """## Before (kept for comparison)
+
+Measured on 2026-11-26 before the fast transport and the byte budget (SDK `batch_post`,
+10,000-item queue), same machine class. The 80k burst as filed in issue 12: **63,240
+dropped as queue-full**, 16,760 arrived at about 4.7k events/s, about 240 µs of process CPU
+per event. The previous throughput page (4 threads recording a chat span each, queue sized
+to hold the burst):
+
+| path | run | offered | arrived | dropped | events/s | caller µs/span | process µs/event |
+|---|---|---:|---:|---:|---:|---:|---:|
+| posthog-callbacks | paced 5,000/s | 20000 | 20000 | 0 | 4,964 | 15.7 | 177.5 |
+| posthog SDK capture_ai | paced 5,000/s | 20000 | 18975 | 1025 | 1,869 | 210.6 | 370.5 |
+| posthog-callbacks | paced 10,000/s | 40000 | 35400 | 4600 | 6,183 | 20.2 | 175.6 |
+| posthog SDK capture_ai | paced 10,000/s | 40000 | 37100 | 2900 | 2,151 | 222.6 | 384.0 |
+| posthog-callbacks | paced 15,000/s | 60000 | 60000 | 0 | 7,243 | 17.9 | 152.8 |
+| posthog SDK capture_ai | paced 15,000/s | 60000 | 54146 | 5854 | 2,428 | 200.1 | 356.4 |
+| posthog-callbacks | burst | 40000 | 40000 | 0 | 6,640 | 19.7 | 163.1 |
+| posthog SDK capture_ai | burst | 40000 | 40000 | 0 | 3,193 | 168.9 | 300.0 |
+
+| stage (before) | µs/event |
+|---|---:|
+| translate (worker) | 30.4 |
+| SDK JSON encode (DatetimeSerializer) | 29.3 |
+| plain json.dumps (for comparison) | 12.0 |
+| SDK gzip (level 9, releases the GIL) | 21.6 |
+| gzip level 6 (for comparison) | 11.2 |
+| gzip level 1 (for comparison) | 4.7 |
+| PosthogSink.send, all included (sender) | 65.1 |
+| capture server CPU (other process) | 26.9 |
+
+LangChain (`prompt | fake chat model | parser`, per invoke, before): our handler +1084 µs
+wall / +542 µs caller CPU / +1152 µs process CPU; PostHog's handler +3735 / +3674 / +4310;
+a no-op handler within noise. LlamaIndex `instrument()` (before): CPU per query 1.354x the
+uninstrumented query.
+"""
 
 
 def llama_section(r: Run) -> list[str]:
@@ -418,6 +487,7 @@ def write_page(runs: dict[str, Run], quick: bool, has_plot: bool) -> str:
     lines += throughput_section(runs["throughput"])
     lines += llama_section(runs["llama"])
     lines += soak_section(runs["soak"])
+    lines += [*BEFORE.splitlines(), ""]
     lines += [
         "## All at once",
         "",
@@ -443,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = ["--quick"] if args.quick else []
     spans = args.soak_spans or (20_000 if args.quick else 1_000_000)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "throughput.json"
         runs = {

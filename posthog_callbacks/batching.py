@@ -75,9 +75,11 @@ class ExporterStats:
     Attributes:
         recorded: Spans and events accepted onto the queue.
         sent: Events the sink accepted.
-        dropped_queue_full: Rejected because the queue was full (the sink is too slow or down).
+        dropped_queue_full: Rejected because the queue was full, by bytes held or by count
+            (the sink is too slow or down).
         dropped_sink_error: Lost because the sink failed after its retries.
-        dropped_invalid: Could not be translated (a bug: please report it).
+        dropped_invalid: Could not be translated (a bug: please report it), or could not
+            be encoded or was over the endpoint's size limit (that event alone).
         dropped_shutdown: Recorded after shutdown, or still queued when its deadline passed.
         not_sampled: Skipped by ``sample_rate``.
         queued: Waiting in the queue now.
