@@ -307,13 +307,16 @@ def user_metadata(metadata: Mapping[Any, Any]) -> dict[str, Any] | None:
 
 
 def user_tags(base: tuple[str, ...], tags: Sequence[Any]) -> tuple[str, ...]:
-    """``base`` plus the user's run tags (LangChain's step tags and non-strings dropped)."""
-    extra = tuple(
+    """``base`` plus the user's run tags, once each (LangChain's step tags and values that
+    are not strings dropped)."""
+    extra = [
         t
         for t in tags
         if type(t) is str and not t.startswith(_INTERNAL_TAG_PREFIXES) and t not in base
-    )
-    return base + extra if extra else base
+    ]
+    if not extra:
+        return base
+    return base + tuple(dict.fromkeys(extra))
 
 
 _INTERRUPTS = frozenset({"GraphInterrupt", "NodeInterrupt"})
