@@ -115,6 +115,9 @@ class PosthogExporter:
         max_batch_size: Most events per request.
         request_timeout: Seconds per HTTP request.
         max_retries: Retries per batch on 408/429/5xx and network errors.
+        capture_exceptions: Send failed LLM calls, chains and tools to Error Tracking as
+            ``$exception`` events linked by ``$exception_event_id`` (``None``: follow a
+            wrapped client's ``enable_exception_autocapture``). Never in privacy mode.
         shutdown_timeout: Bound, in seconds, on :meth:`shutdown` (also at exit).
         open_run_ttl: Seconds after which a run that never ended is closed as an error.
         enabled: ``False`` makes every call a no-op.
@@ -146,6 +149,7 @@ class PosthogExporter:
         max_batch_size: int = 1000,
         request_timeout: float = 10.0,
         max_retries: int = 6,
+        capture_exceptions: bool | None = None,
         shutdown_timeout: float = 10.0,
         open_run_ttl: float = 900.0,
         enabled: bool = True,
@@ -194,6 +198,11 @@ class PosthogExporter:
         if getattr(sink, "privacy_mode", False) is True and is_client(sink):
             privacy_mode = True  # the wrapped client's privacy mode counts as ours
         self.privacy_mode = privacy_mode
+        if isinstance(self.sink, PosthogSink):
+            if capture_exceptions is not None:
+                self.sink.capture_exceptions = bool(capture_exceptions)
+            if privacy_mode:  # an $exception carries the message: never in privacy mode
+                self.sink.capture_exceptions = False
         max_event = getattr(self.sink, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
         secrets = tuple(
             s for s in (api_key, getattr(self.sink, "api_key", None)) if isinstance(s, str) and s

@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -40,6 +41,7 @@ __all__ = [
 
 DEFAULT_HOST = "https://us.i.posthog.com"
 AI_ENDPOINT = "/i/v0/ai/batch/"
+EVENTS_ENDPOINT = "/batch/"  # everything that is not an $ai_* event, e.g. $exception
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # PostHog's AI endpoint takes events up to 8 MiB as encoded; events.py truncates below it.
 MAX_WIRE_EVENT_BYTES = 8 * 1024 * 1024
@@ -356,6 +358,11 @@ class PosthogSink:
         retry_window: Seconds during which transient failures keep being retried, however
             many retries that takes (0: only ``max_retries`` counts).
         compresslevel: gzip level of the sink's own path (1 fastest, 9 smallest).
+        capture_exceptions: Send each failed LLM call, chain or tool to Error Tracking as an
+            ``$exception`` event, linked from the ``$ai_*`` event by
+            ``$exception_event_id`` (as PostHog's own LangChain handler does). ``None``:
+            on when the wrapped client has ``enable_exception_autocapture``, then sent
+            through its ``capture_exception``; off for an API key.
     """
 
     def __init__(
@@ -372,6 +379,7 @@ class PosthogSink:
         backoff_max: float = 10.0,
         retry_window: float = 120.0,
         compresslevel: int = DEFAULT_COMPRESSLEVEL,
+        capture_exceptions: bool | None = None,
     ) -> None:
         self.client = client
         if client is not None:
@@ -409,6 +417,12 @@ class PosthogSink:
         self.dropped_invalid = 0
         self.max_concurrent_sends = 2
         self._count_lock = threading.Lock()  # two senders update the counters at once
+        if capture_exceptions is None:
+            capture_exceptions = client is not None and bool(
+                getattr(client, "enable_exception_autocapture", False)
+            )
+        self.capture_exceptions = bool(capture_exceptions)
+        self.exceptions_sent = 0
         self._session = _new_session()
         _forkable.add(self)
 
@@ -477,6 +491,9 @@ class PosthogSink:
             log.debug("posthog_callbacks: %d events could not be encoded", encoded.invalid)
         if not encoded.count:
             return encoded.invalid
+        exceptions = self._link_exceptions(batch) if self.capture_exceptions else []
+        if exceptions:
+            encoded = encode_events(batch)  # now with the $exception_event_id links
         attempt_once: Callable[[float], None]
         if self._post is not None:
             if encoded.rewritten:
@@ -485,7 +502,61 @@ class PosthogSink:
         else:
             attempt_once = functools.partial(self._post_own, self._body(encoded.array))
         self._with_retries(attempt_once, encoded.count, deadline)
+        if exceptions:
+            self._send_exceptions(exceptions, deadline)
         return encoded.invalid
+
+    def _link_exceptions(self, batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Give every failed ``$ai_*`` event an ``$exception`` event and link the two.
+
+        With a wrapped client the exception goes through its ``capture_exception`` (its
+        own queue and settings) and nothing is returned; otherwise the ``$exception``
+        events to post to the events endpoint are returned.
+        """
+        own: list[dict[str, Any]] = []
+        capture = getattr(self.client, "capture_exception", None) if self.client else None
+        for event in batch:
+            try:
+                props = event.get("properties")
+                if (
+                    not isinstance(props, dict)
+                    or props.get("$ai_is_error") is not True
+                    or "$exception_event_id" in props
+                    or not str(event.get("event", "")).startswith("$ai_")
+                ):
+                    continue
+                kind, message = _split_error(props.get("$ai_error"))
+                context = {k: v for k, v in props.items() if k not in _CONTENT_PROPERTIES}
+                if callable(capture):
+                    linked = capture(
+                        _synthetic_exception(kind, message),
+                        distinct_id=event.get("distinct_id"),
+                        properties=context,
+                        groups=props.get("$groups"),
+                    )
+                else:
+                    linked = str(uuid.uuid4())
+                    own.append(_exception_event(event, context, kind, message, linked))
+                if isinstance(linked, str) and linked:
+                    props["$exception_event_id"] = linked
+                    with self._count_lock:
+                        self.exceptions_sent += 1
+            except Exception:  # never cost the $ai_* event itself
+                log.debug("posthog_callbacks: could not capture an exception", exc_info=True)
+        return own
+
+    def _send_exceptions(self, events: list[dict[str, Any]], deadline: float | None) -> None:
+        encoded = encode_events(events)
+        body = self._body(encoded.array)
+        url = self.host + EVENTS_ENDPOINT
+        try:
+            self._with_retries(
+                functools.partial(self._post_own, body, url=url), encoded.count, deadline
+            )
+        except SinkError as exc:
+            with self._count_lock:
+                self.exceptions_sent -= encoded.count
+            log.warning("posthog_callbacks: $exception events not delivered: %s", exc)
 
     def _body(self, array: bytes) -> bytes:
         sent_at = orjson.dumps(datetime.now(timezone.utc).isoformat())
@@ -494,11 +565,11 @@ class PosthogSink:
             data = gzip_module.compress(data, compresslevel=self.compresslevel, mtime=0)
         return data
 
-    def _post_own(self, body: bytes, timeout: float) -> None:
+    def _post_own(self, body: bytes, timeout: float, url: str | None = None) -> None:
         headers = {"Content-Type": "application/json", "User-Agent": self.user_agent}
         if self.gzip:
             headers["Content-Encoding"] = "gzip"
-        response = self._session.post(self.url, data=body, headers=headers, timeout=timeout)
+        response = self._session.post(url or self.url, data=body, headers=headers, timeout=timeout)
         try:
             status = response.status_code
             if status != 200:
@@ -567,6 +638,57 @@ class PosthogSink:
 
     def __repr__(self) -> str:
         return f"PosthogSink(host={self.host!r})"
+
+
+_CONTENT_PROPERTIES = frozenset(
+    {"$ai_input", "$ai_output_choices", "$ai_input_state", "$ai_output_state", "$ai_tools"}
+)
+_exception_types: dict[str, type[Exception]] = {}
+
+
+def _split_error(error: Any) -> tuple[str, str]:
+    """``"Type: message"`` (a span's error) -> ``("Type", "message")``."""
+    text = error if isinstance(error, str) else ""
+    kind, sep, message = text.partition(": ")
+    kind = kind.strip()
+    if not sep and " " in kind:  # free text, not an exception type
+        return "Error", text
+    return (kind or "Error"), message
+
+
+def _synthetic_exception(kind: str, message: str) -> Exception:
+    # Error Tracking groups by the exception's type name: rebuild one with the original
+    # name (the span keeps the error as text, not the exception object).
+    cls = _exception_types.get(kind)
+    if cls is None:
+        cls = _exception_types.setdefault(kind, type(kind, (Exception,), {}))
+    return cls(message)
+
+
+def _exception_event(
+    event: dict[str, Any], context: dict[str, Any], kind: str, message: str, event_uuid: str
+) -> dict[str, Any]:
+    """An ``$exception`` event for Error Tracking, in the shape posthog-python sends."""
+    properties = {
+        **context,
+        "$exception_list": [
+            {
+                "type": kind,
+                "value": message,
+                "mechanism": {"type": "generic", "handled": True},
+                "stacktrace": {"type": "raw", "frames": []},
+            }
+        ],
+        "$exception_level": "error",
+        "$exception_handled": True,
+    }
+    return {
+        "event": "$exception",
+        "distinct_id": event.get("distinct_id"),
+        "properties": properties,
+        "timestamp": event.get("timestamp"),
+        "uuid": event_uuid,
+    }
 
 
 def _is_retryable(exc: BaseException, status: Any) -> bool:

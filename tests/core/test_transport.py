@@ -856,3 +856,83 @@ def test_the_queue_is_bounded_by_bytes_and_drops_are_counted_and_logged_once(
     assert len(capture_server.events) == stats.recorded
     assert caplog.text.count("queue full") == 1
     assert "max_queue_bytes" in caplog.text
+
+
+# -- errors to Error Tracking: $exception events linked by $exception_event_id ----------
+
+
+def failing_trace(exporter: PosthogExporter, secret: str = "PROMPT-TEXT-5e1f") -> str:
+    """A trace whose generation raises ``ValueError("rate limit hit")``."""
+    with pytest.raises(ValueError):
+        with exporter.trace("answer", input={"q": secret}, distinct_id="u1") as trace:
+            with trace.generation(
+                "chat", model="gpt-4o-mini", provider="openai", input=secret
+            ) as gen:
+                raise ValueError("rate limit hit")
+    assert gen.span_id
+    return trace.trace_id
+
+
+def test_capture_exceptions_sends_linked_exception_events_to_the_events_endpoint(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(capture_exceptions=True)
+    trace_id = failing_trace(exporter)
+    assert exporter.flush(timeout=10)
+    ai = {r.path for r in capture_server.accepted if r.events[0]["event"].startswith("$ai_")}
+    assert ai == {AI_PATH}
+    exceptions = [e for r in capture_server.accepted if r.path == "/batch/" for e in r.events]
+    by_uuid = {e["uuid"]: e for e in exceptions}
+    failed = [e for e in capture_server.events if e["event"].startswith("$ai_")]
+    assert [e["event"] for e in failed] == ["$ai_generation", "$ai_trace"]
+    assert all(e["properties"]["$ai_is_error"] for e in failed)
+    assert len(exceptions) == 2 and all(e["event"] == "$exception" for e in exceptions)
+    for event in failed:
+        linked = by_uuid[event["properties"]["$exception_event_id"]]
+        assert linked["distinct_id"] == event["distinct_id"] == "u1"
+        assert linked["properties"]["$ai_trace_id"] == trace_id
+        assert linked["properties"]["$exception_level"] == "error"
+        assert "$ai_input" not in linked["properties"]
+        assert "$ai_input_state" not in linked["properties"]
+    gen = by_uuid[failed[0]["properties"]["$exception_event_id"]]
+    [item] = gen["properties"]["$exception_list"]
+    assert (item["type"], item["value"]) == ("ValueError", "rate limit hit")
+    stats = exporter.stats()
+    assert (stats.recorded, stats.sent, stats.dropped) == (2, 2, 0)  # $exception not counted
+
+
+def test_exceptions_are_not_captured_by_default_nor_in_privacy_mode(
+    capture_server: CaptureServer, make_exporter: ExporterFactory
+) -> None:
+    exporters = [make_exporter(), make_exporter(capture_exceptions=True, privacy_mode=True)]
+    failing_trace(exporters[0])
+    failing_trace(exporters[1], "PRIVATE-9a7c")
+    assert all(exporter.flush(timeout=10) for exporter in exporters)
+    assert len(capture_server.events) == 4
+    assert all(r.path == AI_PATH for r in capture_server.requests)
+    assert all("$exception_event_id" not in e["properties"] for e in capture_server.events)
+    assert b"PRIVATE-9a7c" not in all_bytes(capture_server)
+
+
+def test_a_wrapped_client_with_exception_autocapture_gets_them_through_capture_exception(
+    capture_server: CaptureServer,
+) -> None:
+    client = posthog.Posthog(
+        TEST_API_KEY, host=capture_server.url, enable_exception_autocapture=True, sync_mode=True
+    )
+    exporter = PosthogExporter(sink=client)
+    try:
+        failing_trace(exporter)
+        assert exporter.flush(timeout=10)
+        client.flush()
+    finally:
+        exporter.shutdown(timeout=2)
+        client.shutdown()
+    exceptions = {e["uuid"]: e for e in capture_server.events if e["event"] == "$exception"}
+    failed = [e for e in capture_server.events if e["event"].startswith("$ai_")]
+    assert len(failed) == 2 and len(exceptions) == 2
+    for event in failed:
+        linked = exceptions[event["properties"]["$exception_event_id"]]
+        assert linked["properties"]["$ai_trace_id"] == event["properties"]["$ai_trace_id"]
+    types = sorted(e["properties"]["$exception_list"][0]["type"] for e in exceptions.values())
+    assert "ValueError" in types
