@@ -8,6 +8,7 @@ names: that translation lives in ``events.py``.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ __all__ = [
     "error_text",
     "snapshot",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class SpanKind(str, Enum):
