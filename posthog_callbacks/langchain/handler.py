@@ -8,6 +8,7 @@ once to attach one handler to every LangChain run in the process.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -61,6 +62,15 @@ class _SharedRuns:
 
 _shared_lock = threading.Lock()
 _shared: weakref.WeakKeyDictionary[Any, _SharedRuns] = weakref.WeakKeyDictionary()
+
+
+def _reset_after_fork() -> None:
+    # The child starts with one thread: a lock another parent thread held stays held.
+    global _shared_lock
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _runs_of(exporter: Recorder) -> _SharedRuns:

@@ -7,6 +7,7 @@ must add up to exactly that, with ``instrument()`` and explicit handlers active 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -152,3 +153,22 @@ def test_a_per_call_handler_that_is_gone_leaves_its_runs_to_the_exporter() -> No
         assert event["properties"]["$ai_is_error"] is True
     finally:
         exporter.shutdown(timeout=5)
+
+
+def test_a_forked_child_records_with_new_handlers(rec: Recorder) -> None:
+    model = CountingChatModel()
+    _app(model).invoke("parent", config={"callbacks": [CallbackHandler(rec.exporter)]})
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            sink = MemorySink()
+            exporter = PosthogExporter(sink=sink)
+            _app(model).invoke("child", config={"callbacks": [CallbackHandler(exporter)]})
+            exporter.flush(timeout=10)
+            code = 0 if len(sink.events) == 4 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _assert_once(rec, model, traces=1)
