@@ -551,7 +551,7 @@ class Serializer:
                 out["<truncated>"] = f"{n - count} more keys"
                 size += 40
                 break
-            key = k if type(k) is str and len(k) < _SCAN_MIN else self.key(k)
+            key = k if type(k) is str and len(k) < _SCAN_MIN and k.isascii() else self.key(k)
             size += len(key) + 4
             hidden = secret_key(key)
             if hidden is None:

@@ -309,6 +309,7 @@ def test_every_bad_value_costs_at_most_its_own_field() -> None:
         "ok": 2**63 - 1,
         "enum": Plain.A,
         "surrogate": "a\ud800b",
+        "\udc00": "surrogate key",
         "pair": "\ud83d\ude00",
         "nan": math.nan,
         "inf": -math.inf,
@@ -326,6 +327,7 @@ def test_every_bad_value_costs_at_most_its_own_field() -> None:
     assert out["neg"] == str(-(2**70)) and out["ok"] == 2**63 - 1
     assert out["enum"] == "<object>"
     assert out["surrogate"] == "a\ufffdb" and out["pair"] == "\U0001f600"
+    assert out["\ufffd"] == "surrogate key"
     assert (out["nan"], out["inf"]) == ("nan", "-inf")
     assert (out["bytes"], out["mem"]) == ("<2 bytes>", "<3 bytes>")
     assert out['[1,"a"]'] == "tuple key" and out["null"] == "none key"
