@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 import vcr
-from vcr.request import Request
-
 from posthog.version import VERSION as SDK_VERSION
+from vcr.request import Request
 
 from posthog_callbacks import PosthogExporter, __version__
 
