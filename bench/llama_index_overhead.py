@@ -88,6 +88,7 @@ def measure(batch: int, rounds: int) -> None:
         exporter.flush()
     run(engine, 20)
     sink.clear()
+    gc.collect()  # once: a full collection over the index's objects costs ~100 ms
 
     process: dict[str, list[float]] = {v: [] for v in VARIANTS}
     thread: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -97,7 +98,6 @@ def measure(batch: int, rounds: int) -> None:
         for variant in VARIANTS:
             exporter = exporters.get(variant)
             handle = instrument(exporter) if exporter is not None else None
-            gc.collect()
             w0, p0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
             run(engine, batch)
             if exporter is not None:
