@@ -299,10 +299,11 @@ def _secret_name(key: str) -> bool:
 def wire_size(value: Any) -> int:
     """Bytes of ``value`` as JSON on the wire, whichever encoder sends it.
 
-    The posthog SDK escapes non-ASCII (6 bytes per BMP character, 12 per astral one);
-    UTF-8 encoders send fewer, so the escaped length bounds both.
+    The posthog SDK escapes non-ASCII (6 bytes per BMP character, 12 per astral one) and
+    separates items with ``", "`` and ``": "``; compact UTF-8 encoders send fewer bytes,
+    so this length bounds both.
     """
-    return len(json.dumps(value, separators=(",", ":"), default=_never))
+    return len(json.dumps(value, default=_never))
 
 
 def _never(value: Any) -> str:
@@ -552,7 +553,7 @@ class Serializer:
                 size += 40
                 break
             key = k if type(k) is str and len(k) < _SCAN_MIN and k.isascii() else self.key(k)
-            size += len(key) + 4
+            size += len(key) + 6  # quotes, ": " and ", "
             hidden = secret_key(key)
             if hidden is None:
                 hidden = is_secret_key(key)

@@ -386,6 +386,38 @@ def test_no_event_exceeds_the_limit_as_encoded_on_the_wire(text: str) -> None:
     assert "[truncated" in event["properties"]["$ai_input_state"][0]
 
 
+any_text = st.text(alphabet=st.characters(blacklist_categories=()), max_size=40)  # surrogates too
+any_leaf = st.one_of(any_text, st.integers(), st.floats(), st.none(), st.binary(max_size=5))
+any_value = st.recursive(
+    any_leaf,
+    lambda c: st.one_of(
+        st.lists(c, max_size=4), st.dictionaries(st.one_of(any_text, st.integers()), c, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=any_value,
+    meta=any_value,
+    ident=any_text,
+    tags=st.lists(any_text, max_size=3),
+    limit=st.sampled_from([2_000, 5_000, 100_000]),
+)
+def test_any_text_anywhere_encodes_within_the_limit(
+    value: Any, meta: Any, ident: str, tags: list[str], limit: int
+) -> None:
+    span = FinishedSpan(
+        f"t{ident}", "s", None, SpanKind.TRACE, ident, 1.0, 2.0,
+        input=value, metadata={"m": meta}, distinct_id=ident or None,
+        session_id=ident or None, tags=tuple(tags), error=ident or None,
+    )  # fmt: skip
+    event = span_to_event(span, EventConfig(max_event_bytes=limit))
+    assert len(encodes(event)) <= limit
+    assert len(json.dumps(event).encode()) <= limit  # with the SDK's ", " separators
+
+
 def test_long_ids_are_bounded_deterministic_and_distinct() -> None:
     big = "u" * 9_000_000
     other = "u" * 8_999_999 + "v"
