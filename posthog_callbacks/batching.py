@@ -24,8 +24,8 @@ After ``os.fork()`` the child replaces all three and starts empty: the parent's 
 threads and counters belong to the parent.
 
 Memory is bounded by bytes, not only by a count: each queued item carries an estimate of
-the bytes it holds (its content as compact JSON, measured with ``orjson`` on the caller's
-thread, plus a fixed overhead for the Python objects around it), and the queue refuses
+the bytes it holds (the text of its content, from a bounded walk on the caller's thread,
+plus a fixed overhead for the Python objects around it), and the queue refuses
 items beyond ``max_queue_bytes``. Beyond the queue, at most ``max_senders + 2`` translated
 batches of at most 4 MiB of events each are held (one being translated, one waiting in the
 outbox, one per sender on the wire).
@@ -44,8 +44,6 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from .sinks import Sink
 from .spans import FinishedSpan
@@ -536,55 +534,99 @@ class BatchProcessor:
 # -- the byte estimate of a queued item -------------------------------------------------------
 
 
-def _placeholder(value: Any) -> None:
-    return None  # counted as "null": never call an unknown object's own methods
-
-
 def estimate_bytes(item: Item) -> int:
-    """Bytes ``item`` holds while queued: its content as compact JSON plus an overhead.
+    """Bytes ``item`` holds while queued: the text it carries plus a fixed overhead.
 
-    Runs on the caller's thread: one ``orjson`` call (about a microsecond for a short chat
-    span); unknown objects count as 4 bytes, values orjson refuses fall back to a bounded
-    walk that sums string lengths.
+    Runs on the caller's thread, so its work is bounded: a walk over at most
+    ``_ROUGH_MAX_NODES`` values that visits a shared container once (a snapshot may share
+    one object many times) and sums string lengths, 8 bytes per other leaf. An object is
+    looked into through its instance ``__dict__`` only (never its own methods). About a
+    microsecond or two for a short chat span.
     """
-    if isinstance(item, FinishedSpan):
-        content: Any = (
-            item.input,
-            item.output,
-            item.metadata,
-            item.model_parameters,
-            item.tools,
-            item.properties,
-        )
-    else:
-        content = item
-    try:
-        return ITEM_OVERHEAD_BYTES + len(
-            orjson.dumps(content, default=_placeholder, option=orjson.OPT_NON_STR_KEYS)
-        )
-    except Exception:
-        return ITEM_OVERHEAD_BYTES + _rough_bytes(content)
+    if not isinstance(item, FinishedSpan):
+        return ITEM_OVERHEAD_BYTES + _rough_bytes(item)
+    total = ITEM_OVERHEAD_BYTES
+    for value in (item.input, item.output, item.metadata, item.model_parameters, item.tools):
+        if value is not None:
+            size = _small_bytes(value, 2)
+            total += size if size >= 0 else _rough_bytes(value)
+    if item.properties:
+        total += _rough_bytes(item.properties)
+    return total
+
+
+def _small_bytes(value: Any, depth: int) -> int:
+    """The fast path for small, shallow values (chat messages, parameters); -1 otherwise.
+
+    At most ``depth`` levels of containers of at most 32 items each, so its work is bounded
+    even when the levels share objects.
+    """
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2
+    if value is None or kind is int or kind is float or kind is bool:
+        return 8
+    if depth == 0:
+        return -1
+    total = 0
+    if kind is dict:
+        if len(value) > 32:
+            return -1
+        for key, child in value.items():
+            size = _small_bytes(child, depth - 1)
+            if size < 0 or type(key) is not str:
+                return -1
+            total += size + len(key) + 3
+        return total
+    if kind is list or kind is tuple:
+        if len(value) > 32:
+            return -1
+        for child in value:
+            size = _small_bytes(child, depth - 1)
+            if size < 0:
+                return -1
+            total += size + 1
+        return total
+    return -1
 
 
 def _rough_bytes(value: Any) -> int:
-    """String lengths (and 8 per other leaf) over at most ``_ROUGH_MAX_NODES`` nodes."""
+    """String lengths (and 8 per other leaf) over at most ``_ROUGH_MAX_NODES`` values."""
     total = 0
     stack = [value]
-    seen = 0
-    while stack and seen < _ROUGH_MAX_NODES:
+    seen: set[int] = set()
+    budget = _ROUGH_MAX_NODES
+    while stack and budget > 0:
         current = stack.pop()
-        seen += 1
-        if isinstance(current, (str, bytes)):
+        budget -= 1
+        kind = type(current)
+        if kind is str or kind is bytes:
             total += len(current) + 2
-        elif isinstance(current, dict):
-            room = _ROUGH_MAX_NODES - seen
-            for key, child in itertools.islice(current.items(), room):
-                stack.append(key)
-                stack.append(child)
-        elif isinstance(current, (list, tuple)):
-            stack.extend(current[: _ROUGH_MAX_NODES - seen])
-        else:
+            continue
+        if current is None or kind is int or kind is float or kind is bool:
             total += 8
+            continue
+        key = id(current)
+        if key in seen:
+            continue
+        seen.add(key)
+        if isinstance(current, dict):
+            for k, v in itertools.islice(current.items(), budget):
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(current, (list, tuple)):
+            stack.extend(current[:budget])
+        elif isinstance(current, (str, bytes)):
+            total += len(current) + 2
+        else:
+            try:  # instance attributes only: no __getattr__ or property of the object runs
+                attrs = object.__getattribute__(current, "__dict__")
+            except Exception:
+                attrs = None
+            if type(attrs) is dict:
+                stack.append(attrs)
+            else:
+                total += 8
     return total
 
 

@@ -830,6 +830,11 @@ def test_the_default_byte_budget_holds_the_80k_burst_and_a_big_input_counts_its_
     # values JSON cannot carry, and objects, are still estimated (never by their repr)
     odd = burst_span(2)._replace(input={"n": 10**5000, "o": _Opaque(), 1: "x" * 1000})
     assert 1000 <= estimate_bytes(odd) <= 4000
+    # a value sharing one object 2**80 ways (as a snapshot may): each object counted once
+    shared: Any = {"leaf": "y" * 100}
+    for _ in range(40):
+        shared = {"a": shared, "b": shared, "c": [shared, shared]}
+    assert 100 <= estimate_bytes(burst_span(3)._replace(input=shared)) <= 10_000
 
 
 def test_the_queue_is_bounded_by_bytes_and_drops_are_counted_and_logged_once(
