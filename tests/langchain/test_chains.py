@@ -281,7 +281,7 @@ def test_tool_error_inside_chain(rec: Recorder) -> None:
         """Always fails."""
         raise ValueError("no such city")
 
-    chain = RunnableLambda(lambda x: {"x": x}).with_config(run_name="wrap") | broken
+    chain: Any = RunnableLambda(lambda x: {"x": x}).with_config(run_name="wrap") | broken
     with pytest.raises(ValueError):
         chain.invoke("paris", config={"callbacks": [rec.handler()]})
     by = rec.by_name()

@@ -37,10 +37,11 @@ class Recorder:
 
 def parent_of(event: dict[str, Any]) -> str | None:
     """The span/trace id an event hangs under (None for the trace root)."""
-    props = event["properties"]
-    return props.get("$ai_parent_id")
+    parent: str | None = event["properties"].get("$ai_parent_id")
+    return parent
 
 
 def span_id(event: dict[str, Any]) -> str:
     props = event["properties"]
-    return props.get("$ai_span_id") or props["$ai_trace_id"]
+    ident: str = props.get("$ai_span_id") or props["$ai_trace_id"]
+    return ident
