@@ -39,12 +39,10 @@ def _cyclic() -> dict[str, Any]:
     return d
 
 
-def _shared_fanout(levels: int = 8) -> dict[str, Any]:
+def _shared_fanout(levels: int = 30) -> dict[str, Any]:
     """A dict holding the one below it four times, ``levels`` deep (4**levels paths).
 
-    Converting it costs the caller one visit per dict (it stays shared in the copy). Kept
-    at 8 levels: the exporter's queue byte estimate (batching.estimate_bytes) still walks
-    every path of a shared, acyclic structure.
+    Converting it costs the caller one visit per dict (it stays shared in the copy).
     """
     node: dict[str, Any] = {"leaf": "x"}
     for _ in range(levels):
@@ -118,7 +116,7 @@ def test_hostile_tags_are_dropped_not_fatal(rec: Recorder) -> None:
     "value",
     [
         pytest.param(_cyclic(), id="cyclic"),
-        pytest.param(_shared_fanout(), id="shared-4x-8-levels"),
+        pytest.param(_shared_fanout(), id="shared-4x-30-levels"),
         pytest.param({"obj": Unprintable(), "items": [Unprintable()] * 3}, id="unprintable"),
         pytest.param(list(range(100_000)), id="long-list"),
     ],
