@@ -522,7 +522,8 @@ class Serializer:
             return self._mark("<truncated: event size limit>")
         start = self.size
         try:
-            if issubclass(type(value), dict):
+            t = type(value)
+            if t is dict or (t is not list and issubclass(t, dict)):
                 out: Any = self._mapping(value, depth, ident)
             else:
                 out = self._sequence(value, depth, ident)
@@ -536,13 +537,16 @@ class Serializer:
 
     def _mapping(self, value: dict[Any, Any], depth: int, ident: int) -> Any:
         get = dict.get
-        lc, kind = get(value, "lc"), get(value, "type")
-        if type(lc) is int and lc == 1 and type(kind) is str and kind == "secret":
-            return REDACTED  # a LangChain-serialized secret
+        lc = get(value, "lc")
+        if lc is not None and type(lc) is int and lc == 1:
+            kind = get(value, "type")
+            if type(kind) is str and kind == "secret":
+                return REDACTED  # a LangChain-serialized secret
         n = dict.__len__(value)
         self.nodes += (n if n < MAX_ITEMS else MAX_ITEMS) + 1
         out: dict[str, Any] = {}
         convert = self._convert
+        string = self.string
         secret_key = _key_cache.get
         limit = self.max_bytes
         registered = False
@@ -558,19 +562,28 @@ class Serializer:
             if hidden is None:
                 hidden = is_secret_key(key)
             tv = type(v)
-            if hidden and v is not None and tv is not int and tv is not float and tv is not bool:
+            if tv is str:
+                if hidden:
+                    out[key] = REDACTED
+                    size += 12
+                elif len(v) < _SCAN_MIN and v.isascii():
+                    out[key] = v
+                    size += len(v) + 2
+                else:
+                    out[key] = string(v)
+            elif tv is bool or v is None or tv is int or tv is float:
+                out[key] = convert(v, depth + 1)  # numbers stay, even under a secret name
+            elif hidden:
                 out[key] = REDACTED
                 size += 12
-            elif tv is str and len(v) < _SCAN_MIN and v.isascii():
-                out[key] = v
-                size += len(v) + 2
-            elif tv is bool or v is None or tv is int or tv is float or tv is str:
-                out[key] = convert(v, depth + 1)
             else:
                 if not registered:  # only containers of containers can share or cycle
                     self._memo[ident] = (value, None, -1)
                     registered = True
-                out[key] = convert(v, depth + 1)
+                if (tv is dict or tv is list) and depth < MAX_DEPTH - 1:
+                    out[key] = self._container(v, depth + 1)
+                else:
+                    out[key] = convert(v, depth + 1)
         self.size += size + 2
         return out
 
@@ -615,7 +628,10 @@ class Serializer:
                 if not registered:
                     self._memo[ident] = (value, None, -1)
                     registered = True
-                append(convert(item, depth + 1))
+                if (ti is dict or ti is list) and depth < MAX_DEPTH - 1:
+                    append(self._container(item, depth + 1))
+                else:
+                    append(convert(item, depth + 1))
                 size += 1
         self.size += size
         return out
