@@ -404,17 +404,19 @@ class Serializer:
             self.size += len(text) + 2
             return text
         cap = self.max_bytes // 4
+        if n >= _BASE64_MIN:
+            text = self._strip_base64(text)  # one C-speed pass; media placeholders stay exact
+            n = len(text)
         if n > cap:  # nothing past ``cap`` characters can be sent: do not scan it
             text = text[: cap + 256]
         if n >= _SCAN_MIN:
-            if n >= _BASE64_MIN:
-                text = self._strip_base64(text)
             text = scrub(text, self.secrets)
         if not text.isascii():
             text = _clean_surrogates(text)
         size = _str_wire(text)
-        if size > cap or n > cap:
-            text = truncate_to_bytes(text, cap, n if n > cap else None)
+        cut = n > cap and len(text) > cap  # still the prefix of a longer original
+        if size > cap or cut:
+            text = truncate_to_bytes(text, cap, n if cut else None)
             size = _str_wire(text)
         self.size += size
         return text
