@@ -30,6 +30,10 @@ __all__ = [
 FRAMEWORK = "llama_index"
 
 _MASK = (1 << 128) - 1
+# An odd 128-bit constant (2**128 / golden ratio): stepping by it changes every hex digit
+# from one id to the next, so ids differ from their first characters on and a short prefix
+# tells them apart (``posthog-callbacks show --trace PREFIX``); odd keeps them unique.
+_STEP = 0x9E3779B97F4A7C15F39CC0605CEDC835
 _id_base = int.from_bytes(os.urandom(16), "big")
 _id_counter = itertools.count()
 
@@ -45,11 +49,11 @@ if hasattr(os, "register_at_fork"):
 
 
 def new_id() -> str:
-    """A unique UUID-shaped id: a random per-process base plus a counter.
+    """A unique UUID-shaped id: a random per-process base plus a counter times ``_STEP``.
 
     ``new_id()`` costs ~8 µs here; this ~1.5 µs, on a path taken ~6 times a query.
     """
-    h = "%032x" % ((_id_base + next(_id_counter)) & _MASK)
+    h = "%032x" % ((_id_base + next(_id_counter) * _STEP) & _MASK)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
