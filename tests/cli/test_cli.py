@@ -92,17 +92,20 @@ def test_demo_file_holds_the_expected_traces(
     assert gen.input[0]["role"] == "system" and "PostHog" in gen.input[0]["content"]
 
     graph = by_app["langgraph-agent"]
-    assert [
+    walked = [
         (d, s.name)
         for d, s in graph.walk()
         if s.kind != "span" or s.name in ("agent", "tools", "get_weather", "get_air_quality")
-    ] == [
+    ]
+    # the ToolNode runs both tool calls at once: either may start first
+    walked[4:6] = sorted(walked[4:6])
+    assert walked == [
         (0, "weather-agent"),
         (1, "agent"),
         (2, "DemoChatOpenAI"),
         (1, "tools"),
-        (2, "get_weather"),
         (2, "get_air_quality"),
+        (2, "get_weather"),
         (1, "agent"),
         (2, "DemoChatOpenAI"),
     ]
