@@ -1,0 +1,168 @@
+"""Worker-side translation cost: microseconds per event of ``span -> $ai_* event dict``.
+
+Times the function the exporter's batch processor calls for every span
+(``events._span_to_event_sized``, the ``Translate`` of ``batching.py``; ``span_to_event``
+is the same without the size) on realistic spans:
+
+* a LangChain-like chat generation: system + user messages, assistant output with a tool
+  call, usage with cache details, model parameters, run metadata and tags;
+* a chain span with dict input and output;
+* a manual trace root (short string input and output);
+
+then the mix (one of each) and a cProfile top-20 of the mix. Each figure is the best of
+several rounds (this machine class: 2 cores; run it alone).
+
+Usage::
+
+    .venv/bin/python bench/translation.py
+    .venv/bin/python bench/translation.py --no-profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+from posthog_callbacks.events import EventConfig, _span_to_event_sized
+from posthog_callbacks.spans import FinishedSpan, SpanKind, Usage
+
+TRACE = "7f3c2a10-5b9e-4c1d-8e2f-0a1b2c3d4e5f"
+CHAT = "0b7d3e51-2a4c-4f6e-9d8b-1c2e3f405162"
+CHAIN = "9e8d7c6b-5a49-4837-a261-504f3e2d1c0b"
+
+SYSTEM = (
+    "You are a helpful travel assistant for Acme Corp. Answer concisely, cite the tool "
+    "results you used, and never reveal internal pricing rules. Today is 2026-11-30."
+)
+QUESTION = "What's the weather like in Paris tomorrow, and should I pack an umbrella?"
+ANSWER = "Let me check the forecast for Paris first."
+
+CHAT_INPUT = [
+    {"role": "system", "content": SYSTEM},
+    {"role": "user", "content": QUESTION},
+]
+CHAT_OUTPUT = [
+    {
+        "role": "assistant",
+        "content": ANSWER,
+        "tool_calls": [
+            {
+                "type": "function",
+                "id": "call_Qm2xN8pLk3Vd7Rt1",
+                "function": {
+                    "name": "get_weather",
+                    "arguments": '{"city": "Paris", "date": "2026-12-01", "units": "metric"}',
+                },
+            }
+        ],
+    }
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather forecast for a city on a date.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "date": {"type": "string", "description": "ISO date"},
+                    "units": {"type": "string", "enum": ["metric", "imperial"]},
+                },
+                "required": ["city", "date"],
+            },
+        },
+    }
+]
+METADATA = {
+    "ls_provider": "openai",
+    "ls_model_name": "gpt-4o-mini",
+    "ls_model_type": "chat",
+    "ls_temperature": 0.2,
+    "user_tier": "pro",
+    "request_id": "req_8f2b9c4d1e7a",
+}
+
+
+def chat_generation() -> FinishedSpan:
+    return FinishedSpan(
+        TRACE, CHAT, CHAIN, SpanKind.GENERATION, "ChatOpenAI", 1_764_470_000.123456,
+        1_764_470_001.654321, framework="langchain", input=CHAT_INPUT, output=CHAT_OUTPUT,
+        model="gpt-4o-mini-2024-07-18", provider="openai",
+        usage=Usage(input_tokens=1234, output_tokens=56, total_tokens=1290,
+                    cache_read_tokens=1024, reasoning_tokens=0),
+        model_parameters={"temperature": 0.2, "max_tokens": 512, "stream": False,
+                          "model_name": "gpt-4o-mini", "n": 1},
+        tools=TOOLS, http_status=200, stop_reason="tool_calls", metadata=METADATA,
+        tags=("seq:step:2", "travel"), distinct_id="user_42",
+        session_id="sess-2026-11-30-abc", time_to_first_token=0.321,
+    )  # fmt: skip
+
+
+def chain_span() -> FinishedSpan:
+    return FinishedSpan(
+        TRACE, CHAIN, TRACE, SpanKind.SPAN, "RunnableSequence", 1_764_470_000.1,
+        1_764_470_002.2, framework="langchain",
+        input={"question": QUESTION, "city": "Paris", "history": [], "max_results": 3},
+        output={"answer": ANSWER, "sources": ["met.fr", "weather.com"], "confidence": 0.82},
+        metadata=METADATA, tags=("travel",), distinct_id="user_42",
+        session_id="sess-2026-11-30-abc",
+    )  # fmt: skip
+
+
+def trace_root() -> FinishedSpan:
+    return FinishedSpan(
+        TRACE, TRACE, None, SpanKind.SPAN, "plan-trip", 1_764_470_000.0, 1_764_470_003.0,
+        input=QUESTION, output="Pack an umbrella: rain is likely in Paris tomorrow.",
+        distinct_id="user_42",
+    )  # fmt: skip
+
+
+def best(fn: Callable[[], Any], number: int, rounds: int = 7) -> float:
+    """Best time per call in microseconds."""
+    return min(timeit.repeat(fn, number=number, repeat=rounds)) / number * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile top-20")
+    args = parser.parse_args()
+    cfg = EventConfig(
+        properties={"environment": "production", "app": "travel"},
+        secrets=("phc_benchProjectKey0123456789abcdef",),
+    )
+    private = EventConfig(privacy_mode=True, secrets=cfg.secrets)
+    spans = [chat_generation(), chain_span(), trace_root()]
+    mix = lambda: [_span_to_event_sized(s, cfg) for s in spans]  # noqa: E731
+
+    def per_event(span: FinishedSpan, config: EventConfig) -> float:
+        return best(lambda: _span_to_event_sized(span, config), 5_000)
+
+    rows = [
+        ("chat generation", per_event(spans[0], cfg)),
+        ("chat generation, privacy mode", per_event(spans[0], private)),
+        ("chain span (dict input/output)", per_event(spans[1], cfg)),
+        ("manual trace root", per_event(spans[2], cfg)),
+        ("mix, per event", best(mix, 2_000) / len(spans)),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    print("translation (events._span_to_event_sized), best of 7 rounds")
+    for name, us in rows:
+        print(f"  {name:<{width}}  {us:8.1f} us/event")
+    if not args.no_profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(3_000):
+            mix()
+        profiler.disable()
+        print("\ncProfile, 3,000 x the mix (3 events), top 20 by own time:")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
+if __name__ == "__main__":
+    main()
