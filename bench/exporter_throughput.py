@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.metadata
 import json
 import logging
 import os
@@ -142,9 +143,12 @@ def bench_exporter(server: Server, per_thread: int) -> Result:
     exporter = PosthogExporter(api_key=API_KEY, host=server.url)  # default settings
     before = server.events()
     process = time.process_time()
-    cpu, started = run_threads(
-        lambda t: [manual_trace(exporter, f"user-{t}") for _ in range(per_thread)]
-    )
+
+    def record(t: int) -> None:
+        for _ in range(per_thread):
+            manual_trace(exporter, f"user-{t}")
+
+    cpu, started = run_threads(record)
     exporter.flush(timeout=600)
     stats = exporter.stats()
     done = server.wait_for(before + stats.sent, timeout=30)
@@ -288,9 +292,11 @@ def stages(server: Server, n: int = 10_000) -> dict[str, float]:
     out["orjson encode, whole batch (sender)"] = best(lambda: [orjson.dumps(b) for b in events])
     bodies = [orjson.dumps(b) for b in events]
     for level in (1, 6, 9):
-        out[f"gzip level {level}{' (ours)' if level == 1 else ''}"] = best(
-            lambda level=level: [gzip.compress(b, compresslevel=level, mtime=0) for b in bodies]
-        )
+
+        def compress(level: int = level) -> list[bytes]:
+            return [gzip.compress(b, compresslevel=level, mtime=0) for b in bodies]
+
+        out[f"gzip level {level}{' (ours)' if level == 1 else ''}"] = best(compress)
     sink = PosthogSink(api_key=API_KEY, host=server.url)
     before = server.stats()
     out["PosthogSink.send, all included (sender)"] = best(lambda: [sink.send(b) for b in events])
@@ -312,9 +318,10 @@ def main() -> None:
     args = parser.parse_args()
     per_thread = 2_000 if args.quick else args.traces
 
+    sdk_version = importlib.metadata.version("posthog")
     print(
         f"# {platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, posthog {posthog.VERSION}, load average before: "
+        f"{os.cpu_count()} CPUs, posthog {sdk_version}, load average before: "
         f"{os.getloadavg()[0]:.2f}"
     )
     results: list[Result] = []

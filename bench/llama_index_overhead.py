@@ -82,10 +82,10 @@ def measure(batch: int, rounds: int) -> None:
         "recording only": PosthogExporter(sink=MemorySink(), enabled=False),
         "instrument()": PosthogExporter(sink=sink, max_queue_size=1_000_000),
     }
-    for exporter in exporters.values():  # warm up every path
-        with instrument(exporter):
+    for warm in exporters.values():  # warm up every path
+        with instrument(warm):
             run(engine, 20)
-        exporter.flush()
+        warm.flush()
     run(engine, 20)
     sink.clear()
     gc.collect()  # once: a full collection over the index's objects costs ~100 ms
@@ -96,7 +96,7 @@ def measure(batch: int, rounds: int) -> None:
     events = 0
     for _ in range(rounds):
         for variant in VARIANTS:
-            exporter = exporters.get(variant)
+            exporter: PosthogExporter | None = exporters.get(variant)
             handle = instrument(exporter) if exporter is not None else None
             w0, p0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
             run(engine, batch)

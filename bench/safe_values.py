@@ -24,13 +24,13 @@ from posthog_callbacks.events import EventConfig, span_to_event
 from posthog_callbacks.serialize import Serializer, scrub
 from posthog_callbacks.spans import FinishedSpan, SpanKind, snapshot
 
-MESSAGES = [
+MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You are a helpful assistant that answers briefly."},
     {"role": "user", "content": "What is the capital of France? Please answer in one word."},
     {"role": "assistant", "content": "Paris."},
     {"role": "user", "content": [{"type": "text", "text": "And of Germany?"}]},
 ]
-PROSE = " ".join(m["content"] for m in MESSAGES[:3])  # type: ignore[misc]
+PROSE = " ".join(str(m["content"]) for m in MESSAGES[:3])
 
 
 def best(fn: Callable[[], Any], number: int, rounds: int = 7) -> float:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pydantic
@@ -403,7 +404,7 @@ def test_any_value_becomes_valid_json() -> None:
     cyclic.append(cyclic)
     numpy = pytest.importorskip("numpy")
 
-    def gen() -> object:
+    def gen() -> Iterator[int]:
         yield 1
 
     g = gen()

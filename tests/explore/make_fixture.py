@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from posthog_callbacks.events import EventConfig, feedback_event, span_to_event
 from posthog_callbacks.spans import FinishedSpan, SpanKind, Usage
@@ -31,7 +32,11 @@ def sid(n: int) -> str:
 
 
 def spans() -> list[FinishedSpan]:
-    common = {"framework": "langchain", "distinct_id": "user-1", "session_id": "sess-1"}
+    common: dict[str, Any] = {
+        "framework": "langchain",
+        "distinct_id": "user-1",
+        "session_id": "sess-1",
+    }
     return [
         # rag: children finish first, as a handler would submit them
         FinishedSpan(

@@ -130,7 +130,7 @@ def test_ingestion_hosts_map_to_app_hosts(host: str, expected: str) -> None:
 def test_since_accepts_datetimes_timedeltas_and_strings() -> None:
     from datetime import datetime, timedelta, timezone
 
-    def since(value: object) -> object:
+    def since(value: Any) -> object:
         body = build_query(
             since=value, trace_id=None, session_id=None, distinct_id=None, limit=1, offset=0
         )

@@ -132,7 +132,7 @@ def test_google_vertexai_gemini_25_reasoning_is_billed_once(rec: Recorder) -> No
 def test_bedrock_converse_claude_cache_with_one_ttl(rec: Recorder) -> None:
     with VCR.use_cassette("bedrock_converse_claude_cache.yaml"):
         ChatBedrockConverse(
-            model="us.anthropic.claude-sonnet-4-20250514-v1:0",
+            model_id="us.anthropic.claude-sonnet-4-20250514-v1:0",
             region_name="us-east-1",
             aws_access_key_id="AKIDEXAMPLE",  # type: ignore[arg-type]
             aws_secret_access_key="example-secret",  # type: ignore[arg-type]

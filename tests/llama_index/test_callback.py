@@ -7,7 +7,9 @@ import asyncio
 import pytest
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.chat_engine.types import ChatMode, StreamingAgentChatResponse
 
 from posthog_callbacks import PosthogExporter
 from posthog_callbacks.llama_index import CallbackHandler, trace_context
@@ -67,7 +69,7 @@ def test_chat_engine(
 ) -> None:
     exporter.flush()
     exporter.sink.clear()  # type: ignore[union-attr]
-    engine = index.as_chat_engine(chat_mode="condense_plus_context")
+    engine = index.as_chat_engine(chat_mode=ChatMode.CONDENSE_PLUS_CONTEXT)
     assert str(engine.chat("hi")) == "forty two"
     got = events()
     assert len(check_trees(got)) == 1
@@ -85,6 +87,7 @@ def test_streaming_query_keeps_the_trace_open(
     exporter.sink.clear()  # type: ignore[union-attr]
     response = index.as_query_engine(streaming=True).query("What?")
     assert not [e for e in events() if e["event"] in ("$ai_trace", "$ai_generation")]
+    assert isinstance(response, (StreamingResponse, StreamingAgentChatResponse))
     assert "".join(response.response_gen) == "forty two"
     got = events()
     assert len(check_trees(got)) == 1  # the lazily started model call joined the query
@@ -169,7 +172,8 @@ def test_streaming_chat_engine_is_one_trace(
 ) -> None:
     exporter.flush()
     exporter.sink.clear()  # type: ignore[union-attr]
-    response = index.as_chat_engine(chat_mode=mode).stream_chat("hi")
+    response = index.as_chat_engine(chat_mode=ChatMode(mode)).stream_chat("hi")
+    assert isinstance(response, (StreamingResponse, StreamingAgentChatResponse))
     assert "".join(response.response_gen) == "forty two"
     if response.write_response_to_history_thread is not None:
         response.write_response_to_history_thread.join(timeout=5)
@@ -188,6 +192,7 @@ async def test_async_streaming_query(
     exporter.flush()
     exporter.sink.clear()  # type: ignore[union-attr]
     response = await index.as_query_engine(streaming=True).aquery("What?")
+    assert isinstance(response, AsyncStreamingResponse)
     assert "".join([t async for t in response.async_response_gen()]) == "forty two"
     got = events()
     assert len(check_trees(got)) == 1

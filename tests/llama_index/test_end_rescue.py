@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from llama_index.core import Settings, VectorStoreIndex
+from llama_index.core.base.response.schema import StreamingResponse
 
 from posthog_callbacks import PosthogExporter
 from posthog_callbacks.llama_index import CallbackHandler, InstrumentHandle
@@ -134,7 +135,8 @@ def test_stream_end_failure_still_finishes_the_trace(
 ) -> None:
     monkeypatch.setattr(_llama_runs, "record_stream_end", _boom)
     response = index.as_query_engine(streaming=True).query("What is the answer?")
-    assert "".join(response.response_gen) == "forty two"  # type: ignore[union-attr]
+    assert isinstance(response, StreamingResponse)
+    assert "".join(response.response_gen) == "forty two"
     assert instrumented.open_runs() == 0
     got = events()
     assert len(check_trees(got)) == 1

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
+from llama_index.core.chat_engine.types import ChatMode, StreamingAgentChatResponse
 
 from posthog_callbacks import PosthogExporter
 from posthog_callbacks.llama_index import InstrumentHandle, instrument, trace_context
@@ -74,7 +76,7 @@ def test_one_trace_per_top_level_call(
 def test_chat_engine(
     index: VectorStoreIndex, instrumented: InstrumentHandle, events: Events
 ) -> None:
-    engine = index.as_chat_engine(chat_mode="condense_plus_context")
+    engine = index.as_chat_engine(chat_mode=ChatMode.CONDENSE_PLUS_CONTEXT)
     assert str(engine.chat("hi")) == "forty two"
     got = events()
     check_trees(got)
@@ -95,6 +97,7 @@ def test_streaming_query_stays_open_until_the_stream_ends(
     response = index.as_query_engine(streaming=True).query("What is the answer?")
     before = events()
     assert [e["event"] for e in before if e["event"] in ("$ai_trace", "$ai_generation")] == []
+    assert isinstance(response, (StreamingResponse, StreamingAgentChatResponse))
     assert "".join(response.response_gen) == "forty two"
     got = events()
     check_trees(got)
@@ -235,7 +238,8 @@ def test_streaming_chat_engine_is_one_trace(
     index: VectorStoreIndex, instrumented: InstrumentHandle, events: Events, mode: str
 ) -> None:
     # The chat engine's writer thread reads the model stream after stream_chat returned.
-    response = index.as_chat_engine(chat_mode=mode).stream_chat("hi")
+    response = index.as_chat_engine(chat_mode=ChatMode(mode)).stream_chat("hi")
+    assert isinstance(response, (StreamingResponse, StreamingAgentChatResponse))
     assert "".join(response.response_gen) == "forty two"
     if response.write_response_to_history_thread is not None:
         response.write_response_to_history_thread.join(timeout=5)
@@ -255,6 +259,7 @@ async def test_async_streaming_query_is_one_trace_with_one_generation(
 ) -> None:
     # CustomLLM.astream_complete() calls stream_complete() lazily, from inside the stream
     response = await index.as_query_engine(streaming=True).aquery("What is the answer?")
+    assert isinstance(response, AsyncStreamingResponse)
     assert "".join([t async for t in response.async_response_gen()]) == "forty two"
     got = events()
     assert len(check_trees(got)) == 1
@@ -301,7 +306,9 @@ def test_llama_index_instrument_tags_name_the_user(
     door: str, index: VectorStoreIndex, exporter: PosthogExporter, events: Events
 ) -> None:
     from llama_index.core.callbacks import CallbackManager
-    from llama_index.core.instrumentation.dispatcher import instrument_tags
+    from llama_index.core.instrumentation import dispatcher as li_dispatcher
+
+    instrument_tags = li_dispatcher.instrument_tags  # type: ignore[attr-defined]  # not in __all__
 
     from posthog_callbacks.llama_index import CallbackHandler
 

@@ -526,7 +526,7 @@ def bad_value_spans() -> list[FinishedSpan]:
                 output={"v": value},
                 metadata={"m": value},
                 status=value,
-                http_status=Status.OK if i % 2 else value,
+                http_status=Status.OK if i % 2 else value,  # type: ignore[arg-type]  # hostile
                 model_parameters={"temperature": value},
                 stop_reason=value,
             )

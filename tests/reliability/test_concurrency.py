@@ -47,7 +47,9 @@ def lc_chain() -> Runnable[Any, Any]:
     on a thread pool in sync invokes, so parent links cross threads."""
     prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
     answer = (prompt | EchoChat() | StrOutputParser()).with_config(run_name="answer")
-    prep = RunnableLambda(lambda x: {"q": x["q"]}, name="prep")
+    prep: RunnableLambda[dict[str, str], dict[str, str]] = RunnableLambda(
+        lambda x: {"q": x["q"]}, name="prep"
+    )
     echo = RunnableLambda(lambda d: d["q"], name="echo")
     return prep | RunnableParallel(answer=answer, echo=echo)
 

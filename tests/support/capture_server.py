@@ -362,7 +362,12 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         started = time.thread_time()
         status, extra, body = owner._handle(
-            "POST", self.path, headers, raw, arrived, tuple(self.client_address[:2])
+            "POST",
+            self.path,
+            headers,
+            raw,
+            arrived,
+            (str(self.client_address[0]), int(self.client_address[1])),
         )
         with owner._cond:
             owner.counts["busy_us"] += int((time.thread_time() - started) * 1e6)
