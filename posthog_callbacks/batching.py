@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import itertools
 import logging
 import os
 import threading
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .sinks import Sink
+from .sizing import estimate_bytes as estimate_bytes  # re-exported: tests and callers use it
 from .spans import FinishedSpan
 from .tracing import WarnOnce
 
@@ -58,9 +58,6 @@ _SETTLE_SECONDS = 0.25
 DEFAULT_MAX_QUEUE_BYTES = 128 * 1024 * 1024
 """The queue's default byte budget: an 80,000-event burst of short chat spans (about
 1.3 KB each as estimated) fits with room to spare."""
-ITEM_OVERHEAD_BYTES = 1024
-"""Bytes counted per queued item on top of its content (the span tuple, its dicts, ids)."""
-_ROUGH_MAX_NODES = 10_000
 Item = FinishedSpan | dict[str, Any]
 Translate = Callable[[FinishedSpan], tuple[dict[str, Any], int]]
 """A finished span -> (PostHog event dict, estimated encoded bytes)."""
@@ -529,105 +526,6 @@ class BatchProcessor:
             self._counts_out["dropped_invalid"] += invalid
             self._processed += len(events)
             self._done.notify_all()
-
-
-# -- the byte estimate of a queued item -------------------------------------------------------
-
-
-def estimate_bytes(item: Item) -> int:
-    """Bytes ``item`` holds while queued: the text it carries plus a fixed overhead.
-
-    Runs on the caller's thread, so its work is bounded: a walk over at most
-    ``_ROUGH_MAX_NODES`` values that visits a shared container once (a snapshot may share
-    one object many times) and sums string lengths, 8 bytes per other leaf. An object is
-    looked into through its instance ``__dict__`` only (never its own methods). About a
-    microsecond or two for a short chat span.
-    """
-    if not isinstance(item, FinishedSpan):
-        return ITEM_OVERHEAD_BYTES + _rough_bytes(item)
-    total = ITEM_OVERHEAD_BYTES
-    for value in (item.input, item.output, item.metadata, item.model_parameters, item.tools):
-        if value is not None:
-            size = _small_bytes(value, 2)
-            total += size if size >= 0 else _rough_bytes(value)
-    if item.properties:
-        total += _rough_bytes(item.properties)
-    return total
-
-
-def _small_bytes(value: Any, depth: int) -> int:
-    """The fast path for small, shallow values (chat messages, parameters); -1 otherwise.
-
-    At most ``depth`` levels of containers of at most 32 items each, so its work is bounded
-    even when the levels share objects.
-    """
-    kind = type(value)
-    if kind is str:
-        return len(value) + 2
-    if value is None or kind is int or kind is float or kind is bool:
-        return 8
-    if depth == 0:
-        return -1
-    total = 0
-    if kind is dict:
-        if len(value) > 32:
-            return -1
-        for key, child in value.items():
-            size = _small_bytes(child, depth - 1)
-            if size < 0 or type(key) is not str:
-                return -1
-            total += size + len(key) + 3
-        return total
-    if kind is list or kind is tuple:
-        if len(value) > 32:
-            return -1
-        for child in value:
-            size = _small_bytes(child, depth - 1)
-            if size < 0:
-                return -1
-            total += size + 1
-        return total
-    return -1
-
-
-def _rough_bytes(value: Any) -> int:
-    """String lengths (and 8 per other leaf) over at most ``_ROUGH_MAX_NODES`` values."""
-    total = 0
-    stack = [value]
-    seen: set[int] = set()
-    budget = _ROUGH_MAX_NODES
-    while stack and budget > 0:
-        current = stack.pop()
-        budget -= 1
-        kind = type(current)
-        if kind is str or kind is bytes:
-            total += len(current) + 2
-            continue
-        if current is None or kind is int or kind is float or kind is bool:
-            total += 8
-            continue
-        key = id(current)
-        if key in seen:
-            continue
-        seen.add(key)
-        if isinstance(current, dict):
-            for k, v in itertools.islice(current.items(), budget):
-                stack.append(k)
-                stack.append(v)
-        elif isinstance(current, (list, tuple)):
-            stack.extend(current[:budget])
-        elif isinstance(current, (str, bytes)):
-            total += len(current) + 2
-        else:
-            try:  # instance attributes only: no __getattr__ or property of the object runs
-                attrs = object.__getattribute__(current, "__dict__")
-            except Exception:
-                attrs = None
-            if type(attrs) is dict:
-                stack.append(attrs)
-            else:
-                total += 8
-    return total
 
 
 # -- process-wide hooks: shutdown at exit, clean state in a forked child ---------------------

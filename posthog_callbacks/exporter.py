@@ -33,7 +33,7 @@ from .pricing import parse_prices
 from .serialize import Serializer
 from .sinks import DEFAULT_HOST, JsonlSink, PosthogSink, Sink
 from .spans import FinishedSpan, OpenSpan
-from .tracing import Recorder, RunRegistry, RunTable, WarnOnce
+from .tracing import DEFAULT_MAX_OPEN_RUN_BYTES, Recorder, RunRegistry, RunTable, WarnOnce
 
 __all__ = ["ExporterStats", "PosthogExporter", "as_exporter", "is_client"]
 
@@ -120,6 +120,11 @@ class PosthogExporter:
             wrapped client's ``enable_exception_autocapture``). Never in privacy mode.
         shutdown_timeout: Bound, in seconds, on :meth:`shutdown` (also at exit).
         open_run_ttl: Seconds after which a run that never ended is closed as an error.
+        max_open_run_bytes: Bound on the bytes runs still open hold (estimated from their
+            inputs, metadata and tools: 256 MiB by default, for all front doors together);
+            beyond it the oldest open runs are closed as errors
+            (``"evicted: open runs over the memory budget"``), sent and counted as
+            ``closed_orphans``.
         enabled: ``False`` makes every call a no-op.
 
     Raises:
@@ -152,6 +157,7 @@ class PosthogExporter:
         capture_exceptions: bool | None = None,
         shutdown_timeout: float = 10.0,
         open_run_ttl: float = 900.0,
+        max_open_run_bytes: int = DEFAULT_MAX_OPEN_RUN_BYTES,
         enabled: bool = True,
     ) -> None:
         self._warn = WarnOnce(log)
@@ -170,6 +176,7 @@ class PosthogExporter:
         self.max_batch_size = _positive("max_batch_size", max_batch_size, int)
         self.shutdown_timeout = _positive("shutdown_timeout", shutdown_timeout, float)
         self.open_run_ttl = _positive("open_run_ttl", open_run_ttl, float)
+        self.max_open_run_bytes = _positive("max_open_run_bytes", max_open_run_bytes, int)
         if (
             isinstance(sample_rate, bool)
             or not isinstance(sample_rate, (int, float))
@@ -221,7 +228,7 @@ class PosthogExporter:
             prices=parsed_prices,
         )
 
-        self._registry = RunRegistry()
+        self._registry = RunRegistry(self.max_open_run_bytes)
         self._manual = ManualTracer(self)
         self._registry.register(self._manual.runs)
         config = self._config

@@ -63,9 +63,12 @@ import weakref
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
+from .sizing import ITEM_OVERHEAD_BYTES, value_bytes
 from .spans import FinishedSpan, OpenSpan, SpanKind
 
 __all__ = [
+    "DEFAULT_MAX_OPEN_RUN_BYTES",
+    "EVICTED_OVER_BUDGET",
     "Recorder",
     "RootCompletion",
     "RunRegistry",
@@ -73,6 +76,7 @@ __all__ = [
     "TraceOwner",
     "WarnOnce",
     "child_span",
+    "open_span_bytes",
     "safe_text",
     "trace_owner",
 ]
@@ -80,6 +84,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
+
+DEFAULT_MAX_OPEN_RUN_BYTES = 256 * 1024 * 1024
+"""The default byte budget of one exporter's open runs (``max_open_run_bytes``)."""
+EVICTED_OVER_BUDGET = "evicted: open runs over the memory budget"
+"""The error of a run closed because the open runs held more than their byte budget."""
+_NO_KEY = object()
+_NOTHING = (0, 0)
+_OPENED = itertools.count()  # the order runs were opened in, across tables (next() is atomic)
 
 
 @runtime_checkable
@@ -253,15 +265,47 @@ def child_span(
 # -- the open-run table -----------------------------------------------------------------
 
 
+def open_span_bytes(span: OpenSpan) -> int:
+    """Estimated bytes an open run holds: its input, output, metadata, model parameters
+    and tools (see :mod:`posthog_callbacks.sizing`) plus a fixed overhead.
+
+    Properties and groups are left out: they are shared by every span of a trace (and
+    with the exporter's configuration), so counting them per span would count them again
+    and again.
+    """
+    return (
+        ITEM_OVERHEAD_BYTES
+        + value_bytes(span.input)
+        + value_bytes(span.output)
+        + value_bytes(span.metadata)
+        + value_bytes(span.model_parameters)
+        + value_bytes(span.tools)
+    )
+
+
 class RunTable(Generic[K]):
     """Thread-safe table of open runs, indexed by trace.
+
+    Once registered with an exporter (:meth:`RunRegistry.register`) the table also counts
+    an estimate of the bytes its runs hold, against the exporter's one budget for all its
+    tables (``max_open_run_bytes``): see :class:`RunRegistry`.
 
     Args:
         max_runs: Hard bound on open runs; adding beyond it evicts the oldest run, which
             is returned to the caller to be closed as an error.
     """
 
-    __slots__ = ("__weakref__", "_by_trace", "_lock", "_runs", "max_runs")
+    __slots__ = (
+        "__weakref__",
+        "_budget",
+        "_by_trace",
+        "_bytes",
+        "_lock",
+        "_runs",
+        "_sizes",
+        "_unsettled",
+        "max_runs",
+    )
 
     def __init__(self, max_runs: int = 100_000) -> None:
         # ``_runs`` is never rebound: RunRegistry keeps a reference to this very dict so the
@@ -270,28 +314,71 @@ class RunTable(Generic[K]):
         self._by_trace: dict[str, set[K]] = {}
         self._lock = threading.Lock()
         self.max_runs = max_runs
+        # The byte account (all under ``_lock``): estimate per open run and their sum.
+        self._budget: RunRegistry | None = None
+        self._sizes: dict[K, tuple[int, int]] = {}  # key -> (bytes, order opened)
+        self._bytes = 0
+        # Runs opened without an input: measured again at the next add, as front doors
+        # (LangChain) set the input right after opening the run. A deque: append and
+        # popleft need no lock.
+        self._unsettled: collections.deque[K] = collections.deque()
 
     def __len__(self) -> int:
         return len(self._runs)
+
+    @property
+    def held_bytes(self) -> int:
+        """Estimated bytes the open runs hold (0 until the table is registered)."""
+        return self._bytes
 
     def add(self, key: K, span: OpenSpan) -> list[OpenSpan]:
         """Register ``span`` under ``key``.
 
         Returns:
-            Runs evicted to respect ``max_runs`` (usually empty); the caller closes them.
+            Runs evicted to respect ``max_runs`` or the exporter's byte budget (usually
+            empty); the caller closes them. A run evicted for bytes already carries its
+            error (``"evicted: open runs over the memory budget"``).
         """
+        budget = self._budget
+        size = 0
+        settled: list[tuple[K, OpenSpan, int]] = []
+        if budget is not None:
+            # Measured outside the lock: the walk is bounded but not free.
+            size = open_span_bytes(span)
+            unsettled = self._unsettled
+            for _ in range(len(unsettled)):
+                try:
+                    old_key = unsettled.popleft()
+                except IndexError:  # pragma: no cover - another thread took it
+                    break
+                old = self._runs.get(old_key)
+                if old is not None:
+                    settled.append((old_key, old, open_span_bytes(old)))
         evicted: list[OpenSpan] = []
         with self._lock:
+            for old_key, old, old_size in settled:
+                held = self._sizes.get(old_key)
+                if held is not None and self._runs.get(old_key) is old:
+                    self._bytes += old_size - held[0]
+                    self._sizes[old_key] = (old_size, held[1])
             while len(self._runs) >= self.max_runs:
                 old = self._pop_locked(next(iter(self._runs)))
                 if old is not None:
                     evicted.append(old)
             self._runs[key] = span
+            if budget is not None:
+                self._bytes += size - self._sizes.get(key, _NOTHING)[0]
+                self._sizes[key] = (size, next(_OPENED))
             keys = self._by_trace.get(span.trace_id)
             if keys is None:
                 self._by_trace[span.trace_id] = {key}
             else:
                 keys.add(key)
+        if budget is not None:
+            if span.input is None:
+                self._unsettled.append(key)
+            if budget.max_bytes < budget.held_bytes():
+                evicted.extend(budget.evict_over_budget(self, key))
         return evicted
 
     def get(self, key: K | None) -> OpenSpan | None:
@@ -306,6 +393,7 @@ class RunTable(Generic[K]):
     def _pop_locked(self, key: K) -> OpenSpan | None:
         span = self._runs.pop(key, None)
         if span is not None:
+            self._bytes -= self._sizes.pop(key, _NOTHING)[0]
             keys = self._by_trace.get(span.trace_id)
             if keys is not None:
                 keys.discard(key)
@@ -319,7 +407,13 @@ class RunTable(Generic[K]):
             keys = self._by_trace.pop(trace_id, None)
             if not keys:
                 return []
-            return [span for key in keys if (span := self._runs.pop(key, None)) is not None]
+            spans = []
+            for key in keys:
+                span = self._runs.pop(key, None)
+                if span is not None:
+                    self._bytes -= self._sizes.pop(key, _NOTHING)[0]
+                    spans.append(span)
+            return spans
 
     def open_in_trace(self, trace_id: str) -> int:
         """How many runs of ``trace_id`` are still open."""
@@ -339,6 +433,8 @@ class RunTable(Generic[K]):
             spans = list(self._runs.values())
             self._runs.clear()
             self._by_trace.clear()
+            self._sizes.clear()
+            self._bytes = 0
             return spans
 
     def reset_after_fork(self) -> None:
@@ -350,6 +446,25 @@ class RunTable(Generic[K]):
         self._lock = threading.Lock()
         self._runs.clear()
         self._by_trace.clear()
+        self._sizes.clear()
+        self._bytes = 0
+        self._unsettled.clear()
+
+    def _oldest(self, keep: Any) -> tuple[int, K, OpenSpan] | None:
+        """The first-opened run other than the one under ``keep``, with its opening order."""
+        with self._lock:
+            for key, span in self._runs.items():
+                if key != keep:  # the first one, or the second when ``keep`` is first
+                    return self._sizes.get(key, _NOTHING)[1], key, span
+            return None
+
+    def _evict(self, key: K, span: OpenSpan) -> bool:
+        """Remove ``span`` if it is still open under ``key``."""
+        with self._lock:
+            if self._runs.get(key) is not span:
+                return False
+            self._pop_locked(key)
+            return True
 
 
 # -- root completion --------------------------------------------------------------------
@@ -430,26 +545,107 @@ class RunRegistry:
     table is collected while runs are still open (a cancelled ``ainvoke``, an abandoned
     stream, a handler made per call), its runs move here and are closed as unfinished by
     the next TTL sweep or at shutdown, like every other open run.
+
+    The registry is also the exporter's one byte budget for open runs (``max_bytes``),
+    shared by all its tables: a budget per table would multiply with the tables (one per
+    front door and per LlamaIndex handler), and one shared counter would need a lock of its
+    own on every run start and end. Instead each table keeps its own sum, under the lock it
+    already takes, and :meth:`RunTable.add` compares the sum over the tables (a handful of
+    integer reads) with the budget. Beyond it the oldest open runs, of whichever table,
+    are evicted and returned to the adding front door, which closes them as errors
+    (:data:`EVICTED_OVER_BUDGET`) like count evictions. Only the run being added is never
+    evicted, so one run larger than the whole budget is still recorded. Runs adopted from
+    a collected table are outside the budget until the next sweep closes them.
+
+    Args:
+        max_bytes: Byte budget of the open runs of every registered table.
     """
 
-    __slots__ = ("__weakref__", "_adopted", "_orphans", "_seq", "_tables")
+    __slots__ = (
+        "__weakref__",
+        "_adopted",
+        "_lock",
+        "_members",
+        "_orphans",
+        "_seq",
+        "_tables",
+        "_warn",
+        "max_bytes",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_OPEN_RUN_BYTES) -> None:
         self._tables: weakref.WeakSet[RunTable[Any]] = weakref.WeakSet()
         # Filled from weakref finalizers, which may run inside any allocation of any thread
         # (even one holding a RunTable lock): a deque append takes no lock of ours.
         self._adopted: collections.deque[dict[Any, OpenSpan]] = collections.deque()
         self._orphans: RunTable[int] = RunTable(max_runs=1 << 62)
         self._seq = itertools.count()
+        self.max_bytes = max_bytes
+        # The budgeted tables, read without a lock on every add (an immutable tuple,
+        # replaced whole under ``_lock`` when a table registers).
+        self._members: tuple[weakref.ref[RunTable[Any]], ...] = ()
+        self._lock = threading.Lock()
+        self._warn = WarnOnce(log)
         _registries.add(self)
 
     def register(self, table: RunTable[Any]) -> None:
-        """Sweep and drain ``table`` from now on (idempotent)."""
+        """Sweep and drain ``table`` from now on, within this budget (idempotent).
+
+        A table registered with two exporters counts against the first one's budget.
+        """
         if table in self._tables:
             return
         self._tables.add(table)
         finalizer = weakref.finalize(table, _hand_over, self._adopted, table._runs)
         finalizer.atexit = False
+        if table._budget is None:
+            table._budget = self
+            with self._lock:
+                live = [ref for ref in self._members if ref() is not None]
+                self._members = (*live, weakref.ref(table))
+
+    def held_bytes(self) -> int:
+        """Estimated bytes held by the open runs of every budgeted table."""
+        total = 0
+        for ref in self._members:
+            table = ref()
+            if table is not None:
+                total += table._bytes
+        return total
+
+    def evict_over_budget(self, adding: RunTable[Any], keep: Any) -> list[OpenSpan]:
+        """Evict the oldest open runs until the tables hold at most ``max_bytes``.
+
+        Never evicts the run under ``keep`` in ``adding`` (the one being added). Takes one
+        table's lock at a time. Returns the evicted runs, their error set.
+        """
+        evicted: list[OpenSpan] = []
+        while self.held_bytes() > self.max_bytes:
+            victim: tuple[int, Any, OpenSpan, RunTable[Any]] | None = None
+            for ref in self._members:
+                table = ref()
+                if table is None:
+                    continue
+                head = table._oldest(keep if table is adding else _NO_KEY)
+                if head is not None and (victim is None or head[0] < victim[0]):
+                    victim = (*head, table)
+            if victim is None:
+                break
+            _, key, span, table = victim
+            if table._evict(key, span):
+                if span.error is None:
+                    span.error = EVICTED_OVER_BUDGET
+                evicted.append(span)
+        if evicted:
+            self._warn(
+                "over-budget",
+                "posthog_callbacks: open runs hold more than max_open_run_bytes=%d (estimated): "
+                "the oldest are closed as errors (%r); runs that never end, or a very large "
+                "input? (counted as closed_orphans in exporter.stats())",
+                self.max_bytes,
+                EVICTED_OVER_BUDGET,
+            )
+        return evicted
 
     def _adopt(self) -> None:
         while self._adopted:
@@ -492,6 +688,7 @@ class RunRegistry:
         thread exists, so no lock a parent thread held at fork time is ever waited for.
         """
         self._adopted.clear()
+        self._lock = threading.Lock()
         self._orphans.reset_after_fork()
         for table in list(self._tables):
             table.reset_after_fork()

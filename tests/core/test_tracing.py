@@ -4,9 +4,11 @@ that outlive their owner."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.spans import FinishedSpan, OpenSpan, SpanKind
 from posthog_callbacks.tracing import (
+    EVICTED_OVER_BUDGET,
     Recorder,
     RootCompletion,
     RunRegistry,
@@ -21,6 +24,7 @@ from posthog_callbacks.tracing import (
     TraceOwner,
     WarnOnce,
     child_span,
+    open_span_bytes,
     safe_text,
     trace_owner,
 )
@@ -327,3 +331,130 @@ def test_a_fork_while_another_thread_holds_a_run_table_lock_gives_a_working_chil
         pytest.fail("the child hung on a lock copied held by fork()")
     assert os.waitstatus_to_exitcode(status) == 0
     assert [s.name for s in handler.runs.drain()] == ["parent-run"]  # the parent untouched
+
+
+# -- the byte budget of open runs -------------------------------------------------------
+
+
+def test_run_table_counts_the_bytes_its_runs_hold_and_gives_them_back() -> None:
+    registry = RunRegistry(max_bytes=1 << 40)
+    table: RunTable[str] = RunTable()
+    registry.register(table)
+    sizes = {}
+    for i, name in enumerate(["a", "b", "c", "d"]):
+        span = root(name, trace_id="t1" if i < 2 else f"t{i}")
+        span.input = "x" * (1000 * (i + 1))
+        span.metadata = {"k": "v" * 100}
+        sizes[name] = open_span_bytes(span)
+        assert 1000 * (i + 1) + 100 < sizes[name] < 1000 * (i + 1) + 2048
+        assert table.add(name, span) == []
+    assert table.held_bytes == registry.held_bytes() == sum(sizes.values())
+    table.pop("c")
+    assert table.held_bytes == sizes["a"] + sizes["b"] + sizes["d"]
+    assert {s.name for s in table.pop_trace("t1")} == {"a", "b"}
+    assert table.held_bytes == sizes["d"]
+    table.drain()
+    assert table.held_bytes == registry.held_bytes() == 0
+    stale = root("stale", start=0.0)
+    stale.input = "y" * 5000
+    table.add("stale", stale)
+    assert table.expired(60.0) == [stale]
+    assert table.held_bytes == 0
+
+
+def test_an_input_set_right_after_opening_is_counted_at_the_next_add() -> None:
+    # LangChain opens the run, then sets its input: the next add measures it again.
+    registry = RunRegistry(max_bytes=1 << 40)
+    table: RunTable[str] = RunTable()
+    registry.register(table)
+    first = root("first")
+    table.add("first", first)
+    first.input = "x" * 50_000
+    assert table.held_bytes < 2048
+    table.add("second", root("second", trace_id="t2"))
+    assert table.held_bytes == open_span_bytes(first) + open_span_bytes(root("second"))
+    table.add("third", root("third", trace_id="t3"))  # measured once more, never twice
+    assert table.held_bytes == open_span_bytes(first) + 2 * open_span_bytes(root("x"))
+
+
+def test_the_run_being_added_is_never_evicted_even_over_the_whole_budget() -> None:
+    registry = RunRegistry(max_bytes=10_000)
+    table: RunTable[str] = RunTable()
+    registry.register(table)
+    small = root("small")
+    assert table.add("small", small) == []
+    huge = root("huge", trace_id="t2")
+    huge.input = "x" * 50_000
+    assert table.add("huge", huge) == [small]
+    assert small.error == EVICTED_OVER_BUDGET
+    assert table.get("huge") is huge and len(table) == 1
+    assert registry.held_bytes() == open_span_bytes(huge)
+
+
+def test_open_runs_of_every_front_door_share_one_byte_budget_and_the_oldest_are_evicted() -> None:
+    """Runs that never end, with big inputs, through the manual API and a LangChain handler:
+    the exporter holds at most its byte budget, the oldest runs (of either front door) are
+    closed as errors with the reason, exported and counted; every other run stays intact."""
+    pytest.importorskip("langchain_core")
+    from posthog_callbacks.langchain import CallbackHandler
+
+    size = 200_000
+    budget = 2_000_000  # room for 9 such runs (each ~size + 1 KiB)
+    sink = MemorySink()
+    exporter = PosthogExporter(sink=sink, max_open_run_bytes=budget)
+    handler = CallbackHandler(exporter)
+    registry = exporter._registry
+    inputs: dict[str, str] = {}
+    opened: list[str] = []
+    handles = []
+    for i in range(40):
+        name = f"run-{i:02d}"
+        text = f"{name}:" + "x" * size
+        inputs[name] = text
+        opened.append(name)
+        if i % 2:
+            handler.on_chain_start({"name": name}, {"question": text}, run_id=uuid.uuid4())
+        else:
+            handles.append(exporter.trace(name=name, input=text))
+        open_spans = [
+            span
+            for table in (exporter.manual_runs, *registry._tables)
+            for span in list(table._runs.values())
+        ]
+        held = sum(open_span_bytes(span) for span in {id(s): s for s in open_spans}.values())
+        # The estimate stays within the budget; only the newest LangChain run's input is
+        # not counted yet (it is set after the run is opened, and measured at the next add).
+        assert registry.held_bytes() <= budget
+        assert held <= budget + size + 2048
+        stats = exporter.stats()
+        assert stats.open_runs + stats.closed_orphans == i + 1
+        assert stats.open_runs == len({id(s) for s in open_spans})
+    stats = exporter.stats()
+    # 9 runs fit the budget, plus the newest (a LangChain run whose input is not counted yet)
+    assert (stats.closed_orphans, stats.open_runs) == (30, 10)
+    evicted_count = stats.closed_orphans
+    assert exporter.flush()
+    # The oldest were evicted, in the order they were opened, whichever front door.
+    names = [e["properties"]["$ai_span_name"] for e in sink.events]
+    assert names == opened[:evicted_count]
+    for event in sink.events:
+        props = event["properties"]
+        assert props["$ai_is_error"] is True
+        assert props["$ai_error"] == EVICTED_OVER_BUDGET
+    for handle in handles:
+        handle.end()  # an evicted manual trace ends quietly; one still open ends normally
+    exporter.shutdown()
+    by_name = {e["properties"]["$ai_span_name"]: e["properties"] for e in sink.events}
+    assert sorted(by_name) == opened and len(sink.events) == 40
+    for name in opened[evicted_count:]:
+        props = by_name[name]
+        text = json.dumps(props.get("$ai_input_state", props.get("$ai_input")))
+        assert inputs[name] in text  # intact
+        if int(name[-2:]) % 2:  # the LangChain runs never ended: closed at shutdown
+            assert props["$ai_error"] == "run still open at shutdown"
+        else:
+            assert props.get("$ai_is_error") is not True
+    stats = exporter.stats()
+    n_lc_open = sum(1 for name in opened[evicted_count:] if int(name[-2:]) % 2)
+    assert stats.closed_orphans == evicted_count + n_lc_open
+    assert (stats.open_runs, stats.sent, stats.dropped) == (0, 40, 0)

@@ -1,0 +1,128 @@
+"""How many bytes a value holds, estimated cheaply on the caller's thread.
+
+Both memory budgets use it: the export queue's (``max_queue_bytes``, ``batching.py``) and
+the open runs' (``max_open_run_bytes``, ``tracing.py``). The estimate is the text a value
+carries (string lengths, 8 bytes per other leaf) from a bounded walk that visits a shared
+object once and never runs the value's own methods, plus a fixed overhead per span for the
+Python objects around it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+from .spans import FinishedSpan
+
+__all__ = ["ITEM_OVERHEAD_BYTES", "estimate_bytes", "value_bytes"]
+
+log = logging.getLogger(__name__)
+
+ITEM_OVERHEAD_BYTES = 1024
+"""Bytes counted per span on top of its content (the span object, its dicts, ids)."""
+_ROUGH_MAX_NODES = 10_000
+
+
+def estimate_bytes(item: FinishedSpan | dict[str, Any]) -> int:
+    """Bytes ``item`` holds while queued: the text it carries plus a fixed overhead.
+
+    Runs on the caller's thread, so its work is bounded: a walk over at most
+    ``_ROUGH_MAX_NODES`` values that visits a shared container once (a snapshot may share
+    one object many times) and sums string lengths, 8 bytes per other leaf. An object is
+    looked into through its instance ``__dict__`` only (never its own methods). About a
+    microsecond or two for a short chat span.
+    """
+    if not isinstance(item, FinishedSpan):
+        return ITEM_OVERHEAD_BYTES + _rough_bytes(item)
+    total = ITEM_OVERHEAD_BYTES
+    for value in (item.input, item.output, item.metadata, item.model_parameters, item.tools):
+        if value is not None:
+            total += value_bytes(value)
+    if item.properties:
+        total += _rough_bytes(item.properties)
+    return total
+
+
+def _small_bytes(value: Any, depth: int) -> int:
+    """The fast path for small, shallow values (chat messages, parameters); -1 otherwise.
+
+    At most ``depth`` levels of containers of at most 32 items each, so its work is bounded
+    even when the levels share objects.
+    """
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2
+    if value is None or kind is int or kind is float or kind is bool:
+        return 8
+    if depth == 0:
+        return -1
+    total = 0
+    if kind is dict:
+        if len(value) > 32:
+            return -1
+        for key, child in value.items():
+            size = _small_bytes(child, depth - 1)
+            if size < 0 or type(key) is not str:
+                return -1
+            total += size + len(key) + 3
+        return total
+    if kind is list or kind is tuple:
+        if len(value) > 32:
+            return -1
+        for child in value:
+            size = _small_bytes(child, depth - 1)
+            if size < 0:
+                return -1
+            total += size + 1
+        return total
+    return -1
+
+
+def _rough_bytes(value: Any) -> int:
+    """String lengths (and 8 per other leaf) over at most ``_ROUGH_MAX_NODES`` values."""
+    total = 0
+    stack = [value]
+    seen: set[int] = set()
+    budget = _ROUGH_MAX_NODES
+    while stack and budget > 0:
+        current = stack.pop()
+        budget -= 1
+        kind = type(current)
+        if kind is str or kind is bytes:
+            total += len(current) + 2
+            continue
+        if current is None or kind is int or kind is float or kind is bool:
+            total += 8
+            continue
+        key = id(current)
+        if key in seen:
+            continue
+        seen.add(key)
+        if isinstance(current, dict):
+            for k, v in itertools.islice(current.items(), budget):
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(current, (list, tuple)):
+            stack.extend(current[:budget])
+        elif isinstance(current, (str, bytes)):
+            total += len(current) + 2
+        else:
+            try:  # instance attributes only: no __getattr__ or property of the object runs
+                attrs = object.__getattribute__(current, "__dict__")
+            except Exception:
+                attrs = None
+            if type(attrs) is dict:
+                stack.append(attrs)
+            else:
+                total += 8
+    return total
+
+
+def value_bytes(value: Any) -> int:
+    """Bytes ``value`` holds (0 for ``None``): the fast path for small, shallow values,
+    else a walk over at most ``_ROUGH_MAX_NODES`` values."""
+    if value is None:
+        return 0
+    size = _small_bytes(value, 2)
+    return size if size >= 0 else _rough_bytes(value)
