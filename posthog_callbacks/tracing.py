@@ -9,16 +9,19 @@ for that, apart from reading its framework's payloads, lives here:
   ``Recorder`` and never import ``exporter.py``; ``exporter.as_exporter`` builds one from
   whatever the user passed.
 * :class:`RunTable` - the open-run table: run key -> span in flight, indexed by trace,
-  bounded (add-with-eviction). Parent links are resolved through it, never through ambient
-  context, so threads, asyncio tasks and ``batch()`` cannot cross wires.
+  bounded by count and, once registered, by the exporter's byte budget (add-with-eviction:
+  ``add`` returns the runs to close). Parent links are resolved through it, never through
+  ambient context, so threads, asyncio tasks and ``batch()`` cannot cross wires.
 * :func:`trace_owner` - who a trace belongs to (distinct id and session), one rule for all
   doors; :func:`child_span` - a child ``OpenSpan`` inheriting its parent's identity.
 * :class:`RootCompletion` - "finish the root when it has ended and its last open child
   (or stream) has ended", for doors whose root can end before its children.
 * :class:`WarnOnce` - log one warning per kind of failure, count the rest.
 * :class:`RunRegistry` - the exporter's side: the tables it sweeps (TTL) and drains at
-  shutdown. A table whose owner is garbage-collected while runs are open hands those runs
-  to the registry, so they are still closed as unfinished and counted.
+  shutdown, and their one byte budget (``max_open_run_bytes``; why one per exporter and
+  how it is kept without a new lock: see the class). A table whose owner is
+  garbage-collected while runs are open hands those runs to the registry, so they are
+  still closed as unfinished and counted.
 
 A front door typically does::
 
@@ -273,14 +276,11 @@ def open_span_bytes(span: OpenSpan) -> int:
     with the exporter's configuration), so counting them per span would count them again
     and again.
     """
-    return (
-        ITEM_OVERHEAD_BYTES
-        + value_bytes(span.input)
-        + value_bytes(span.output)
-        + value_bytes(span.metadata)
-        + value_bytes(span.model_parameters)
-        + value_bytes(span.tools)
-    )
+    total = ITEM_OVERHEAD_BYTES
+    for value in (span.input, span.output, span.metadata, span.model_parameters, span.tools):
+        if value is not None:
+            total += value_bytes(value)
+    return total
 
 
 class RunTable(Generic[K]):
