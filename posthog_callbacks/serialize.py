@@ -391,7 +391,7 @@ def _caches(secrets: tuple[str, ...]) -> _Caches:
     except TypeError:  # unhashable secrets: nothing is shared
         return {}, {}, {}
     if caches is None:
-        if len(_caches_by_secrets) >= 8:
+        if len(_caches_by_secrets) >= 4:
             _caches_by_secrets.clear()
         caches = _caches_by_secrets.setdefault(secrets, ({}, {}, {}))
     return caches
@@ -595,15 +595,14 @@ class Serializer:
         n = dict.__len__(value)
         self.nodes += (n if n < MAX_ITEMS else MAX_ITEMS) + 1
         out: dict[str, Any] = {}
-        convert = self._convert
-        string = self.string
         key_info = self._keys.get
         text = self._texts.get
-        limit = self.max_bytes
+        isfinite = math.isfinite
+        room = self.max_bytes - self.size  # recomputed after each call that adds to size
         registered = False
         size = 0
         for count, (k, v) in enumerate(dict.items(value)):
-            if count >= MAX_ITEMS or self.size + size > limit:
+            if size > room or count >= MAX_ITEMS:
                 out["<truncated>"] = f"{n - count} more keys"
                 size += 40
                 break
@@ -623,7 +622,8 @@ class Serializer:
                 else:
                     clean = text(v)
                     if clean is None:
-                        out[key] = string(v)
+                        out[key] = self.string(v)
+                        room = self.max_bytes - self.size
                     else:
                         out[key] = clean
                         size += len(clean) + 2
@@ -634,7 +634,8 @@ class Serializer:
                 out[key] = v
                 size += 5
             elif tv is float:
-                out[key] = convert(v, depth + 1)
+                out[key] = v if isfinite(v) else str(v)
+                size += 12
             elif hidden:
                 out[key] = REDACTED
                 size += 12
@@ -645,14 +646,15 @@ class Serializer:
                 if (tv is dict or tv is list) and depth < MAX_DEPTH - 1:
                     out[key] = self._container(v, depth + 1)
                 else:
-                    out[key] = convert(v, depth + 1)
+                    out[key] = self._convert(v, depth + 1)
+                room = self.max_bytes - self.size
         self.size += size + 2
         return out
 
     def _key_info(self, k: Any) -> tuple[str, bool]:
         key = self.key(k)
         info = (key, is_secret_key(key))
-        if type(k) is str and len(k) <= 4096:
+        if type(k) is str and len(k) <= MAX_KEY_CHARS:
             keys = self._keys
             if len(keys) >= _CACHE_MAX:
                 keys.clear()
