@@ -458,3 +458,41 @@ def test_open_runs_of_every_front_door_share_one_byte_budget_and_the_oldest_are_
     n_lc_open = sum(1 for name in opened[evicted_count:] if int(name[-2:]) % 2)
     assert stats.closed_orphans == evicted_count + n_lc_open
     assert (stats.open_runs, stats.sent, stats.dropped) == (0, 40, 0)
+
+
+def test_the_byte_account_stays_exact_while_threads_open_end_and_evict_runs() -> None:
+    registry = RunRegistry(max_bytes=200_000)
+    tables: list[RunTable[str]] = [RunTable(), RunTable()]
+    for table in tables:
+        registry.register(table)
+    evicted: list[OpenSpan] = []
+    ended: list[OpenSpan] = []
+    lock = threading.Lock()
+
+    def work(worker: int) -> None:
+        table = tables[worker % 2]
+        for i in range(300):
+            key = f"w{worker}-{i}"
+            span = root(key, trace_id=key)
+            span.input = "x" * (1000 + 37 * i)
+            out = table.add(key, span)
+            done = table.pop(f"w{worker}-{i - 1}") if i % 2 else None
+            with lock:
+                evicted.extend(out)
+                if done is not None:
+                    ended.append(done)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    still_open = [span for table in tables for span in table._runs.values()]
+    names = [s.name for s in evicted] + [s.name for s in ended] + [s.name for s in still_open]
+    assert sorted(names) == sorted(f"w{w}-{i}" for w in range(4) for i in range(300))
+    assert evicted and all(s.error == EVICTED_OVER_BUDGET for s in evicted)
+    assert registry.held_bytes() == sum(open_span_bytes(s) for s in still_open)
+    assert registry.held_bytes() <= 200_000 + open_span_bytes(max(still_open, key=open_span_bytes))
+    for table in tables:
+        table.drain()
+    assert registry.held_bytes() == 0
