@@ -297,6 +297,20 @@ def _private_parameters(params: Any) -> dict[str, Any]:
     return kept
 
 
+def _plain_tool_list(tools: Any) -> bool:
+    """Whether ``tools`` is a list of plain dicts (no LangChain secret markers), so
+    :func:`_private_tools` may read the names without converting every schema first."""
+    if type(tools) is not list and type(tools) is not tuple:
+        return False
+    for item in tools[:_MAX_TAGS]:
+        if type(item) is not dict or "lc" in item:
+            return False
+        function = item.get("function")
+        if function is not None and (type(function) is not dict or "lc" in function):
+            return False
+    return True
+
+
 def _private_tools(tools: Any) -> list[dict[str, Any]]:
     """Tool definitions reduced to their names (descriptions and schemas are free text)."""
     items = tools if isinstance(tools, (list, tuple)) else [tools]
@@ -446,7 +460,8 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
             _model_parameters(props, span.model_parameters, private, cfg, ser)
         if span.tools:
             if private:
-                props[schema.TOOLS] = ser.convert(_private_tools(ser.convert(span.tools)))
+                plain = span.tools if _plain_tool_list(span.tools) else ser.convert(span.tools)
+                props[schema.TOOLS] = ser.convert(_private_tools(plain))
             else:
                 props[schema.TOOLS] = _content(span.tools, cfg, ser)
         if span.time_to_first_token is not None:

@@ -100,3 +100,23 @@ def test_the_precheck_lets_every_marker_character_through(char: str) -> None:
         assert scrub(text) == text  # harmless text stays
     assert scrub(f"token: \u00e9 {OPENAI_KEY}") == f"token: \u00e9 {REDACTED}"
     assert scrub(f"\ud800 lone surrogate then {OPENAI_KEY}").endswith(REDACTED)
+
+
+def test_privacy_mode_tool_names_from_plain_dicts_are_scrubbed_and_schemas_dropped() -> None:
+    tools: list[Any] = [
+        {"type": "function", "function": {"name": OPENAI_KEY, "description": "x"}},
+        {"name": "search", "description": "free text", "input_schema": {"type": "object"}},
+        {"type": "function", "function": {"description": "no name"}},
+    ]
+    span = FinishedSpan(
+        "t", "s", "t", SpanKind.GENERATION, "chat", 1.0, 2.0, tools=tools, privacy_mode=True
+    )
+    assert span_to_event(span)["properties"]["$ai_tools"] == [
+        {"type": "function", "function": {"name": REDACTED}},
+        {"type": "function", "function": {"name": "search"}},
+    ]
+    marker = {"lc": 1, "type": "secret", "id": ["OPENAI_API_KEY"], "name": "leaked"}
+    hidden = span._replace(tools=[marker, {"function": {"name": "ok_tool"}}])
+    assert span_to_event(hidden)["properties"]["$ai_tools"] == [
+        {"type": "function", "function": {"name": "ok_tool"}}
+    ]
