@@ -380,8 +380,9 @@ _ITERABLES = frozenset(
 # send the same system prompt, tool definitions and history on every call, so a repeated
 # text costs one dict lookup instead of the secret scan. Bounded: cleared when full.
 _CACHE_MAX = 4096
-_Caches = tuple[dict[str, str], dict[str, tuple[str, bool]], dict[str, str]]
-"""Texts, mapping keys (as sent, whether they name a credential) and identifiers."""
+_Caches = tuple[dict[str, str], dict[str, tuple[str, bool, int]], dict[str, str]]
+"""Texts, mapping keys (as sent, whether they name a credential, bytes with their quotes,
+``": "`` and ``", "``) and identifiers."""
 _caches_by_secrets: dict[tuple[str, ...], _Caches] = {}
 
 
@@ -609,8 +610,8 @@ class Serializer:
             info = key_info(k) if type(k) is str else None  # a user __hash__ never runs
             if info is None:
                 info = self._key_info(k)
-            key, hidden = info
-            size += len(key) + 6  # quotes, ": " and ", "
+            key, hidden, key_size = info
+            size += key_size
             tv = type(v)
             if tv is str:
                 if hidden:
@@ -651,9 +652,9 @@ class Serializer:
         self.size += size + 2
         return out
 
-    def _key_info(self, k: Any) -> tuple[str, bool]:
+    def _key_info(self, k: Any) -> tuple[str, bool, int]:
         key = self.key(k)
-        info = (key, is_secret_key(key))
+        info = (key, is_secret_key(key), len(key) + 6)  # quotes, ": " and ", "
         if type(k) is str and len(k) <= MAX_KEY_CHARS:
             keys = self._keys
             if len(keys) >= _CACHE_MAX:
