@@ -8,6 +8,8 @@ is the same without the size) on realistic spans:
   call, usage with cache details, model parameters, run metadata and tags;
 * a chain span with dict input and output;
 * a manual trace root (short string input and output);
+* the chat generation with a user message and an answer never seen before (the cleaned
+  text caches miss on them);
 
 then the mix (one of each) and a cProfile top-20 of the mix. Each figure is the best of
 several rounds, in CPU time of the thread (this machine class: 2 cores).
@@ -124,6 +126,29 @@ def trace_root() -> FinishedSpan:
     )  # fmt: skip
 
 
+def fresh_texts(span: FinishedSpan, count: int, tag: str) -> list[FinishedSpan]:
+    """``count`` copies of a chat generation whose user message and answer are new text
+    (no cache of cleaned text helps with them; the system prompt and tools repeat)."""
+    out = []
+    for i in range(count):
+        user = {"role": "user", "content": f"{QUESTION} ({tag} {i})"}
+        answer = dict(CHAT_OUTPUT[0], content=f"{ANSWER} Noted {tag} {i}.")
+        out.append(span._replace(input=[CHAT_INPUT[0], user], output=[answer]))
+    return out
+
+
+def best_fresh(span: FinishedSpan, cfg: EventConfig, count: int = 2_000) -> float:
+    """Best thread CPU per event over rounds of spans with never-seen texts."""
+    results = []
+    for r in range(7):
+        spans = fresh_texts(span, count, f"round {r}")
+        start = time.thread_time()
+        for s in spans:
+            _span_to_event_sized(s, cfg)
+        results.append(time.thread_time() - start)
+    return min(results) / count * 1e6
+
+
 def best(fn: Callable[[], Any], number: int, rounds: int = 7) -> float:
     """Best thread CPU time per call in microseconds (CPU time: other processes on a
     shared 2-core box inflate wall time, not this)."""
@@ -149,6 +174,7 @@ def main() -> None:
     rows = [
         ("chat generation", per_event(spans[0], cfg)),
         ("chat generation, privacy mode", per_event(spans[0], private)),
+        ("chat generation, new user text + answer", best_fresh(spans[0], cfg)),
         ("chain span (dict input/output)", per_event(spans[1], cfg)),
         ("manual trace root", per_event(spans[2], cfg)),
         ("mix, per event", best(mix, 2_000) / len(spans)),
