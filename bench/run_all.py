@@ -171,7 +171,7 @@ def langchain_section(r: Run) -> list[str]:
         " `posthog.ai.langchain.CallbackHandler`,",
         "all in one run, rounds interleaved, median reported. Both recording handlers deliver"
         " to the",
-        "local capture server (`tests/capture_server.py`, its own process), so I/O is real"
+        "local capture server (`tests/support/capture_server.py`, its own process), so I/O is real"
         " but local.",
         "",
         "Three costs per invoke:",
