@@ -10,7 +10,7 @@ Each round records:
   end callback) and a manual trace that is never ended: both stay in their run tables
   until the exporter's TTL sweep closes them as errors.
 
-The capture server (``tests/capture_server.py``) runs in its own process, so its memory is
+The capture server (``tests/support/capture_server.py``) runs in its own process, so its memory is
 not ours. The producer paces itself on the exporter's queue (it waits while the queue is
 more than 80 % full): the soak measures memory, not drops (any drop is printed).
 
@@ -59,7 +59,7 @@ def rss_mb() -> float:
 
 
 class Server:
-    """``tests/capture_server.py`` in its own process (it only counts: keep is off)."""
+    """``tests/support/capture_server.py`` in its own process (it only counts: keep is off)."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
