@@ -287,6 +287,11 @@ class BatchProcessor:
                 self._done.wait(0.05 if remaining is None else min(remaining, 0.05))
         return True
 
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether :meth:`shutdown` has started."""
+        return self._shutdown
+
     def shutdown(self, timeout: float | None = None) -> None:
         """Run ``before_shutdown``, deliver what is queued within ``timeout``, stop.
 

@@ -443,6 +443,11 @@ class PosthogExporter:
         """
         return self._batcher.flush(timeout)
 
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether :meth:`shutdown` has run (later spans are dropped and counted)."""
+        return self._batcher.is_shut_down
+
     def shutdown(self, timeout: float | None = None) -> None:
         """Close open runs, deliver what is queued within ``timeout``, stop the worker.
 
@@ -463,6 +468,7 @@ class PosthogExporter:
 
 
 _client_exporters: dict[int, tuple[Any, PosthogExporter]] = {}
+_env_exporters: dict[tuple[str | None, str | None], PosthogExporter] = {}
 _client_lock = threading.Lock()
 
 
@@ -476,9 +482,10 @@ def as_exporter(target: Any = None) -> Recorder:
         target: A :class:`PosthogExporter` (used as is); a ``posthog.Posthog`` client (or
             anything with ``capture``, such as a ``MagicMock``), wrapped once as
             ``PosthogExporter(sink=client)`` and reused for later calls with the same
-            client; ``None`` for an exporter configured from ``POSTHOG_API_KEY`` /
-            ``POSTHOG_HOST``; or an exporter-like object with ``submit``, ``close_runs``,
-            ``is_sampled`` and ``register_runs`` (a test double, a wrapper).
+            client; ``None`` for the exporter configured from ``POSTHOG_API_KEY`` /
+            ``POSTHOG_HOST`` (one per configuration, made again after its shutdown); or an
+            exporter-like object with ``submit``, ``close_runs``, ``is_sampled`` and
+            ``register_runs`` (a test double, a wrapper).
 
     Raises:
         TypeError: ``target`` is none of these.
@@ -486,7 +493,14 @@ def as_exporter(target: Any = None) -> Recorder:
     if isinstance(target, PosthogExporter):
         return target
     if target is None:
-        return PosthogExporter()
+        # One exporter per environment configuration, like the posthog SDK's default client:
+        # a handler built per call (``CallbackHandler()``) must not start threads each time.
+        key = (os.environ.get("POSTHOG_API_KEY"), os.environ.get("POSTHOG_HOST"))
+        with _client_lock:
+            default = _env_exporters.get(key)
+            if default is None or default.is_shut_down:
+                default = _env_exporters[key] = PosthogExporter()
+            return default
     if is_client(target):
         with _client_lock:
             known = _client_exporters.get(id(target))

@@ -428,6 +428,18 @@ def test_as_exporter_accepts_what_every_front_door_accepts(
     from_env = as_exporter(None)
     assert isinstance(from_env, PosthogExporter)
     assert isinstance(from_env.sink, PosthogSink) and from_env.sink.api_key == "phc_from_env"
+    assert as_exporter(None) is from_env  # per-call handlers share it: no threads per call
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_other_project")
+    other = as_exporter(None)
+    assert isinstance(other, PosthogExporter) and other is not from_env
+    assert isinstance(other.sink, PosthogSink) and other.sink.api_key == "phc_other_project"
+    from_env.shutdown(timeout=0.1)
+    other.shutdown(timeout=0.1)
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_from_env")
+    renewed = as_exporter(None)
+    assert isinstance(renewed, PosthogExporter)
+    assert renewed is not from_env and not renewed.is_shut_down  # a shut-down one is replaced
+    renewed.shutdown(timeout=0.1)
 
     class Fake:
         def submit(self, span: Any) -> None: ...
