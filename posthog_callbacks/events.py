@@ -568,6 +568,35 @@ def _fit(event: dict[str, Any], limit: int) -> int:
 _DROPPED = "[dropped: event size limit]"
 
 
+def _trace_event_start(
+    trace_id: str, properties: Mapping[str, Any] | None, cfg: EventConfig
+) -> tuple[Serializer, str, dict[str, Any]]:
+    """Serializer, bounded trace id and base properties of an event about a whole trace."""
+    ser = Serializer(cfg.secrets, cfg.max_event_bytes)
+    trace_id = ser.ident(trace_id)
+    return ser, trace_id, _base(trace_id, "manual", None, cfg, ser, properties, None)
+
+
+def _trace_event(
+    event: str,
+    trace_id: str,
+    distinct_id: str | None,
+    props: dict[str, Any],
+    cfg: EventConfig,
+    ser: Serializer,
+    timestamp: float,
+) -> dict[str, Any]:
+    """The envelope of an event about a whole trace (``trace_id`` already bounded)."""
+    distinct_id = None if distinct_id is None else ser.ident(distinct_id)
+    return {
+        "event": event,
+        "distinct_id": _identity(distinct_id, trace_id, cfg, props),
+        "properties": props,
+        "timestamp": _iso(timestamp),
+        "uuid": str(uuid.uuid4()),
+    }
+
+
 def feedback_event(
     trace_id: str,
     *,
@@ -579,22 +608,13 @@ def feedback_event(
     timestamp: float,
 ) -> dict[str, Any]:
     """Build a ``$ai_feedback`` event for ``trace_id``."""
-    ser = Serializer(cfg.secrets, cfg.max_event_bytes)
-    trace_id = ser.ident(trace_id)
-    distinct_id = None if distinct_id is None else ser.ident(distinct_id)
-    props = _base(trace_id, "manual", None, cfg, ser, properties, None)
+    ser, trace_id, props = _trace_event_start(trace_id, properties, cfg)
     private = cfg.privacy_mode
     if text is not None and not private:
         props[schema.FEEDBACK_TEXT] = _free_text(str(text), cfg, ser)
     if score is not None and (_is_number(score) or not private):
         props[schema.FEEDBACK_SCORE] = score if _is_number(score) else _free_text(score, cfg, ser)
-    return {
-        "event": schema.FEEDBACK,
-        "distinct_id": _identity(distinct_id, trace_id, cfg, props),
-        "properties": props,
-        "timestamp": _iso(timestamp),
-        "uuid": str(uuid.uuid4()),
-    }
+    return _trace_event(schema.FEEDBACK, trace_id, distinct_id, props, cfg, ser, timestamp)
 
 
 def metric_event(
@@ -608,20 +628,11 @@ def metric_event(
     timestamp: float,
 ) -> dict[str, Any]:
     """Build a ``$ai_metric`` event for ``trace_id``."""
-    ser = Serializer(cfg.secrets, cfg.max_event_bytes)
-    trace_id = ser.ident(trace_id)
-    distinct_id = None if distinct_id is None else ser.ident(distinct_id)
-    props = _base(trace_id, "manual", None, cfg, ser, properties, None)
+    ser, trace_id, props = _trace_event_start(trace_id, properties, cfg)
     # The name is a label the developer chose (an identifier, like a span name): always sent.
     props[schema.METRIC_NAME] = _text(name, ser)
     if _is_number(value):
         props[schema.METRIC_VALUE] = value
     elif not cfg.privacy_mode:
         props[schema.METRIC_VALUE] = _free_text(value, cfg, ser)
-    return {
-        "event": schema.METRIC,
-        "distinct_id": _identity(distinct_id, trace_id, cfg, props),
-        "properties": props,
-        "timestamp": _iso(timestamp),
-        "uuid": str(uuid.uuid4()),
-    }
+    return _trace_event(schema.METRIC, trace_id, distinct_id, props, cfg, ser, timestamp)
