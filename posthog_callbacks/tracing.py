@@ -72,6 +72,7 @@ from .spans import FinishedSpan, OpenSpan, SpanKind
 __all__ = [
     "DEFAULT_MAX_OPEN_RUN_BYTES",
     "EVICTED_OVER_BUDGET",
+    "OWNER_KEYS",
     "Recorder",
     "RootCompletion",
     "RunRegistry",
@@ -197,6 +198,8 @@ class TraceOwner(NamedTuple):
 
 _USER_KEYS = ("user_id", "userId")
 _SESSION_KEYS = ("session_id", "sessionId", "thread_id")
+OWNER_KEYS = frozenset(_USER_KEYS + _SESSION_KEYS)
+"""Run metadata keys :func:`trace_owner` reads (a door may skip the call when none is set)."""
 
 
 def _first(metadata: Any, keys: tuple[str, ...]) -> str | None:

@@ -21,7 +21,7 @@ from langchain_core.callbacks.base import BaseCallbackHandler
 
 from ..exporter import as_exporter
 from ..spans import OpenSpan, SpanKind
-from ..tracing import Recorder, RunTable, WarnOnce, child_span, trace_owner
+from ..tracing import OWNER_KEYS, Recorder, RunTable, WarnOnce, child_span, trace_owner
 from . import convert as cv
 from . import model as lm
 
@@ -30,8 +30,6 @@ __all__ = ["CallbackHandler"]
 log = logging.getLogger(__name__)
 
 _MAX_SKIPPED = 100_000
-# Run metadata keys that name the trace's owner (see tracing.trace_owner).
-_OWNER_KEYS = frozenset({"user_id", "userId", "session_id", "sessionId", "thread_id"})
 _LEFTOVER_REASONS = {
     "cancelled": "cancelled: the trace was cancelled before this run ended",
     "abandoned": "abandoned: the stream was closed before this run ended",
@@ -586,7 +584,7 @@ class CallbackHandler(BaseCallbackHandler):
         properties = self._properties
         user_md = None
         if metadata:
-            if not metadata.keys().isdisjoint(_OWNER_KEYS):
+            if not metadata.keys().isdisjoint(OWNER_KEYS):
                 owner_ = trace_owner(metadata, distinct_id=distinct_id, session_id=session_id)
                 if parent is not None and owner_.distinct_id != distinct_id:
                     # a user id set below the root: the trace (its open ancestors) is theirs
