@@ -312,6 +312,26 @@ def throughput_section(r: Run) -> list[str]:
 
 BEFORE = """## Before (kept for comparison)
 
+### Before the fast paths (2026-11-30, morning)
+
+Measured by this script on an idle machine after the fast transport and the byte budget,
+before the serializer's orjson fast path and the caller-side cuts:
+
+| what | figure |
+|---|---:|
+| 80k burst: arrived / dropped | 80,000 / 0 |
+| 80k burst: events/s end to end | 5,539 |
+| 80k burst: process µs/event | 190.4 |
+| 80k burst: caller µs/span, 4 threads | 98.8 |
+| manual API per span (trace + generation), one thread | 74.3 µs |
+| front door finish() + submit() per span | 7.9 µs |
+| translate span -> event (bench/translation.py, the chat generation) | 69 µs |
+| LangChain per invoke: ours / PostHog's / no-op, process CPU | +1,058 / +3,296 / +8 µs (0.32x) |
+| LangChain per invoke: ours, caller CPU | +565 µs |
+| LlamaIndex `instrument()`: CPU per query vs none (min) | 1.302x |
+
+### Before the fast transport (2026-11-26)
+
 Measured on 2026-11-26 before the fast transport and the byte budget (SDK `batch_post`,
 10,000-item queue), same machine class. The 80k burst as filed in issue 12: **63,240
 dropped as queue-full**, 16,760 arrived at about 4.7k events/s, about 240 µs of process CPU
