@@ -21,12 +21,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from .spans import OpenSpan, SpanKind, Usage, error_text, snapshot
+from .spans import OpenSpan, SpanKind, Usage, error_text, new_id, snapshot
 from .tracing import Recorder, RunTable, WarnOnce, child_span, safe_text
 from .usage import normalize_provider, usage_from_mapping
 
@@ -35,6 +34,7 @@ __all__ = ["ManualTracer", "SpanHandle", "TraceHandle"]
 log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # kept as they are by snapshot()
 
 
 class ManualTracer:
@@ -77,14 +77,15 @@ class ManualTracer:
         properties: Any = None,
     ) -> TraceHandle:
         """Open a trace (see ``PosthogExporter.trace``); never raises."""
+        # Plain strings and None (the usual arguments) skip the cleaning calls.
         tid = None
-        if trace_id is not None and trace_id != "":
+        if trace_id is not None and not (isinstance(trace_id, str) and not trace_id):
             tid = safe_text(trace_id)
             if tid is None:
                 self.bad("trace_id", trace_id)
         shared = False
         if tid is None:
-            tid = str(uuid.uuid4())
+            tid = new_id()
             registered = False
         else:
             with self._lock:
@@ -93,17 +94,21 @@ class ManualTracer:
                 shared = count > 0
             registered = True
         span = OpenSpan(
-            trace_id=tid,
-            span_id=str(uuid.uuid4()) if shared else tid,
-            parent_id=tid if shared else None,
-            kind=SpanKind.SPAN if shared else SpanKind.TRACE,
-            name=self.text("name", name) or "trace",
-            input=snapshot(input),
-            distinct_id=self.text("distinct_id", distinct_id),
-            session_id=self.text("session_id", session_id),
-            metadata=self.mapping("metadata", metadata),
-            tags=self.tags(tags),
-            properties=self.mapping("properties", properties),
+            tid,
+            new_id() if shared else tid,
+            tid if shared else None,
+            SpanKind.SPAN if shared else SpanKind.TRACE,
+            name if type(name) is str and name else (self.text("name", name) or "trace"),
+            input=input if type(input) in _SCALARS else snapshot(input),
+            distinct_id=distinct_id
+            if type(distinct_id) is str and distinct_id
+            else self.text("distinct_id", distinct_id),
+            session_id=session_id
+            if type(session_id) is str and session_id
+            else self.text("session_id", session_id),
+            metadata=None if metadata is None else self.mapping("metadata", metadata),
+            tags=() if tags is None else self.tags(tags),
+            properties=None if properties is None else self.mapping("properties", properties),
         )
         return TraceHandle(self, span, None, registered)
 
@@ -141,7 +146,7 @@ class ManualTracer:
                 if name is None:
                     self.bad(argument + " key", key)
                     continue
-                out[name] = snapshot(item)
+                out[name] = item if type(item) in _SCALARS else snapshot(item)
             return out or None
         except Exception:
             self.bad(argument, value)
@@ -229,17 +234,13 @@ class SpanHandle:
                 s.input = snapshot(input)
             if output is not _UNSET:
                 s.output = snapshot(output)
-            for field, value in (
-                ("name", name),
-                ("model", model),
-                ("status", status),
-                ("base_url", base_url),
-                ("stop_reason", stop_reason),
-            ):
-                if value is not None:
-                    text = t.text(field, value)
-                    if text is not None:
-                        setattr(s, field, text)
+            if name is not None or model is not None or status is not None:
+                self._set_text("name", name)
+                self._set_text("model", model)
+                self._set_text("status", status)
+            if base_url is not None or stop_reason is not None:
+                self._set_text("base_url", base_url)
+                self._set_text("stop_reason", stop_reason)
             if provider is not None:
                 s.provider = normalize_provider(t.text("provider", provider)) or s.provider
             if usage is not None:
@@ -269,6 +270,12 @@ class SpanHandle:
             self._tracer.warn("update", "posthog_callbacks: span update failed", exc_info=True)
         return self
 
+    def _set_text(self, field: str, value: Any) -> None:
+        if value is not None:
+            text = self._tracer.text(field, value)
+            if text is not None:
+                setattr(self._span, field, text)
+
     def _usage(self, usage: Any) -> Usage | None:
         if isinstance(usage, Usage):
             return usage
@@ -297,13 +304,22 @@ class SpanHandle:
         tools: Any = None,
     ) -> SpanHandle:
         t = self._tracer
-        span = child_span(self._span, str(uuid.uuid4()), kind, t.text("name", name) or kind.value)
-        span.input = snapshot(input)
-        span.metadata = t.mapping("metadata", metadata)
-        span.model = t.text("model", model)
-        span.provider = normalize_provider(t.text("provider", provider))
-        span.model_parameters = t.mapping("model_parameters", model_parameters)
-        span.tools = snapshot(tools)
+        if type(name) is not str or not name:
+            name = t.text("name", name) or kind.value
+        span = child_span(self._span, new_id(), kind, name)
+        # Only what was given is set (the rest keeps the span's defaults, all None).
+        if input is not None:
+            span.input = input if type(input) in _SCALARS else snapshot(input)
+        if metadata is not None:
+            span.metadata = t.mapping("metadata", metadata)
+        if model is not None:
+            span.model = model if type(model) is str and model else t.text("model", model)
+        if provider is not None:
+            span.provider = normalize_provider(t.text("provider", provider))
+        if model_parameters is not None:
+            span.model_parameters = t.mapping("model_parameters", model_parameters)
+        if tools is not None:
+            span.tools = snapshot(tools)
         root = self._root if self._root is not None else self
         return SpanHandle(t, span, root)  # type: ignore[arg-type]
 
@@ -410,13 +426,16 @@ class TraceHandle(SpanHandle):
 
     def _finish(self, output: Any, error: Any) -> None:
         """End the trace; any child still open is closed as an error first."""
-        runs = self._tracer.runs
-        leftovers = [
-            span for span_id in self._open.copy() if (span := runs.pop(span_id)) is not None
-        ]
-        self._open.clear()
-        if leftovers:
-            self._tracer.recorder.close_runs(leftovers, "span never ended (its trace ended first)")
+        if self._open:
+            runs = self._tracer.runs
+            leftovers = [
+                span for span_id in self._open.copy() if (span := runs.pop(span_id)) is not None
+            ]
+            self._open.clear()
+            if leftovers:
+                self._tracer.recorder.close_runs(
+                    leftovers, "span never ended (its trace ended first)"
+                )
         try:
             super()._finish(output, error)
         finally:
