@@ -211,8 +211,15 @@ class BatchProcessor:
         with self._lock:  # called from many threads: += alone can lose counts
             self._counts_in[bucket] += n
 
-    def enqueue(self, item: Item) -> None:
-        """Queue ``item``; never blocks. Drops (counted) when full or shut down."""
+    def enqueue(self, item: Item, size: int | None = None) -> None:
+        """Queue ``item``; never blocks. Drops (counted) when full or shut down.
+
+        Args:
+            item: A finished span or an event dict.
+            size: ``estimate_bytes(item)`` when the caller already knows it (the manual
+                API keeps the estimate it made for the open-run budget); measured here
+                otherwise.
+        """
         if not self.enabled:
             return
         if self._shutdown:
@@ -220,7 +227,8 @@ class BatchProcessor:
             return
         if self._pid != os.getpid():
             self._after_fork()
-        size = estimate_bytes(item)
+        if size is None:
+            size = estimate_bytes(item)
         with self._lock:
             full = len(self._queue) >= self.max_queue_size
             over = self._queued_bytes + size > self.max_queue_bytes

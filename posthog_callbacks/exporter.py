@@ -229,7 +229,7 @@ class PosthogExporter:
         )
 
         self._registry = RunRegistry(self.max_open_run_bytes)
-        self._manual = ManualTracer(self)
+        self._manual = ManualTracer(self, self._submit)
         self._registry.register(self._manual.runs)
         config = self._config
         self._batcher = BatchProcessor(
@@ -309,11 +309,16 @@ class PosthogExporter:
 
     def submit(self, span: FinishedSpan) -> None:
         """Queue a finished span for export. Never blocks, never raises."""
+        self._submit(span, None)
+
+    def _submit(self, span: FinishedSpan, size: int | None) -> None:
+        """:meth:`submit` with the span's byte estimate when the caller has it (the manual
+        API), else ``None`` (measured by the queue)."""
         try:
-            if not self.is_sampled(span.trace_id):
+            if self.sample_rate < 1.0 and not self.is_sampled(span.trace_id):
                 self._batcher.count("not_sampled")
                 return
-            self._batcher.enqueue(span)
+            self._batcher.enqueue(span, size)
         except Exception:  # pragma: no cover - defensive
             self._warn("submit", "posthog_callbacks: failed to record a span", exc_info=True)
 

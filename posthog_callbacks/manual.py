@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from .spans import OpenSpan, SpanKind, Usage, error_text, new_id, snapshot
-from .tracing import Recorder, RunTable, WarnOnce, child_span, safe_text
+from .sizing import value_bytes
+from .spans import FinishedSpan, OpenSpan, SpanKind, Usage, error_text, new_id, snapshot
+from .tracing import Recorder, RunTable, WarnOnce, child_span, open_span_bytes, safe_text
 from .usage import normalize_provider, usage_from_mapping
 
 __all__ = ["ManualTracer", "SpanHandle", "TraceHandle"]
@@ -43,12 +44,18 @@ class ManualTracer:
     Args:
         recorder: Where finished spans go. The caller registers :attr:`runs` with it (the
             exporter does so without starting its worker).
+        submit: Queues a finished span with its byte estimate (``sizing.estimate_bytes``),
+            which a handle keeps from the open-run budget's measurement so the span's
+            content is walked once; ``None`` submits through ``recorder.submit``.
     """
 
-    __slots__ = ("_active", "_lock", "recorder", "runs", "warn")
+    __slots__ = ("_active", "_lock", "_submit", "recorder", "runs", "warn")
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(
+        self, recorder: Recorder, submit: Callable[[FinishedSpan, int | None], None] | None = None
+    ) -> None:
         self.recorder = recorder
+        self._submit = submit
         self.runs: RunTable[str] = RunTable()
         self.warn = WarnOnce(log)
         self._active: dict[str, int] = {}  # trace id -> manual roots active with it
@@ -111,6 +118,13 @@ class ManualTracer:
             properties=None if properties is None else self.mapping("properties", properties),
         )
         return TraceHandle(self, span, None, registered)
+
+    def submit(self, span: FinishedSpan, size: int | None) -> None:
+        """Queue ``span``; ``size`` is its byte estimate, if known."""
+        if self._submit is not None:
+            self._submit(span, size)
+        else:
+            self.recorder.submit(span)
 
     def release(self, trace_id: str) -> None:
         """A root started with an explicit ``trace_id`` ended."""
@@ -180,14 +194,18 @@ class SpanHandle:
     the span (and its trace) as errors and propagates.
     """
 
-    __slots__ = ("_ended", "_root", "_span", "_tracer")
+    __slots__ = ("_ended", "_held", "_root", "_span", "_tracer")
 
     def __init__(self, tracer: ManualTracer, span: OpenSpan, root: TraceHandle | None) -> None:
         self._tracer = tracer
         self._span = span
         self._root = root
         self._ended = False
-        evicted = tracer.runs.add(span.span_id, span)
+        # The open-run budget's estimate of the span (its content but the output), kept
+        # for the queue's estimate at the end; -1 once input, metadata, model parameters
+        # or tools were replaced (the queue then measures the finished span itself).
+        self._held = open_span_bytes(span)
+        evicted = tracer.runs.add(span.span_id, span, self._held)
         if root is not None:
             root._open.add(span.span_id)
         if evicted:
@@ -231,6 +249,7 @@ class SpanHandle:
             s = self._span
             t = self._tracer
             if input is not _UNSET:
+                self._held = -1
                 s.input = snapshot(input)
             if output is not _UNSET:
                 s.output = snapshot(output)
@@ -246,12 +265,15 @@ class SpanHandle:
             if usage is not None:
                 s.usage = self._usage(usage) or s.usage
             if model_parameters is not None:
+                self._held = -1
                 params = t.mapping("model_parameters", model_parameters)
                 if params is not None:
                     s.model_parameters = params
             if tools is not None:
+                self._held = -1
                 s.tools = snapshot(tools)
             if metadata is not None:
+                self._held = -1
                 extra = t.mapping("metadata", metadata)
                 if extra:
                     s.metadata = {**(s.metadata or {}), **extra}
@@ -379,7 +401,15 @@ class SpanHandle:
             if s.error is not None and root._span.error is None:
                 root._span.error = f"span {s.name!r} failed: {s.error}"
         if self._tracer.runs.pop(s.span_id) is s:
-            self._tracer.recorder.submit(s.finish())
+            held = self._held
+            size = None
+            if held >= 0:
+                # The estimate of a finished span (sizing.estimate_bytes) is the open-run
+                # estimate plus its output and properties.
+                size = held + value_bytes(s.output)
+                if s.properties:
+                    size += value_bytes(s.properties)
+            self._tracer.submit(s.finish(), size)
 
     def __enter__(self) -> SpanHandle:
         return self

@@ -43,7 +43,7 @@ def estimate_bytes(item: FinishedSpan | dict[str, Any]) -> int:
     if item.tools is not None:
         total += value_bytes(item.tools)
     if item.properties:
-        total += _rough_bytes(item.properties)
+        total += value_bytes(item.properties)
     return total
 
 

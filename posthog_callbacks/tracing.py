@@ -334,8 +334,14 @@ class RunTable(Generic[K]):
         """Estimated bytes the open runs hold (0 until the table is registered)."""
         return self._bytes
 
-    def add(self, key: K, span: OpenSpan) -> list[OpenSpan]:
+    def add(self, key: K, span: OpenSpan, size: int | None = None) -> list[OpenSpan]:
         """Register ``span`` under ``key``.
+
+        Args:
+            key: The run's key in this table.
+            span: The run.
+            size: ``open_span_bytes(span)`` when the caller already measured it (the
+                manual API reuses it for the queue's estimate); measured here otherwise.
 
         Returns:
             Runs evicted to respect ``max_runs`` or the exporter's byte budget (usually
@@ -343,33 +349,35 @@ class RunTable(Generic[K]):
             error (``"evicted: open runs over the memory budget"``).
         """
         budget = self._budget
-        size = 0
         settled: list[tuple[K, OpenSpan, int]] = []
         if budget is not None:
             # Measured outside the lock: the walk is bounded but not free.
-            size = open_span_bytes(span)
+            if size is None:
+                size = open_span_bytes(span)
             unsettled = self._unsettled
-            for _ in range(len(unsettled)):
-                try:
-                    old_key = unsettled.popleft()
-                except IndexError:  # pragma: no cover - another thread took it
-                    break
-                old = self._runs.get(old_key)
-                if old is not None:
-                    settled.append((old_key, old, open_span_bytes(old)))
+            if unsettled:
+                for _ in range(len(unsettled)):
+                    try:
+                        old_key = unsettled.popleft()
+                    except IndexError:  # pragma: no cover - another thread took it
+                        break
+                    old = self._runs.get(old_key)
+                    if old is not None:
+                        settled.append((old_key, old, open_span_bytes(old)))
         evicted: list[OpenSpan] = []
         with self._lock:
-            for old_key, old, old_size in settled:
-                held = self._sizes.get(old_key)
-                if held is not None and self._runs.get(old_key) is old:
-                    self._bytes += old_size - held[0]
-                    self._sizes[old_key] = (old_size, held[1])
+            if settled:
+                for old_key, old, old_size in settled:
+                    held = self._sizes.get(old_key)
+                    if held is not None and self._runs.get(old_key) is old:
+                        self._bytes += old_size - held[0]
+                        self._sizes[old_key] = (old_size, held[1])
             while len(self._runs) >= self.max_runs:
                 old = self._pop_locked(next(iter(self._runs)))
                 if old is not None:
                     evicted.append(old)
             self._runs[key] = span
-            if budget is not None:
+            if size is not None and budget is not None:
                 self._bytes += size - self._sizes.get(key, _NOTHING)[0]
                 self._sizes[key] = (size, next(_OPENED))
             keys = self._by_trace.get(span.trace_id)

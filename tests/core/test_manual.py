@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from posthog_callbacks import MemorySink, PosthogExporter
+from posthog_callbacks.sizing import estimate_bytes
 
 # -- shared trace ids ---------------------------------------------------------------------
 
@@ -335,3 +336,40 @@ def test_bad_trace_ids_are_replaced_or_turned_into_text() -> None:
     assert sink.events[0]["properties"]["$ai_trace_id"] == "123"
     generated = sink.events[1]["properties"]["$ai_trace_id"]
     assert generated == t.trace_id and uuid.UUID(generated)
+
+
+# -- byte estimates: one walk per span, the same figure as measuring the finished span -----
+
+
+def test_the_manual_api_queues_each_span_with_the_estimate_of_the_finished_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = PosthogExporter(sink=MemorySink())
+    queued: list[tuple[Any, int | None]] = []
+    enqueue = exporter._batcher.enqueue
+
+    def spy(item: Any, size: int | None = None) -> None:
+        queued.append((item, size))
+        enqueue(item, size)
+
+    monkeypatch.setattr(exporter._batcher, "enqueue", spy)
+    chat = [{"role": "user", "content": "What is the capital of France?"}]
+    with exporter.trace("t", input={"q": "x" * 50}, properties={"team": "geo"}) as trace:
+        with trace.generation(
+            "g", model="m", input=chat, model_parameters={"temperature": 0.2}, tools=["t"]
+        ) as gen:
+            gen.update(
+                output=[{"role": "assistant", "content": "Paris."}], usage={"input_tokens": 3}
+            )
+        with trace.span("replaced", input="small", metadata={"k": "v"}) as step:
+            step.update(input="y" * 10_000, metadata={"more": "z" * 500}, output="done")
+        with trace.span("tools later") as step:
+            step.update(tools=[{"name": "search"}], model_parameters={"top_k": 3})
+        trace.end(output={"answer": "Paris."})
+    assert len(queued) == 4
+    for item, size in queued:
+        assert size is None or size == estimate_bytes(item)
+    sizes = {item.name: size for item, size in queued}
+    assert sizes["g"] is not None and sizes["t"] is not None  # kept from the open-run walk
+    assert sizes["replaced"] is None and sizes["tools later"] is None  # measured again
+    assert exporter.flush() and len(exporter.sink.events) == 4  # type: ignore[union-attr]
