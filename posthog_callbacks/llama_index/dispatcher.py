@@ -49,7 +49,7 @@ from .nodes import (
     EMBED_BATCH_METHODS,
     HIDE,
     LLM,
-    MODEL,
+    METHOD_KINDS,
     MODEL_KINDS,
     ROOTABLE,
     RUN,
@@ -69,6 +69,7 @@ from .nodes import (
     split_id,
 )
 from .runs import DoorRuns, root_key
+from .stream import has_stream
 from .trace import HandlerOptions, TraceInfo, describe_error, new_id
 
 __all__ = ["DispatcherRecorder"]
@@ -89,6 +90,7 @@ class DispatcherRecorder:
         self.options = options
         self._warn = WarnOnce(log)
         self.runs = DoorRuns(exporter, self._warn, self._forget_root)
+        self.table = self.runs.table  # read and taken from directly on the hot paths
         self.nodes: dict[str, Node] = {}
         self.lingering: dict[str, float] = {}  # roots kept open for a stream or a child
         self._awaiting_first: dict[int, str] = {}  # LLM instance -> its newest generation
@@ -176,11 +178,14 @@ class DispatcherRecorder:
 
         Called by LlamaIndex's dispatcher as the span handler's own method; never raises.
         """
-        # Hot path: ~15 dispatcher spans a query, most of them transparent. What a span is
-        # gets decided once per (class, method) and cached under its id's prefix; a
-        # transparent span costs two dict operations and allocates nothing.
+        # Hot path: ~15 dispatcher spans a query, most of them transparent. The class
+        # decides alone for most spans (a model, or a class with no visible method); only
+        # the kinds whose method decides look up a rule, cached once per (class, method)
+        # under its id's prefix. A transparent span costs a few dict operations and
+        # allocates nothing.
         try:
-            parent = self.nodes.get(parent_id) if parent_id is not None else None
+            nodes = self.nodes
+            parent = nodes.get(parent_id) if parent_id is not None else None
             if parent is None:
                 self._enter_top(id_, instance, bound_args, tags)
                 return
@@ -190,41 +195,44 @@ class DispatcherRecorder:
                 else:
                     self._hide(id_, parent, ROOTABLE, None)
                 return
-            rule = self._rules.get(id_[:-37])
-            if rule is None or rule.cls_type is not type(instance):
-                rule = self._rule(id_, instance)
-            action = rule.action
-            if action == HIDE:
-                self._hide(id_, parent, rule.kind, instance)
-            elif action == MODEL:
+            kind = self._kind_cache.get(type(instance), -1)
+            if kind < 0:
+                kind = self._kind_of(instance)
+            if kind in MODEL_KINDS:
                 if self._sp_pending.get() is None or not self.claim_structured_stream(
-                    id_, rule.kind, instance
+                    id_, kind, instance
                 ):
-                    self.nodes[id_] = Node(
+                    nodes[id_] = Node(
                         id_,
                         parent.trace,
-                        rule.kind,
-                        parent.attach_to,
+                        kind,
+                        parent.vis_id or parent.parent_vis,
                         parent.gen_key or parent.enclosing_gen,
                         instance,
                     )
-            elif rule.kind == RUN:
+                return
+            rule = None
+            if kind in METHOD_KINDS:
+                rule = self._rules.get(id_[:-37])
+                if rule is None or rule.cls_type is not type(instance):
+                    rule = self._rule(id_, instance, kind)
+            if rule is None or rule.action == HIDE:
+                if parent.kind in MODEL_KINDS:
+                    self._hide(id_, parent, kind, instance)
+                else:
+                    nodes[id_] = parent  # an alias: children attach where the parent's would
+            elif kind == RUN:
                 self._show(id_, parent, RUN, instance, rule.name, run_input(tags))
             elif parent.instance is instance:  # query -> aquery, __call__ -> call: one span
-                self._hide(id_, parent, rule.kind, instance)
+                self._hide(id_, parent, kind, instance)
             else:
-                name = rule.name or span_name(rule.kind, instance, rule.cls, rule.method)
-                self._show(
-                    id_, parent, rule.kind, instance, name, span_input(rule.kind, bound_args)
-                )
+                name = rule.name or span_name(kind, instance, rule.cls, rule.method)
+                self._show(id_, parent, kind, instance, name, span_input(kind, bound_args))
         except Exception:
             self.warn("span_enter")
 
-    def _rule(self, id_: str, instance: Any) -> SpanRule:
-        """Classify a span by its instance's class and method, and cache the answer."""
-        kind = self._kind_cache.get(type(instance), -1)
-        if kind < 0:
-            kind = self._kind_of(instance)
+    def _rule(self, id_: str, instance: Any, kind: int) -> SpanRule:
+        """Classify a span by its instance's kind and method, and cache the answer."""
         cls, method = split_id(id_)
         action, name = rule_for(kind, cls, method)
         rule = SpanRule(type(instance), action, kind, name, cls, method)
@@ -251,18 +259,12 @@ class DispatcherRecorder:
     def _show(
         self, id_: str, parent: Node, kind: int, instance: Any, name: str | None, payload: Any
     ) -> None:
-        node = Node(
-            id_,
-            parent.trace,
-            kind,
-            parent.attach_to,
-            parent.gen_key or parent.enclosing_gen,
-            instance,
-        )
-        self.nodes[id_] = node
+        attach = parent.vis_id or parent.parent_vis
         trace = parent.trace
+        node = Node(id_, trace, kind, attach, parent.gen_key or parent.enclosing_gen, instance)
+        self.nodes[id_] = node
         if trace is not None and trace.sampled and name is not None:
-            self._open_visible(node, id_, trace, name, payload, parent.attach_to, is_root=False)
+            self._open_visible(node, id_, trace, name, payload, attach, is_root=False)
 
     def _enter_top(self, id_: str, instance: Any, bound_args: Any, tags: Any) -> None:
         """A span without a recorded parent: a new trace, or a direct model call."""
@@ -351,7 +353,12 @@ class DispatcherRecorder:
         if node is None or node.key is None or node.li_id != id_:
             return  # transparent (or an alias of its parent)
         try:
-            span = self.runs.get(node.key)
+            key = node.key
+            trace = node.trace
+            is_root = trace is not None and key == trace.root_key
+            # A child is taken from the table at once (it is ours to submit from here on);
+            # a root stays there until its trace is done.
+            span = self.table.get(key) if is_root else self.table.pop(key)
             if span is None:
                 return
             try:
@@ -361,7 +368,12 @@ class DispatcherRecorder:
                     span.output = span_output(node.kind, result)
             except Exception:
                 self.warn("span exit")  # still ended below, with what was read
-            self._end(node, span, id_, result)
+            if result is not None:
+                self._keep_open_for_stream(result, trace)
+            if is_root:
+                self._end_root(node, span, id_)
+            else:
+                self.runs.submit(span)
         except Exception:
             self.warn("span_exit")
 
@@ -381,7 +393,7 @@ class DispatcherRecorder:
             leaves = self._take_embeddings(id_)
             if node.li_id != id_:  # an alias of its parent: nothing else is its own
                 node = None
-            gen = self.runs.pop(node.gen_key) if node is not None and node.gen_key else None
+            gen = self.table.pop(node.gen_key) if node is not None and node.gen_key else None
             if gen is not None:
                 leaves.append(gen)
             for leaf in leaves:  # a model call that raised: no end event follows
@@ -393,12 +405,12 @@ class DispatcherRecorder:
                 self.runs.submit(leaf)
             if node is None or node.key is None:
                 return
-            span = self.runs.get(node.key)
+            span = self.table.get(node.key)
             if span is None:
                 return
             if span.status != "cancelled":
                 self._mark_error(span, err)
-            self._end(node, span, id_, None)
+            self._end(node, span, id_)
         except Exception:
             self.warn("span_drop")
 
@@ -409,25 +421,30 @@ class DispatcherRecorder:
             span.error = type(err).__name__ if err is not None else "error"
             self.warn("span drop")
 
-    def _end(self, node: Node, span: OpenSpan, id_: str, result: Any) -> None:
-        key = node.key
-        assert key is not None
-        trace_root = node.trace.root_key if node.trace is not None else None
-        root = self.runs.get(trace_root)
-        if root is not None and result is not None:
-            try:
-                self._wrap_stream(result, root)  # a stream read after this call returns
-            except Exception:
-                self.warn("stream wrap")
-        if key == trace_root:
-            # Late children of the trace (a stream's model call) still resolve here.
-            self.nodes[id_] = node
-            self.lingering[id_] = time.time()
-            if self.runs.end_root(span):
-                self._forget_root(span)
-            return
-        if self.runs.pop(key) is span:
+    def _end(self, node: Node, span: OpenSpan, id_: str) -> None:
+        """End the visible span of ``node`` (a root when its trace is done)."""
+        trace = node.trace
+        if trace is not None and node.key == trace.root_key:
+            self._end_root(node, span, id_)
+        elif self.table.pop(node.key) is span:  # type: ignore[arg-type]
             self.runs.submit(span)
+
+    def _end_root(self, node: Node, span: OpenSpan, id_: str) -> None:
+        # Late children of the trace (a stream's model call) still resolve here.
+        self.nodes[id_] = node
+        self.lingering[id_] = time.time()
+        if self.runs.end_root(span):
+            self._forget_root(span)
+
+    def _keep_open_for_stream(self, result: Any, trace: TraceInfo | None) -> None:
+        """A call returned a token stream read after it returns: keep its trace open."""
+        try:
+            if trace is not None and has_stream(result):
+                root = self.table.get(trace.root_key)
+                if root is not None:
+                    self._wrap_stream(result, root)
+        except Exception:
+            self.warn("stream wrap")
 
     def _purge_lingering(self) -> None:
         with self._lock:
@@ -437,7 +454,7 @@ class DispatcherRecorder:
                     node is None
                     or node.trace is None
                     or node.trace.root_key is None
-                    or (self.runs.get(node.trace.root_key) is None)
+                    or (self.table.get(node.trace.root_key) is None)
                 ):
                     self.lingering.pop(li_id, None)
                     self.nodes.pop(li_id, None)
@@ -478,7 +495,7 @@ class DispatcherRecorder:
         node = self.nodes.get(li_id)
         if node is None or node.key is None or node.li_id != li_id:
             return
-        span = self.runs.get(node.key)
+        span = self.table.get(node.key)
         output = getattr(event, "output", None)
         if span is not None and output is not None and node.kind == STEP:
             span.output = output
@@ -488,7 +505,7 @@ class DispatcherRecorder:
         li_id = str(event.span_id)
         node = self.nodes.get(li_id)
         if node is not None and node.key is not None and node.li_id == li_id:
-            span = self.runs.get(node.key)
+            span = self.table.get(node.key)
             if span is not None:
                 span.status = "cancelled"
 
@@ -517,7 +534,7 @@ class DispatcherRecorder:
         if (
             node is not None
             and node.enclosing_gen is not None
-            and self.runs.get(node.enclosing_gen) is not None
+            and self.table.get(node.enclosing_gen) is not None
         ):
             self.runs.skip(li_id, node.enclosing_gen)  # chat() -> complete(): one generation
             return
@@ -534,7 +551,7 @@ class DispatcherRecorder:
             # only when read, outside the outer call's span: same model, same input, no
             # token yet -> the same model call.
             outer_key = self._awaiting_first.get(id(instance))
-            outer = self.runs.get(outer_key)
+            outer = self.table.get(outer_key)
             if (
                 outer_key is not None
                 and outer is not None
@@ -586,7 +603,7 @@ class DispatcherRecorder:
             self._awaiting_first.pop(instance_id, None)
 
     def _on_llm_progress(self, event: Any) -> None:
-        span = self.runs.get("gen:" + str(event.span_id))
+        span = self.table.get("gen:" + str(event.span_id))
         if span is not None and span.first_token_time is None:
             span.first_token_time = time.time()
             self._first_token_seen(span)
@@ -595,7 +612,7 @@ class DispatcherRecorder:
 
     def _on_llm_end(self, event: Any) -> None:
         li_id = str(event.span_id)
-        span = self.runs.pop("gen:" + li_id)
+        span = self.table.pop("gen:" + li_id)
         response = getattr(event, "response", None)
         if span is None:
             outer = self.runs.take_skipped(li_id)
@@ -645,7 +662,7 @@ class DispatcherRecorder:
             key = keys.pop(0)
             if not keys:
                 del self._embeddings[li_id]
-        return self.runs.pop(key)
+        return self.table.pop(key)
 
     def _take_embeddings(self, li_id: str) -> list[OpenSpan]:
         """Every open embedding of dispatcher span ``li_id``."""
@@ -653,7 +670,7 @@ class DispatcherRecorder:
             keys = self._embeddings.pop(li_id, None)
         if not keys:
             return []
-        return [span for key in keys if (span := self.runs.pop(key)) is not None]
+        return [span for key in keys if (span := self.table.pop(key)) is not None]
 
     def _on_embed_end(self, event: Any) -> None:
         span = self._take_embedding(str(event.span_id))
@@ -669,7 +686,7 @@ class DispatcherRecorder:
         li_id = str(event.span_id)
         exc = getattr(event, "exception", None)
         leaves = self._take_embeddings(li_id)
-        gen = self.runs.pop("gen:" + li_id)
+        gen = self.table.pop("gen:" + li_id)
         if gen is not None:
             leaves.append(gen)
         for span in leaves:
@@ -737,7 +754,7 @@ class DispatcherRecorder:
             is_root=is_root,
         )
         assert node.key is not None and node.vis_id is not None
-        span = self.runs.get(node.key)
+        span = self.table.get(node.key)
         if span is not None:
             span.extra["structured"] = True
             span.extra["sp_key"] = node.key
@@ -753,7 +770,7 @@ class DispatcherRecorder:
             return False
         self._sp_pending.set(None)
         key, trace, span_id = pending
-        if self.runs.get(key) is None:
+        if self.table.get(key) is None:
             return False
         self.nodes[id_] = Node(id_, trace, LLM, span_id, None, instance)
         return True
@@ -761,10 +778,10 @@ class DispatcherRecorder:
     def _structured_span(self, event: Any) -> OpenSpan | None:
         li_id = str(event.span_id) if event.span_id else None
         node = self.nodes.get(li_id) if li_id is not None else None
-        span = self.runs.get(node.key if node is not None and node.li_id == li_id else None)
+        span = self.table.get(node.key if node is not None and node.li_id == li_id else None)
         if span is not None and span.extra.get("structured"):
             return span
-        return self.runs.get(self._sp_open.get())
+        return self.table.get(self._sp_open.get())
 
     def _on_structured_progress(self, event: Any) -> None:
         span = self._structured_span(event)
@@ -785,5 +802,5 @@ class DispatcherRecorder:
         if not span.extra.get("sp_stream"):
             return  # ends with its dispatcher span
         self._sp_open.set(None)
-        if self.runs.pop(span.extra["sp_key"]) is span:
+        if self.table.pop(span.extra["sp_key"]) is span:
             self.runs.submit(span)

@@ -122,7 +122,7 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     if calls:
         item["tool_calls"] = calls
     extra = getattr(message, "additional_kwargs", None)
-    if type(extra) is dict or isinstance(extra, Mapping):
+    if type(extra) is dict or (extra is not None and isinstance(extra, Mapping)):
         call_id = extra.get("tool_call_id")
         if call_id:
             item["tool_call_id"] = call_id
@@ -150,7 +150,7 @@ def nodes_summary(nodes: Any, limit: int = 50) -> list[dict[str, Any]]:
 def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | None, str | None]:
     """Model name and provider from an LLM's ``to_dict()`` payload and/or instance."""
     model = provider = None
-    if type(model_dict) is dict or isinstance(model_dict, Mapping):
+    if type(model_dict) is dict or (model_dict is not None and isinstance(model_dict, Mapping)):
         for key in ("model", "model_name", "model_id", "deployment_name", "engine"):
             value = model_dict.get(key)
             if isinstance(value, str) and value and value != "unknown":
@@ -158,7 +158,7 @@ def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | Non
                 break
         provider = _provider_of_class(model_dict.get("class_name"))
     if instance is not None:
-        if model is None and hasattr(type(instance), "metadata"):
+        if model is None and _has_metadata(type(instance)):
             try:
                 value = instance.metadata.model_name
                 if isinstance(value, str) and value and value != "unknown":
@@ -171,6 +171,18 @@ def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | Non
 
 
 _PROVIDER_CACHE: dict[Any, str | None] = {}
+_METADATA_CACHE: dict[type, bool] = {}
+
+
+def _has_metadata(cls: type) -> bool:
+    """Whether an LLM class has ``metadata`` (cached: a pydantic class answers "no" slowly)."""
+    try:
+        return _METADATA_CACHE[cls]
+    except KeyError:
+        found = hasattr(cls, "metadata")
+        if len(_METADATA_CACHE) < 1000:
+            _METADATA_CACHE[cls] = found
+        return found
 
 
 def _provider_of_class(name: Any) -> str | None:
@@ -198,6 +210,9 @@ _PARAM_KEYS = (
     "num_output",
 )
 
+_PARAM_KEY_SET = frozenset(_PARAM_KEYS)
+_SCALARS = frozenset({int, float, str, bool})
+
 
 def model_parameters(
     model_dict: Any, call_kwargs: Any, instance: Any = None
@@ -208,25 +223,30 @@ def model_parameters(
     if instance is not None:
         # pydantic keeps fields in __dict__; getattr() on a missing one is slow
         source = getattr(instance, "__dict__", None)
-    elif type(model_dict) is dict or isinstance(model_dict, Mapping):
+    elif type(model_dict) is dict or (model_dict is not None and isinstance(model_dict, Mapping)):
         source = model_dict
         num_output = model_dict.get("num_output")
         if isinstance(num_output, int) and num_output > 0 and "max_tokens" not in source:
             params["max_tokens"] = num_output
-    if type(source) is dict or isinstance(source, Mapping):
-        for key in _PARAM_KEYS:
-            value = source.get(key)
-            if value is not None and isinstance(value, (int, float, str, list)):
-                params[key] = snapshot(value)
+    if type(source) is dict or (source is not None and isinstance(source, Mapping)):
+        # One C-level pass finds which parameters the source has (usually few or none);
+        # the loop keeps _PARAM_KEYS' order for those.
+        present = _PARAM_KEY_SET.intersection(source) if type(source) is dict else _PARAM_KEYS
+        if present:
+            for key in _PARAM_KEYS:
+                if key in present:
+                    value = source.get(key)
+                    if value is not None and isinstance(value, (int, float, str, list)):
+                        params[key] = value if type(value) in _SCALARS else snapshot(value)
         extra = source.get("additional_kwargs")
-        if type(extra) is dict or isinstance(extra, Mapping):
+        if type(extra) is dict or (extra is not None and isinstance(extra, Mapping)):
             for key, value in extra.items():
                 if (value is not None and not isinstance(value, (list, dict))) or key in (
                     "stream_options",
                     "stop",
                 ):
                     params[key] = snapshot(value)
-    if type(call_kwargs) is dict or isinstance(call_kwargs, Mapping):
+    if type(call_kwargs) is dict or (call_kwargs is not None and isinstance(call_kwargs, Mapping)):
         for key, value in call_kwargs.items():
             if key in _PARAM_KEYS or key in ("tool_choice", "stream_options"):
                 params[key] = snapshot(value)
@@ -246,7 +266,9 @@ def base_url_of(instance: Any) -> str | None:
 
 def tools_of(call_kwargs: Any) -> list[Any] | None:
     """Tool definitions passed to a model call (OpenAI dicts or LlamaIndex tools)."""
-    if not (type(call_kwargs) is dict or isinstance(call_kwargs, Mapping)):
+    if not (
+        type(call_kwargs) is dict or (call_kwargs is not None and isinstance(call_kwargs, Mapping))
+    ):
         return None
     tools = call_kwargs.get("tools")
     if not isinstance(tools, (list, tuple)) or not tools:
@@ -271,7 +293,7 @@ def tools_of(call_kwargs: Any) -> list[Any] | None:
 
 def _get(obj: Any, key: str) -> Any:
     try:
-        if type(obj) is dict or isinstance(obj, Mapping):
+        if type(obj) is dict or (obj is not None and isinstance(obj, Mapping)):
             return obj.get(key)
         return getattr(obj, key, None)
     except Exception:  # a provider object whose attributes raise: read nothing from it
@@ -305,7 +327,7 @@ def response_fields(
         usage = usage_from_mapping(_get(raw, "usage"))
         if usage is None:
             usage = usage_from_mapping(_get(raw, "usage_metadata"))
-        if usage is None and (type(raw) is dict or isinstance(raw, Mapping)):
+        if usage is None and (type(raw) is dict or (raw is not None and isinstance(raw, Mapping))):
             usage = usage_from_mapping(raw)
         value = _get(raw, "model") or _get(raw, "model_version")
         model = value if isinstance(value, str) and value else None
@@ -315,11 +337,15 @@ def response_fields(
             if isinstance(choices, (list, tuple)) and choices:
                 stop = _get(choices[0], "finish_reason")
     extra = fields.get("additional_kwargs")
-    if usage is None and (type(extra) is dict or isinstance(extra, Mapping)) and extra:
+    if (
+        usage is None
+        and (type(extra) is dict or (extra is not None and isinstance(extra, Mapping)))
+        and extra
+    ):
         usage = usage_from_mapping(extra.get("usage")) or usage_from_mapping(extra)
     message = fields.get("message")
     msg_extra = getattr(message, "additional_kwargs", None) if message is not None else None
-    if type(msg_extra) is dict or isinstance(msg_extra, Mapping):
+    if type(msg_extra) is dict or (msg_extra is not None and isinstance(msg_extra, Mapping)):
         if usage is None:
             usage = usage_from_mapping(msg_extra.get("usage"))
         if stop is None:

@@ -20,6 +20,7 @@ from .trace import TraceInfo
 __all__ = [
     "EMBED_BATCH_METHODS",
     "HIDE",
+    "METHOD_KINDS",
     "MODEL",
     "MODEL_KINDS",
     "SHOW",
@@ -51,6 +52,8 @@ VISIBLE_METHODS: dict[int, frozenset[str]] = {
         {"_postprocess_nodes", "_apostprocess_nodes", "postprocess_nodes", "apostprocess_nodes"}
     ),
 }
+# The kinds whose spans' visibility depends on the method (the others: on the class alone).
+METHOD_KINDS = frozenset({RUN, *VISIBLE_METHODS})
 STEP_TAG = "llamaindex.step.input_event"
 STEP_INPUT = "llamaindex.step.input_summary"
 MODEL_KINDS = frozenset({LLM, EMBED})

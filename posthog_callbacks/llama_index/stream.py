@@ -16,10 +16,18 @@ from typing import Any
 from ..spans import OpenSpan
 from .trace import describe_error
 
-__all__ = ["StreamDone", "record_stream_end", "wrap_response_stream"]
+__all__ = ["StreamDone", "has_stream", "record_stream_end", "wrap_response_stream"]
 
 # (error, completed, text read so far)
 StreamDone = Callable[[BaseException | None, bool, str], None]
+
+
+def has_stream(result: Any) -> bool:
+    """Whether ``result`` carries a token stream :func:`wrap_response_stream` can wrap."""
+    return isinstance(getattr(result, "response_gen", None), _GENERATORS)
+
+
+_GENERATORS = (types.GeneratorType, types.AsyncGeneratorType)
 
 
 def wrap_response_stream(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spans import OpenSpan, SpanKind, error_text
-from ..tracing import Recorder, trace_owner
+from ..tracing import OWNER_KEYS, Recorder, TraceOwner, trace_owner
 
 __all__ = [
     "FRAMEWORK",
@@ -131,6 +131,7 @@ class HandlerOptions:
     metadata: Mapping[str, Any] | None = None
     privacy_mode: bool = False
     _claimed: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _owner: TraceOwner | None = None  # the owner from the options alone, made once
 
     @classmethod
     def build(
@@ -180,11 +181,14 @@ class HandlerOptions:
         exporter's ``default_distinct_id`` (applied by the exporter).
         """
         over = _OVERRIDES.get()
-        owner = trace_owner(
-            hints if type(hints) is dict else None,
-            distinct_id=self.distinct_id,
-            session_id=self.session_id,
-        )
+        if type(hints) is dict and hints and not OWNER_KEYS.isdisjoint(hints):
+            owner = trace_owner(hints, distinct_id=self.distinct_id, session_id=self.session_id)
+        elif self._owner is not None:  # no tag names an owner (the usual case): the options
+            owner = self._owner
+        else:
+            owner = self._owner = trace_owner(
+                None, distinct_id=self.distinct_id, session_id=self.session_id
+            )
         wanted = (over.trace_id if over is not None else None) or self.trace_id
         trace_id = wanted or new_id()
         root_span_id = trace_id
@@ -211,17 +215,17 @@ class HandlerOptions:
             sampled = bool(exporter.is_sampled(trace_id))
         except Exception:
             sampled = True
-        return TraceInfo(
-            trace_id=trace_id,
-            root_span_id=root_span_id,
-            distinct_id=distinct_id,
-            session_id=session_id,
-            tags=tags,
-            metadata=meta,
-            properties=props,
-            groups=self.groups,
-            privacy_mode=self.privacy_mode,
-            sampled=sampled,
+        return TraceInfo(  # positional: one of these per top-level call
+            trace_id,
+            root_span_id,
+            distinct_id,
+            session_id,
+            tags,
+            meta,
+            props,
+            self.groups,
+            self.privacy_mode,
+            sampled,
         )
 
 
