@@ -6,6 +6,14 @@ probing attributes of unknown objects) and builds small dicts and lists; nothing
 :func:`~posthog_callbacks.spans.snapshot` (bounded work, shared containers copied once);
 leaves that are not recognised are kept by reference and serialised later on the
 exporter's worker.
+
+Messages, prompt values and documents are converted here, on the caller's thread, not left
+for the worker: they are pydantic models the program can still change after the callback
+(a step appending to ``message.content``, LangGraph giving a message an id, the caller
+editing the returned ``AIMessage``), so a reference would let the event show a later
+state. A conversion costs about a microsecond per message; the worker keeps the cost of
+serialising what it produced (``tests/langchain/test_fast_paths.py`` mutates messages
+after their callbacks).
 """
 
 from __future__ import annotations
@@ -238,11 +246,16 @@ def generations(response: Any) -> list[Any]:
     return [g for row in gens for g in row]
 
 
-def response_output(gens: Sequence[Any]) -> list[Any]:
-    """The choices of a model call (its :func:`generations`) as role/content dicts."""
+def response_output(gens: Sequence[Any], messages: Sequence[Any] | None = None) -> list[Any]:
+    """The choices of a model call (its :func:`generations`) as role/content dicts.
+
+    ``messages``: each generation's ``message`` attribute (``None`` where absent), when
+    the caller already read them.
+    """
+    if messages is None:
+        messages = [getattr(gen, "message", None) for gen in gens[:_MAX_MESSAGES]]
     out: list[Any] = []
-    for gen in gens[:_MAX_MESSAGES]:
-        message = getattr(gen, "message", None)
+    for gen, message in zip(gens[:_MAX_MESSAGES], messages, strict=False):
         if _kind_of(type(message)) == _MESSAGE:
             out.append(message_to_dict(message))
         elif message is not None:

@@ -196,7 +196,10 @@ class CallbackHandler(BaseCallbackHandler):
                 run_id, parent_run_id, SpanKind.SPAN, serialized, kwargs, "chain", tags, metadata
             )
             if span is not None:
-                span.input = cv.plain(inputs)
+                try:
+                    span.input = cv.plain(inputs)
+                finally:
+                    self._add(run_id, span)
         except Exception as exc:
             self._failed("on_chain_start", exc)
 
@@ -234,7 +237,10 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             span = self._start_model(serialized, run_id, parent_run_id, tags, metadata, kwargs)
             if span is not None:
-                span.input = cv.messages_input(messages)
+                try:
+                    span.input = cv.messages_input(messages)
+                finally:
+                    self._add(run_id, span)
         except Exception as exc:
             self._failed("on_chat_model_start", exc)
 
@@ -253,7 +259,10 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             span = self._start_model(serialized, run_id, parent_run_id, tags, metadata, kwargs)
             if span is not None:
-                span.input = [{"role": "user", "content": p} for p in prompts]
+                try:
+                    span.input = [{"role": "user", "content": p} for p in prompts]
+                finally:
+                    self._add(run_id, span)
         except Exception as exc:
             self._failed("on_llm_start", exc)
 
@@ -277,7 +286,11 @@ class CallbackHandler(BaseCallbackHandler):
             metadata,
         )
         if span is not None:
-            lm.start_generation(span, serialized, kwargs.get("invocation_params"), metadata)
+            try:
+                lm.start_generation(span, serialized, kwargs.get("invocation_params"), metadata)
+            except Exception:
+                self._add(run_id, span)  # recorded without its model details
+                raise
         return span
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -362,7 +375,10 @@ class CallbackHandler(BaseCallbackHandler):
                 run_id, parent_run_id, SpanKind.SPAN, serialized, kwargs, "tool", tags, metadata
             )
             if span is not None:
-                span.input = cv.plain(inputs) if inputs is not None else input_str
+                try:
+                    span.input = cv.plain(inputs) if inputs is not None else input_str
+                finally:
+                    self._add(run_id, span)
         except Exception as exc:
             self._failed("on_tool_start", exc)
 
@@ -399,6 +415,7 @@ class CallbackHandler(BaseCallbackHandler):
             )
             if span is not None:
                 span.input = query
+                self._add(run_id, span)
         except Exception as exc:
             self._failed("on_retriever_start", exc)
 
@@ -485,7 +502,8 @@ class CallbackHandler(BaseCallbackHandler):
         """Remove the ending run from the table; streaming runs report real inputs here."""
         span = self._runs.get(run_id)
         if span is None:
-            self._skipped.pop(run_id, None)  # a run of a trace that was not sampled
+            if self._skipped:
+                self._skipped.pop(run_id, None)  # a run of a trace that was not sampled
             return None
         if span.extra.get("by") is not self:
             return None  # another handler of ours records it
@@ -549,25 +567,31 @@ class CallbackHandler(BaseCallbackHandler):
         tags: Sequence[str] | None,
         metadata: Mapping[str, Any] | None,
     ) -> OpenSpan | None:
-        """Open the span of a starting run, unless another handler of ours records it."""
+        """The span of a starting run, unless another handler of ours records it.
+
+        The span is not in the run table yet: the caller fills in its input (and model
+        details) first and then calls :meth:`_add`, so the table measures its bytes once,
+        whole, instead of again at the next run's start.
+        """
         if self.disabled:
             return None
         runs = self._runs
+        skipped = self._skipped
         claimed = runs.get(run_id)
         if claimed is not None:
             owner = claimed.extra.get("by")
             if owner is self or self.steps_aside or not getattr(owner, "steps_aside", False):
                 return None
             runs.pop(run_id)  # an explicit handler's options win over instrument()'s
-        elif run_id in self._skipped:
+        elif skipped and run_id in skipped:
             return None
         parent = runs.get(parent_run_id)
         if parent is not None:
             trace_id, parent_id, span_id = parent.trace_id, parent.span_id, str(run_id)
             distinct_id, session_id = parent.distinct_id, parent.session_id
         else:
-            if parent_run_id is not None and parent_run_id in self._skipped:
-                self._skip(run_id, self._skipped[parent_run_id])
+            if parent_run_id is not None and skipped and parent_run_id in skipped:
+                self._skip(run_id, skipped[parent_run_id])
                 return None
             if parent_run_id is None:
                 trace_id = self._trace_id or str(run_id)
@@ -580,7 +604,6 @@ class CallbackHandler(BaseCallbackHandler):
                 return None
             distinct_id, session_id = self._distinct_id, self._session_id
 
-        name = self._trace_name if parent_id is None and self._trace_name else None
         properties = self._properties
         user_md = None
         if metadata:
@@ -594,14 +617,18 @@ class CallbackHandler(BaseCallbackHandler):
             if isinstance(extra_props, dict) and extra_props:
                 properties = {**(properties or {}), **extra_props}
             user_md = cv.user_metadata(metadata)
-        if kind is SpanKind.SPAN and parent_id is None:
-            kind = SpanKind.TRACE
-        span = OpenSpan(
+        if parent_id is None:
+            name = self._trace_name or cv.run_name(serialized, kwargs, default_name)
+            if kind is SpanKind.SPAN:
+                kind = SpanKind.TRACE
+        else:
+            name = cv.run_name(serialized, kwargs, default_name)
+        return OpenSpan(
             trace_id,
             span_id,
             parent_id,
             kind,
-            name or cv.run_name(serialized, kwargs, default_name),
+            name,
             framework="langchain",
             distinct_id=distinct_id,
             session_id=session_id,
@@ -612,10 +639,12 @@ class CallbackHandler(BaseCallbackHandler):
             privacy_mode=self._privacy_mode,
             extra={"by": self, "parent": parent},
         )
-        evicted = runs.add(run_id, span)
+
+    def _add(self, run_id: UUID, span: OpenSpan) -> None:
+        """Put a span made by :meth:`_start` in the run table (closing evicted runs)."""
+        evicted = self._runs.add(run_id, span)
         if evicted:
             self._exporter.close_runs(evicted, "evicted: too many runs open at once")
-        return span
 
     def _skip(self, run_id: UUID, trace_id: str) -> None:
         if len(self._skipped) >= _MAX_SKIPPED:
@@ -652,7 +681,11 @@ class CallbackHandler(BaseCallbackHandler):
             span.properties = {**(span.properties or {}), "retries": retries}
         self._exporter.submit(span.finish())
         span.extra["sent"] = True
-        if span.parent_id is None and self._trace_id is None:
+        if (
+            span.parent_id is None
+            and self._trace_id is None
+            and self._runs.open_in_trace(span.trace_id)
+        ):
             leftovers = self._runs.pop_trace(span.trace_id)
             if leftovers:
                 self._exporter.close_runs(

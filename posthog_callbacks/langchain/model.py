@@ -85,32 +85,36 @@ def start_generation(
 def finish_generation(span: OpenSpan, response: Any) -> None:
     """Fill an ending generation span with output, served model, usage and stop reason."""
     gens = generations(response)
-    span.output = response_output(gens)
+    # Each generation's message and response metadata, read once for every extractor.
+    messages = [getattr(gen, "message", None) for gen in gens]
+    metas = [getattr(message, "response_metadata", None) for message in messages]
+    span.output = response_output(gens, messages)
     llm_output = getattr(response, "llm_output", None)
-    served = extract_served_model(gens, llm_output)
+    served = _served_model(gens, metas, llm_output)
     if served:
         span.model = served
     if span.provider not in _KNOWN_PROVIDERS:
         # ls_provider defaults to the lowercased class name for integrations that do
         # not set it; the response's model_provider says more.
-        hint = normalize_provider(extract_provider_hint(gens))
+        hint = normalize_provider(_provider_hint(metas))
         if hint is not None:
             span.provider = hint
     params = span.model_parameters
     if span.first_token_time is not None and (params is None or params.get("stream") is not True):
         # .stream() on a model whose `streaming` field is False still streams
         span.model_parameters = {**(params or {}), "stream": True}
-    usage = extract_usage(gens, llm_output)
+    usage = _usage(gens, messages, metas, llm_output)
     if usage is None:
         span.usage_missing_reason = usage_missing_reason(span)
     else:
         if usage.web_search_count is None:
-            searches = extract_web_searches(gens, llm_output)
+            searches = _web_searches(messages, metas, llm_output)
             if searches is not None:
                 usage = usage._replace(web_search_count=searches)
         span.usage = usage
-    span.stop_reason = extract_stop_reason(gens)
-    span.service_tier = extract_service_tier(gens, llm_output)
+    if gens:
+        span.stop_reason = _stop_reason(gens[-1], metas[-1])
+    span.service_tier = _service_tier(metas, llm_output)
 
 
 OPENAI_STREAM_WITHOUT_USAGE = (
@@ -202,6 +206,9 @@ _PARAM_KEYS = (
 )
 
 
+_PARAM_ORDER = {key: i for i, key in enumerate(_PARAM_KEYS)}
+
+
 _LS_PARAMS = (
     ("ls_temperature", "temperature"),
     ("ls_max_tokens", "max_tokens"),
@@ -219,10 +226,23 @@ def extract_model_parameters(
     """
     out: dict[str, Any] = {}
     if params:
-        for key in _PARAM_KEYS:
-            value = params.get(key)
-            if value is not None:
+        if type(params) is dict and len(params) < len(_PARAM_KEYS):
+            # Usually a handful of params: look each one up instead of every known key
+            # (the same keys, in the same order).
+            found = [
+                (_PARAM_ORDER[key], key, value)
+                for key, value in params.items()
+                if value is not None and key in _PARAM_ORDER
+            ]
+            if len(found) > 1:
+                found.sort()  # by position in _PARAM_KEYS (unique: nothing else compared)
+            for _, key, value in found:
                 out[key] = plain(value)
+        else:
+            for key in _PARAM_KEYS:
+                value = params.get(key)
+                if value is not None:
+                    out[key] = plain(value)
         stream = params.get("stream")
         if stream is None:
             stream = params.get("streaming")
@@ -282,11 +302,18 @@ def base_url_from_serialized(serialized: Any) -> str | None:
     return None
 
 
+def _metas(gens: Sequence[Any]) -> list[Any]:
+    """The ``response_metadata`` of each generation's message (``None`` where absent)."""
+    return [getattr(getattr(gen, "message", None), "response_metadata", None) for gen in gens]
+
+
 def extract_served_model(gens: Sequence[Any], llm_output: Any) -> str | None:
     """The model the provider says it served (``response_metadata`` / ``llm_output``)."""
-    for gen in gens:
-        message = getattr(gen, "message", None)
-        meta = getattr(message, "response_metadata", None)
+    return _served_model(gens, _metas(gens), llm_output)
+
+
+def _served_model(gens: Sequence[Any], metas: Sequence[Any], llm_output: Any) -> str | None:
+    for gen, meta in zip(gens, metas, strict=True):
         if meta:
             for key in ("model_name", "model", "model_id"):
                 value = meta.get(key)
@@ -311,8 +338,11 @@ def extract_service_tier(gens: Sequence[Any], llm_output: Any) -> str | None:
 
     Taken from the response, not the request: a requested tier can be refused.
     """
-    for gen in gens:
-        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+    return _service_tier(_metas(gens), llm_output)
+
+
+def _service_tier(metas: Sequence[Any], llm_output: Any) -> str | None:
+    for meta in metas:
         if meta:
             value = meta.get("service_tier")
             if isinstance(value, str) and value:
@@ -352,11 +382,17 @@ def extract_web_searches(gens: Sequence[Any], llm_output: Any) -> int | None:
     ``server_tool_use.web_search_requests`` in the raw usage (``response_metadata`` /
     ``llm_output``), OpenAI's Responses API one ``web_search_call`` item per search.
     """
+    messages = [getattr(gen, "message", None) for gen in gens]
+    return _web_searches(
+        messages, [getattr(m, "response_metadata", None) for m in messages], llm_output
+    )
+
+
+def _web_searches(messages: Sequence[Any], metas: Sequence[Any], llm_output: Any) -> int | None:
     total: int | None = None
-    for gen in gens:
-        message = getattr(gen, "message", None)
-        meta = getattr(message, "response_metadata", None)
-        found = web_search_count(meta.get("usage")) if isinstance(meta, dict) else None
+    for message, meta in zip(messages, metas, strict=True):
+        raw = meta.get("usage") if isinstance(meta, dict) else None
+        found = web_search_count(raw) if raw is not None else None
         if found is None:
             blocks = _web_search_blocks(message)
             found = blocks or None
@@ -369,8 +405,11 @@ def extract_web_searches(gens: Sequence[Any], llm_output: Any) -> int | None:
 
 def extract_provider_hint(gens: Sequence[Any]) -> str | None:
     """``response_metadata["model_provider"]`` of the first generation, if any."""
-    for gen in gens:
-        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+    return _provider_hint(_metas(gens))
+
+
+def _provider_hint(metas: Sequence[Any]) -> str | None:
+    for meta in metas:
         if meta:
             value = meta.get("model_provider")
             if isinstance(value, str) and value:
@@ -405,12 +444,22 @@ def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
     (``token_usage`` / ``usage``), else per-generation ``response_metadata`` /
     ``generation_info`` usage shapes.
     """
-    usages = []
-    for gen in gens:
-        um = getattr(getattr(gen, "message", None), "usage_metadata", None)
+    messages = [getattr(gen, "message", None) for gen in gens]
+    return _usage(
+        gens, messages, [getattr(m, "response_metadata", None) for m in messages], llm_output
+    )
+
+
+def _usage(
+    gens: Sequence[Any], messages: Sequence[Any], metas: Sequence[Any], llm_output: Any
+) -> Usage | None:
+    total: Usage | None = None
+    for message in messages:
+        um = getattr(message, "usage_metadata", None)
         if um:
-            usages.append(usage_from_mapping(_documented(um)))
-    total = sum_usage(usages)
+            usage = usage_from_mapping(_documented(um))
+            if usage is not None:
+                total = usage if total is None else total + usage
     if total is not None:
         return total
     if isinstance(llm_output, dict):
@@ -421,9 +470,8 @@ def extract_usage(gens: Sequence[Any], llm_output: Any) -> Usage | None:
                 if found is not None:
                     return found
     usages = []
-    for gen in gens:
+    for gen, meta in zip(gens, metas, strict=True):
         info = getattr(gen, "generation_info", None)
-        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
         raw = None
         for source in (info, meta):
             if isinstance(source, dict):
@@ -453,7 +501,10 @@ def extract_stop_reason(gens: Sequence[Any]) -> str | None:
     if not gens:
         return None
     gen = gens[-1]
-    meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+    return _stop_reason(gen, getattr(getattr(gen, "message", None), "response_metadata", None))
+
+
+def _stop_reason(gen: Any, meta: Any) -> str | None:
     info = getattr(gen, "generation_info", None)
     for source in (meta, info):
         if isinstance(source, dict):

@@ -1,0 +1,86 @@
+"""The handler's cheap paths give what the reference paths give, and stay mutation-safe."""
+
+from __future__ import annotations
+
+import types
+import uuid
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from langchain_core.language_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableLambda
+
+from posthog_callbacks.langchain import model as lm
+from posthog_callbacks.tracing import open_span_bytes
+from support.langchain_helpers import Recorder
+
+_KEYS = st.sampled_from([*lm._PARAM_KEYS, "model", "stream", "streaming", "_type", "api_key"])
+_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.lists(st.text(max_size=3), max_size=3),
+    st.booleans(),
+)
+
+
+@given(params=st.dictionaries(_KEYS, _VALUES, max_size=12))
+def test_model_parameters_read_from_a_small_dict_equal_every_key_looked_up(
+    params: dict[str, Any],
+) -> None:
+    # A mapping that is not a dict takes the reference path: every known key looked up.
+    reference = lm.extract_model_parameters(types.MappingProxyType(params))
+    fast = lm.extract_model_parameters(params)
+    assert fast == reference
+    assert list((fast or {}).items()) == list((reference or {}).items())  # same order
+
+
+def test_a_run_is_measured_once_with_its_input(rec: Recorder) -> None:
+    handler = rec.handler()
+    run = uuid.uuid4()
+    handler.on_chain_start({"name": "big"}, {"doc": "word " * 20_000}, run_id=run)
+    span = handler._runs.get(run)
+    assert span is not None
+    # The input was set before the run entered the table: the account is exact at once.
+    assert handler._runs.held_bytes == open_span_bytes(span) > 100_000
+    handler.on_chain_end("ok", run_id=run)
+    assert handler._runs.held_bytes == 0
+    assert rec.props()[0]["$ai_input_state"] == {"doc": "word " * 20_000}
+
+
+def test_messages_mutated_after_their_callbacks_are_recorded_as_seen(rec: Recorder) -> None:
+    """LangChain messages are pydantic models the user may change after a call (or a later
+    step may): the handler converts them to plain dicts in the callback, so events hold
+    what the model was given and returned at the time."""
+    handler = rec.handler()
+    answer = AIMessage(
+        [{"type": "text", "text": "Paris."}],
+        usage_metadata={"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
+    )
+    model = FakeMessagesListChatModel(responses=[answer])
+    question = HumanMessage([{"type": "text", "text": "Capital of France?"}])
+
+    def mutate(reply: AIMessage) -> str:
+        assert isinstance(reply.content, list)
+        reply.content.append({"type": "text", "text": "added later"})
+        first = reply.content[0]
+        assert isinstance(first, dict)
+        first["text"] = "changed"
+        assert isinstance(question.content, list)
+        asked = question.content[0]
+        assert isinstance(asked, dict)
+        asked["text"] = "changed too"
+        return "done"
+
+    (model | RunnableLambda(mutate)).invoke([question], config={"callbacks": [handler]})
+    by_event = {e["event"]: e["properties"] for e in rec.events() if e["event"] != "$ai_span"}
+    generation = by_event["$ai_generation"]
+    assert generation["$ai_input"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]}
+    ]
+    assert generation["$ai_output_choices"] == [
+        {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]}
+    ]
