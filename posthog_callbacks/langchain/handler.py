@@ -11,16 +11,15 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
 from langchain_core.callbacks.base import BaseCallbackHandler
 
 from ..exporter import as_exporter
-from ..spans import OpenSpan, SpanKind
+from ..spans import OpenSpan, SpanKind, new_id
 from ..tracing import OWNER_KEYS, Recorder, RunTable, WarnOnce, child_span, trace_owner
 from . import convert as cv
 from . import model as lm
@@ -51,9 +50,10 @@ class _SharedRuns:
     __slots__ = ("skipped", "table", "warn")
 
     def __init__(self) -> None:
-        self.table: RunTable[UUID] = RunTable()
-        # Runs of traces the exporter did not sample: run id -> trace id.
-        self.skipped: dict[UUID, str] = {}
+        # Keyed by _key(run_id).
+        self.table: RunTable[Hashable] = RunTable()
+        # Runs of traces the exporter did not sample: _key(run id) -> trace id.
+        self.skipped: dict[Hashable, str] = {}
         # Advice about how runs are recorded (not failures): once per exporter.
         self.warn = WarnOnce(log)
 
@@ -86,6 +86,12 @@ def _runs_of(exporter: Recorder) -> _SharedRuns:
     if fresh:
         exporter.register_runs(runs.table)
     return runs
+
+
+def _key(run_id: Any) -> Hashable:
+    """A run id as a key of the run table: a UUID's integer (hashed in C, where a ``UUID``
+    hashes in Python on each of the few lookups a run costs), anything else as it is."""
+    return run_id.int if type(run_id) is UUID else run_id
 
 
 def _lineage(node: Any) -> Iterator[OpenSpan]:
@@ -158,8 +164,8 @@ class CallbackHandler(BaseCallbackHandler):
         self._tags = tuple(tags) if tags else ()
         self._privacy_mode = bool(privacy_mode)
         self._shared = shared = _runs_of(self._exporter)
-        self._runs: RunTable[UUID] = shared.table
-        self._skipped: dict[UUID, str] = shared.skipped
+        self._runs: RunTable[Hashable] = shared.table
+        self._skipped: dict[Hashable, str] = shared.skipped
         self._warn = WarnOnce(log)
         self.disabled = False
 
@@ -296,7 +302,7 @@ class CallbackHandler(BaseCallbackHandler):
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the time of the first streamed token."""
         try:
-            span = self._runs.get(run_id)
+            span = self._runs.get(_key(run_id))
             if span is not None and span.first_token_time is None:
                 span.first_token_time = time.time()
         except Exception as exc:
@@ -305,7 +311,7 @@ class CallbackHandler(BaseCallbackHandler):
     def on_stream_event(self, event: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """``stream_events(version="v3")``: the first content event is the first token."""
         try:
-            span = self._runs.get(run_id)
+            span = self._runs.get(_key(run_id))
             if (
                 span is not None
                 and span.first_token_time is None
@@ -348,7 +354,7 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Close a generation span as failed, with the provider's HTTP status."""
         try:
-            span = self._runs.get(run_id)
+            span = self._runs.get(_key(run_id))
             if span is not None:
                 span.http_status = lm.http_status(error)
         except Exception as exc:
@@ -493,21 +499,22 @@ class CallbackHandler(BaseCallbackHandler):
 
     def _owned(self, run_id: UUID) -> OpenSpan | None:
         """The open run ``run_id`` if this handler records it (another of ours may)."""
-        span = self._runs.get(run_id)
+        span = self._runs.get(_key(run_id))
         if span is None or span.extra.get("by") is not self:
             return None
         return span
 
     def _take(self, run_id: UUID, inputs: Any = None) -> OpenSpan | None:
         """Remove the ending run from the table; streaming runs report real inputs here."""
-        span = self._runs.get(run_id)
+        key = run_id.int if type(run_id) is UUID else run_id
+        span = self._runs.get(key)
         if span is None:
             if self._skipped:
-                self._skipped.pop(run_id, None)  # a run of a trace that was not sampled
+                self._skipped.pop(key, None)  # a run of a trace that was not sampled
             return None
         if span.extra.get("by") is not self:
             return None  # another handler of ours records it
-        if self._runs.pop(run_id) is None:
+        if self._runs.pop(key) is None:
             return None  # closed meanwhile (TTL sweep, eviction, shutdown)
         if inputs is not None:
             span.input = cv.plain(inputs)
@@ -541,7 +548,7 @@ class CallbackHandler(BaseCallbackHandler):
 
     def _point(self, parent: OpenSpan, name: str, input_: Any, output: Any) -> None:
         now = time.time()
-        span = child_span(parent, str(uuid.uuid4()), SpanKind.SPAN, name, start_time=now)
+        span = child_span(parent, new_id(), SpanKind.SPAN, name, start_time=now)
         span.input, span.output = input_, output
         span.metadata, span.tags = parent.metadata, parent.tags
         self._exporter.submit(span.finish(now))
@@ -577,21 +584,22 @@ class CallbackHandler(BaseCallbackHandler):
             return None
         runs = self._runs
         skipped = self._skipped
-        claimed = runs.get(run_id)
+        key = run_id.int if type(run_id) is UUID else run_id
+        claimed = runs.get(key)
         if claimed is not None:
             owner = claimed.extra.get("by")
             if owner is self or self.steps_aside or not getattr(owner, "steps_aside", False):
                 return None
-            runs.pop(run_id)  # an explicit handler's options win over instrument()'s
-        elif skipped and run_id in skipped:
+            runs.pop(key)  # an explicit handler's options win over instrument()'s
+        elif skipped and key in skipped:
             return None
-        parent = runs.get(parent_run_id)
+        parent = None if parent_run_id is None else runs.get(_key(parent_run_id))
         if parent is not None:
             trace_id, parent_id, span_id = parent.trace_id, parent.span_id, str(run_id)
             distinct_id, session_id = parent.distinct_id, parent.session_id
         else:
-            if parent_run_id is not None and skipped and parent_run_id in skipped:
-                self._skip(run_id, skipped[parent_run_id])
+            if parent_run_id is not None and skipped and _key(parent_run_id) in skipped:
+                self._skip(run_id, skipped[_key(parent_run_id)])
                 return None
             if parent_run_id is None:
                 trace_id = self._trace_id or str(run_id)
@@ -642,14 +650,14 @@ class CallbackHandler(BaseCallbackHandler):
 
     def _add(self, run_id: UUID, span: OpenSpan) -> None:
         """Put a span made by :meth:`_start` in the run table (closing evicted runs)."""
-        evicted = self._runs.add(run_id, span)
+        evicted = self._runs.add(_key(run_id), span)
         if evicted:
             self._exporter.close_runs(evicted, "evicted: too many runs open at once")
 
     def _skip(self, run_id: UUID, trace_id: str) -> None:
         if len(self._skipped) >= _MAX_SKIPPED:
             self._skipped.clear()
-        self._skipped[run_id] = trace_id
+        self._skipped[_key(run_id)] = trace_id
 
     def _set_user_upwards(self, span: OpenSpan, distinct_id: str | None) -> None:
         if distinct_id is None:

@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 
 from posthog_callbacks.langchain import model as lm
+from posthog_callbacks.langchain.handler import _key
 from posthog_callbacks.tracing import open_span_bytes
 from support.langchain_helpers import Recorder
 
@@ -42,7 +43,7 @@ def test_a_run_is_measured_once_with_its_input(rec: Recorder) -> None:
     handler = rec.handler()
     run = uuid.uuid4()
     handler.on_chain_start({"name": "big"}, {"doc": "word " * 20_000}, run_id=run)
-    span = handler._runs.get(run)
+    span = handler._runs.get(_key(run))
     assert span is not None
     # The input was set before the run entered the table: the account is exact at once.
     assert handler._runs.held_bytes == open_span_bytes(span) > 100_000
