@@ -25,8 +25,17 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from .sizing import value_bytes
-from .spans import FinishedSpan, OpenSpan, SpanKind, Usage, error_text, new_id, snapshot
+from .sizing import ITEM_OVERHEAD_BYTES, value_bytes
+from .spans import (
+    FinishedSpan,
+    OpenSpan,
+    SpanKind,
+    Usage,
+    error_text,
+    new_id,
+    snapshot,
+    snapshot_sized,
+)
 from .tracing import Recorder, RunTable, WarnOnce, child_span, open_span_bytes, safe_text
 from .usage import normalize_provider, usage_from_mapping
 
@@ -36,6 +45,13 @@ log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 _SCALARS = frozenset({str, int, float, bool, type(None)})  # kept as they are by snapshot()
+
+
+def _sized(value: Any) -> tuple[Any, int]:
+    """A snapshot of ``value`` and its byte estimate (``sizing.value_bytes``), one walk
+    for the usual small values."""
+    copy, size = snapshot_sized(value)
+    return copy, size if size >= 0 else value_bytes(copy)
 
 
 class ManualTracer:
@@ -49,14 +65,18 @@ class ManualTracer:
             content is walked once; ``None`` submits through ``recorder.submit``.
     """
 
-    __slots__ = ("_active", "_lock", "_submit", "recorder", "runs", "warn")
+    __slots__ = ("_active", "_lock", "recorder", "runs", "submit", "warn")
 
     def __init__(
         self, recorder: Recorder, submit: Callable[[FinishedSpan, int | None], None] | None = None
     ) -> None:
         self.recorder = recorder
-        self._submit = submit
-        self.runs: RunTable[str] = RunTable()
+        self.submit: Callable[[FinishedSpan, int | None], None] = submit or (
+            lambda span, size: recorder.submit(span)
+        )
+        """Queue a finished span with its byte estimate (``None``: not known)."""
+        # Handles track their own open children (shared trace ids): no index by trace.
+        self.runs: RunTable[str] = RunTable(index_traces=False)
         self.warn = WarnOnce(log)
         self._active: dict[str, int] = {}  # trace id -> manual roots active with it
         self._lock = threading.Lock()
@@ -100,13 +120,14 @@ class ManualTracer:
                 self._active[tid] = count + 1
                 shared = count > 0
             registered = True
+        inp, held = _sized(input)
         span = OpenSpan(
             tid,
             new_id() if shared else tid,
             tid if shared else None,
             SpanKind.SPAN if shared else SpanKind.TRACE,
             name if type(name) is str and name else (self.text("name", name) or "trace"),
-            input=input if type(input) in _SCALARS else snapshot(input),
+            input=inp,
             distinct_id=distinct_id
             if type(distinct_id) is str and distinct_id
             else self.text("distinct_id", distinct_id),
@@ -117,14 +138,10 @@ class ManualTracer:
             tags=() if tags is None else self.tags(tags),
             properties=None if properties is None else self.mapping("properties", properties),
         )
-        return TraceHandle(self, span, None, registered)
-
-    def submit(self, span: FinishedSpan, size: int | None) -> None:
-        """Queue ``span``; ``size`` is its byte estimate, if known."""
-        if self._submit is not None:
-            self._submit(span, size)
-        else:
-            self.recorder.submit(span)
+        held += ITEM_OVERHEAD_BYTES
+        if span.metadata is not None:
+            held += value_bytes(span.metadata)
+        return TraceHandle(self, span, None, registered, held)
 
     def release(self, trace_id: str) -> None:
         """A root started with an explicit ``trace_id`` ended."""
@@ -150,7 +167,7 @@ class ManualTracer:
         """A snapshot of a mapping argument with text keys; ``None`` for anything else."""
         if value is None:
             return None
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             self.bad(argument, value)
             return None
         try:
@@ -194,17 +211,26 @@ class SpanHandle:
     the span (and its trace) as errors and propagates.
     """
 
-    __slots__ = ("_ended", "_held", "_root", "_span", "_tracer")
+    __slots__ = ("_ended", "_held", "_out", "_root", "_span", "_tracer")
 
-    def __init__(self, tracer: ManualTracer, span: OpenSpan, root: TraceHandle | None) -> None:
+    def __init__(
+        self,
+        tracer: ManualTracer,
+        span: OpenSpan,
+        root: TraceHandle | None,
+        held: int | None = None,
+    ) -> None:
         self._tracer = tracer
         self._span = span
         self._root = root
         self._ended = False
-        # The open-run budget's estimate of the span (its content but the output), kept
-        # for the queue's estimate at the end; -1 once input, metadata, model parameters
-        # or tools were replaced (the queue then measures the finished span itself).
-        self._held = open_span_bytes(span)
+        # The open-run budget's estimate of the span (``open_span_bytes``: its content but
+        # the output), measured while it was copied and kept for the queue's estimate at
+        # the end; -1 once input, metadata, model parameters or tools were replaced (the
+        # queue then measures the finished span itself). ``_out``: the output's bytes, -1
+        # when not known.
+        self._held = open_span_bytes(span) if held is None else held
+        self._out = 0
         evicted = tracer.runs.add(span.span_id, span, self._held)
         if root is not None:
             root._open.add(span.span_id)
@@ -252,7 +278,7 @@ class SpanHandle:
                 self._held = -1
                 s.input = snapshot(input)
             if output is not _UNSET:
-                s.output = snapshot(output)
+                s.output, self._out = snapshot_sized(output)
             if name is not None or model is not None or status is not None:
                 self._set_text("name", name)
                 self._set_text("model", model)
@@ -299,10 +325,14 @@ class SpanHandle:
                 setattr(self._span, field, text)
 
     def _usage(self, usage: Any) -> Usage | None:
-        if isinstance(usage, Usage):
+        if type(usage) is not dict and isinstance(usage, Usage):
             return usage
         try:
-            parsed = usage_from_mapping(usage) if isinstance(usage, Mapping) else None
+            parsed = (
+                usage_from_mapping(usage)
+                if type(usage) is dict or isinstance(usage, Mapping)
+                else None
+            )
         except Exception:
             parsed = None
         if parsed is None:
@@ -329,21 +359,27 @@ class SpanHandle:
         if type(name) is not str or not name:
             name = t.text("name", name) or kind.value
         span = child_span(self._span, new_id(), kind, name)
-        # Only what was given is set (the rest keeps the span's defaults, all None).
+        # Only what was given is set (the rest keeps the span's defaults, all None), and
+        # measured on the way for the open-run budget (open_span_bytes).
+        held = ITEM_OVERHEAD_BYTES
         if input is not None:
-            span.input = input if type(input) in _SCALARS else snapshot(input)
+            span.input, size = _sized(input)
+            held += size
         if metadata is not None:
             span.metadata = t.mapping("metadata", metadata)
+            held += value_bytes(span.metadata)
         if model is not None:
             span.model = model if type(model) is str and model else t.text("model", model)
         if provider is not None:
             span.provider = normalize_provider(t.text("provider", provider))
         if model_parameters is not None:
             span.model_parameters = t.mapping("model_parameters", model_parameters)
+            held += value_bytes(span.model_parameters)
         if tools is not None:
-            span.tools = snapshot(tools)
+            span.tools, size = _sized(tools)
+            held += size
         root = self._root if self._root is not None else self
-        return SpanHandle(t, span, root)  # type: ignore[arg-type]
+        return SpanHandle(t, span, root, held)  # type: ignore[arg-type]
 
     def span(
         self, name: str, *, input: Any = None, metadata: Mapping[str, Any] | None = None
@@ -392,7 +428,7 @@ class SpanHandle:
     def _finish(self, output: Any, error: Any) -> None:
         s = self._span
         if output is not _UNSET:
-            s.output = snapshot(output)
+            s.output, self._out = snapshot_sized(output)
         if error is not None:
             self.update(error=error)
         root = self._root
@@ -406,7 +442,8 @@ class SpanHandle:
             if held >= 0:
                 # The estimate of a finished span (sizing.estimate_bytes) is the open-run
                 # estimate plus its output and properties.
-                size = held + value_bytes(s.output)
+                out = self._out
+                size = held + (out if out >= 0 else value_bytes(s.output))
                 if s.properties:
                     size += value_bytes(s.properties)
             self._tracer.submit(s.finish(), size)
@@ -443,10 +480,12 @@ class TraceHandle(SpanHandle):
 
     __slots__ = ("_open", "_shared_id")
 
-    def __init__(self, tracer: ManualTracer, span: OpenSpan, root: None, shared_id: bool) -> None:
+    def __init__(
+        self, tracer: ManualTracer, span: OpenSpan, root: None, shared_id: bool, held: int
+    ) -> None:
         self._open: set[str] = set()
         self._shared_id = shared_id
-        super().__init__(tracer, span, root)
+        super().__init__(tracer, span, root, held)
 
     def __enter__(self) -> TraceHandle:
         return self

@@ -25,6 +25,7 @@ __all__ = [
     "error_text",
     "new_id",
     "snapshot",
+    "snapshot_sized",
 ]
 
 log = logging.getLogger(__name__)
@@ -366,8 +367,8 @@ class _Copier:
 _SMALL_ITEMS = 32
 
 
-def _copy_small(value: Any) -> Any:
-    """The copier's result for a small, shallow container, without the copier; else None.
+def _copy_small(value: Any) -> tuple[Any, int] | None:
+    """The copier's result for a small, shallow container without the copier, and its size.
 
     Handles a dict or list of at most 32 items that are leaves or dicts, lists or tuples
     of at most 32 leaves (chat messages, parameters, a root's input): the common case on
@@ -375,16 +376,36 @@ def _copy_small(value: Any) -> Any:
     registers them as shared (it copies each occurrence, as here), and no bound of the
     copier can be reached except the text bound, checked as the copier does: before each
     inner container, over the text of the inner containers copied so far.
+
+    Returns:
+        ``(copy, bytes)``, where ``bytes`` is ``sizing.value_bytes(copy)`` computed on
+        the way (the same formula: a string ``len + 2``, another scalar 8, a dict key
+        ``len + 3``, a list item 1 more; tests hold the two equal), or -1 when that
+        formula's fast path does not apply (a key that is not a string, bytes); ``None``
+        when the value is not such a container.
     """
-    t = type(value)
     if len(value) > _SMALL_ITEMS:
         return None
+    size = 0
+    exact = True
     inner_chars = 0
-    if t is dict:
+    inner: Any
+    if type(value) is dict:
         out: dict[Any, Any] = {}
         for k, v in value.items():
+            if type(k) is str:
+                size += len(k) + 3
+            else:
+                exact = False
             tv = type(v)
+            if tv is str:
+                size += len(v) + 2
+                out[k] = v
+                continue
             if tv in _LEAVES:
+                if tv is bytes:
+                    exact = False
+                size += 8
                 out[k] = v
                 continue
             if tv is not dict and tv is not list and tv is not tuple:
@@ -392,55 +413,95 @@ def _copy_small(value: Any) -> Any:
             if inner_chars > SNAPSHOT_MAX_CHARS or len(v) > _SMALL_ITEMS:
                 return None
             if tv is dict:
-                inner: Any = {}
+                inner = {}
                 for ik, iv in v.items():
+                    if type(ik) is str:
+                        size += len(ik) + 3
+                    else:
+                        exact = False
                     ti = type(iv)
                     if ti is str:
-                        inner_chars += len(iv)
+                        n = len(iv)
+                        inner_chars += n
+                        size += n + 2
                     elif ti not in _LEAVES:
                         return None
+                    else:
+                        if ti is bytes:
+                            exact = False
+                        size += 8
                     inner[ik] = iv
             else:
                 inner = []
                 for iv in v:
                     ti = type(iv)
                     if ti is str:
-                        inner_chars += len(iv)
+                        n = len(iv)
+                        inner_chars += n
+                        size += n + 3
                     elif ti not in _LEAVES:
                         return None
+                    else:
+                        if ti is bytes:
+                            exact = False
+                        size += 9
                     inner.append(iv)
             out[k] = inner
-        return out
+        return out, size if exact else -1
     items: list[Any] = []
     for v in value:
         tv = type(v)
+        if tv is str:
+            size += len(v) + 3
+            items.append(v)
+            continue
         if tv in _LEAVES:
+            if tv is bytes:
+                exact = False
+            size += 9
             items.append(v)
             continue
         if tv is not dict and tv is not list and tv is not tuple:
             return None
         if inner_chars > SNAPSHOT_MAX_CHARS or len(v) > _SMALL_ITEMS:
             return None
+        size += 1
         if tv is dict:
             inner = {}
             for ik, iv in v.items():
+                if type(ik) is str:
+                    size += len(ik) + 3
+                else:
+                    exact = False
                 ti = type(iv)
                 if ti is str:
-                    inner_chars += len(iv)
+                    n = len(iv)
+                    inner_chars += n
+                    size += n + 2
                 elif ti not in _LEAVES:
                     return None
+                else:
+                    if ti is bytes:
+                        exact = False
+                    size += 8
                 inner[ik] = iv
         else:
             inner = []
             for iv in v:
                 ti = type(iv)
                 if ti is str:
-                    inner_chars += len(iv)
+                    n = len(iv)
+                    inner_chars += n
+                    size += n + 3
                 elif ti not in _LEAVES:
                     return None
+                else:
+                    if ti is bytes:
+                        exact = False
+                    size += 9
                 inner.append(iv)
         items.append(inner)
-    return items
+    return items, size if exact else -1
 
 
 def snapshot(value: Any, convert: Callable[[Any], Any] | None = None) -> Any:
@@ -468,7 +529,32 @@ def snapshot(value: Any, convert: Callable[[Any], Any] | None = None) -> Any:
         if t is dict or t is list or t is tuple:
             small = _copy_small(value)
             if small is not None:
-                return small
+                return small[0]
         return _Copier(convert).copy(value, 0)
     except Exception:
         return value
+
+
+def snapshot_sized(value: Any) -> tuple[Any, int]:
+    """:func:`snapshot` (no ``convert``) and the copy's byte estimate, in one walk.
+
+    The estimate is ``sizing.value_bytes(copy)`` (0 for ``None``) for scalars and the
+    small containers :func:`snapshot` copies on its fast path, and -1 otherwise: the
+    caller then measures the copy with ``sizing.value_bytes``. (This module cannot call
+    ``sizing``, which builds on it.) Never raises.
+    """
+    t = type(value)
+    if t is str:
+        return value, len(value) + 2
+    if value is None:
+        return None, 0
+    if t is int or t is float or t is bool:
+        return value, 8
+    if t is dict or t is list or t is tuple:
+        try:
+            small = _copy_small(value)
+        except Exception:
+            small = None
+        if small is not None:
+            return small
+    return snapshot(value), -1

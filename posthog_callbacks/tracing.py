@@ -296,6 +296,10 @@ class RunTable(Generic[K]):
     Args:
         max_runs: Hard bound on open runs; adding beyond it evicts the oldest run, which
             is returned to the caller to be closed as an error.
+        index_traces: Keep the index by trace that makes :meth:`pop_trace` and
+            :meth:`open_in_trace` cost one lookup. A front door that never asks for a
+            trace's runs (the manual API tracks its handles itself) turns it off and saves
+            a set per trace; both methods then scan the table instead.
     """
 
     __slots__ = (
@@ -310,11 +314,11 @@ class RunTable(Generic[K]):
         "max_runs",
     )
 
-    def __init__(self, max_runs: int = 100_000) -> None:
+    def __init__(self, max_runs: int = 100_000, *, index_traces: bool = True) -> None:
         # ``_runs`` is never rebound: RunRegistry keeps a reference to this very dict so the
         # runs outlive the table (see RunRegistry.register).
         self._runs: dict[K, OpenSpan] = {}
-        self._by_trace: dict[str, set[K]] = {}
+        self._by_trace: dict[str, set[K]] | None = {} if index_traces else None
         self._lock = threading.Lock()
         self.max_runs = max_runs
         # The byte account (all under ``_lock``): estimate per open run and their sum.
@@ -380,11 +384,13 @@ class RunTable(Generic[K]):
             if size is not None and budget is not None:
                 self._bytes += size - self._sizes.get(key, _NOTHING)[0]
                 self._sizes[key] = (size, next(_OPENED))
-            keys = self._by_trace.get(span.trace_id)
-            if keys is None:
-                self._by_trace[span.trace_id] = {key}
-            else:
-                keys.add(key)
+            by_trace = self._by_trace
+            if by_trace is not None:
+                keys = by_trace.get(span.trace_id)
+                if keys is None:
+                    by_trace[span.trace_id] = {key}
+                else:
+                    keys.add(key)
         if budget is not None:
             if span.input is None:
                 self._unsettled.append(key)
@@ -405,17 +411,23 @@ class RunTable(Generic[K]):
         span = self._runs.pop(key, None)
         if span is not None:
             self._bytes -= self._sizes.pop(key, _NOTHING)[0]
-            keys = self._by_trace.get(span.trace_id)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self._by_trace[span.trace_id]
+            by_trace = self._by_trace
+            if by_trace is not None:
+                keys = by_trace.get(span.trace_id)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del by_trace[span.trace_id]
         return span
 
     def pop_trace(self, trace_id: str) -> list[OpenSpan]:
         """Remove and return every run still open in ``trace_id``."""
         with self._lock:
-            keys = self._by_trace.pop(trace_id, None)
+            keys: set[K] | None
+            if self._by_trace is None:
+                keys = {key for key, span in self._runs.items() if span.trace_id == trace_id}
+            else:
+                keys = self._by_trace.pop(trace_id, None)
             if not keys:
                 return []
             spans = []
@@ -428,6 +440,9 @@ class RunTable(Generic[K]):
 
     def open_in_trace(self, trace_id: str) -> int:
         """How many runs of ``trace_id`` are still open."""
+        if self._by_trace is None:
+            with self._lock:
+                return sum(1 for span in self._runs.values() if span.trace_id == trace_id)
         keys = self._by_trace.get(trace_id)
         return len(keys) if keys else 0
 
@@ -443,7 +458,8 @@ class RunTable(Generic[K]):
         with self._lock:
             spans = list(self._runs.values())
             self._runs.clear()
-            self._by_trace.clear()
+            if self._by_trace is not None:
+                self._by_trace.clear()
             self._sizes.clear()
             self._bytes = 0
             return spans
@@ -456,7 +472,8 @@ class RunTable(Generic[K]):
         """
         self._lock = threading.Lock()
         self._runs.clear()
-        self._by_trace.clear()
+        if self._by_trace is not None:
+            self._by_trace.clear()
         self._sizes.clear()
         self._bytes = 0
         self._unsettled.clear()

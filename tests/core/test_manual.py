@@ -12,6 +12,7 @@ import pytest
 
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.sizing import estimate_bytes
+from posthog_callbacks.tracing import open_span_bytes
 
 # -- shared trace ids ---------------------------------------------------------------------
 
@@ -353,20 +354,32 @@ def test_the_manual_api_queues_each_span_with_the_estimate_of_the_finished_span(
         enqueue(item, size)
 
     monkeypatch.setattr(exporter._batcher, "enqueue", spy)
+    runs = exporter.manual_runs
+    checked: list[str] = []
+
+    def check_open_runs() -> None:
+        """The open-run budget's figure for each open span, measured while copying."""
+        for key, span in list(runs._runs.items()):
+            assert runs._sizes[key][0] == open_span_bytes(span)
+            checked.append(key)
+
     chat = [{"role": "user", "content": "What is the capital of France?"}]
     with exporter.trace("t", input={"q": "x" * 50}, properties={"team": "geo"}) as trace:
         with trace.generation(
             "g", model="m", input=chat, model_parameters={"temperature": 0.2}, tools=["t"]
         ) as gen:
+            check_open_runs()
             gen.update(
                 output=[{"role": "assistant", "content": "Paris."}], usage={"input_tokens": 3}
             )
         with trace.span("replaced", input="small", metadata={"k": "v"}) as step:
             step.update(input="y" * 10_000, metadata={"more": "z" * 500}, output="done")
-        with trace.span("tools later") as step:
+        with trace.span("tools later", input=("a", 1, None, b"raw")) as step:
+            check_open_runs()
             step.update(tools=[{"name": "search"}], model_parameters={"top_k": 3})
         trace.end(output={"answer": "Paris."})
     assert len(queued) == 4
+    assert len(checked) == 4
     for item, size in queued:
         assert size is None or size == estimate_bytes(item)
     sizes = {item.name: size for item, size in queued}
