@@ -9,7 +9,9 @@ share our GIL), then, in the same run:
   SDK's ``Posthog(...).capture_ai`` with its default settings. Reported: what arrived
   (counted by the server), what was dropped, the end-to-end rate (first record -> last
   event at the server), process CPU per event (callers, worker and senders together:
-  ``time.process_time``) and the recording threads' CPU per span (``time.thread_time``);
+  ``time.process_time``), the recording threads' CPU per span (``time.thread_time``) and,
+  for ours, that CPU split by thread (recording threads, the worker that translates, the
+  senders that encode, compress and post);
 * **caller cost**, one thread, no contention: what a front door pays per recorded span
   (build an ``OpenSpan``, ``finish()``, ``submit()``) and the manual API per span;
 * **stages**, one thread: translation, ``orjson`` encoding, gzip, ``PosthogSink.send``
@@ -99,6 +101,20 @@ class Result:
     rate: float  # delivered events/s, first record -> last arrival
     caller_us: float  # recording threads' CPU per span
     process_us: float  # CPU of the whole process per event offered
+    worker_us: float = float("nan")  # our worker thread's CPU per event offered
+    senders_us: float = float("nan")  # our sender threads' CPU per event offered
+
+
+def thread_cpu(name: str) -> float:
+    """CPU seconds of the live threads called ``name`` (Linux: per-thread clocks)."""
+    total = 0.0
+    for thread in threading.enumerate():
+        if thread.name == name and thread.ident is not None:
+            try:
+                total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except (AttributeError, OSError):  # no per-thread clocks here
+                return float("nan")
+    return total
 
 
 def run_threads(work: Callable[[int], None]) -> tuple[float, float]:
@@ -153,6 +169,8 @@ def bench_exporter(server: Server, per_thread: int) -> Result:
     stats = exporter.stats()
     done = server.wait_for(before + stats.sent, timeout=30)
     process = time.process_time() - process
+    worker = thread_cpu("posthog-callbacks-exporter")  # read before shutdown ends them
+    senders = thread_cpu("posthog-callbacks-sender")
     exporter.shutdown()
     offered = per_thread * THREADS * 2
     arrived = server.events() - before
@@ -165,6 +183,8 @@ def bench_exporter(server: Server, per_thread: int) -> Result:
         arrived / (done - started),
         cpu / offered * 1e6,
         process / offered * 1e6,
+        worker / offered * 1e6,
+        senders / offered * 1e6,
     )
 
 
@@ -346,6 +366,11 @@ def main() -> None:
             f"{r.rate:>9,.0f} {r.caller_us:>15.1f} {r.process_us:>17.1f}"
         )
     ours = results[0]
+    print(
+        f"\nour process CPU per event by thread (us): recording threads {ours.caller_us:.1f}, "
+        f"worker (translation) {ours.worker_us:.1f}, senders (encode, gzip, HTTP) "
+        f"{ours.senders_us:.1f}"
+    )
     print(
         f"\ntargets: arrives whole {ours.arrived == ours.offered}; "
         f">= 20,000 events/s: {ours.rate:,.0f}; <= 50 us process CPU/event: "

@@ -12,6 +12,7 @@ interpreter exit.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -234,7 +235,7 @@ class PosthogExporter:
         config = self._config
         self._batcher = BatchProcessor(
             self.sink,
-            lambda span: _span_to_event_sized(span, config),
+            functools.partial(_span_to_event_sized, cfg=config),  # no Python frame per span
             flush_at=self.flush_at,
             flush_interval=self.flush_interval,
             max_queue_size=self.max_queue_size,

@@ -166,6 +166,9 @@ class FinishedSpan(NamedTuple):
         return max(0.0, self.end_time - self.start_time)
 
 
+_new_tuple = tuple.__new__
+
+
 @dataclass(slots=True)
 class OpenSpan:
     """A run in flight: mutable, owned by one handler's run table.
@@ -211,37 +214,42 @@ class OpenSpan:
         """Freeze this run into a :class:`FinishedSpan` ending at ``end_time`` (now)."""
         end = time.time() if end_time is None else end_time
         first = self.first_token_time
-        return FinishedSpan(
-            self.trace_id,
-            self.span_id,
-            self.parent_id,
-            self.kind,
-            self.name,
-            self.start_time,
-            end,
-            self.framework,
-            self.input,
-            self.output,
-            self.model,
-            self.provider,
-            self.usage,
-            self.usage_missing_reason,
-            self.model_parameters,
-            self.tools,
-            None if first is None else max(0.0, first - self.start_time),
-            self.http_status,
-            self.base_url,
-            self.stop_reason,
-            self.error,
-            self.status,
-            self.metadata,
-            self.properties,
-            self.groups,
-            self.distinct_id,
-            self.session_id,
-            self.tags,
-            self.privacy_mode,
-            self.service_tier,
+        # tuple.__new__ on the fields in order: FinishedSpan(...) would run the named
+        # tuple's Python-level __new__ just to build the same tuple.
+        return _new_tuple(
+            FinishedSpan,
+            (
+                self.trace_id,
+                self.span_id,
+                self.parent_id,
+                self.kind,
+                self.name,
+                self.start_time,
+                end,
+                self.framework,
+                self.input,
+                self.output,
+                self.model,
+                self.provider,
+                self.usage,
+                self.usage_missing_reason,
+                self.model_parameters,
+                self.tools,
+                None if first is None else max(0.0, first - self.start_time),
+                self.http_status,
+                self.base_url,
+                self.stop_reason,
+                self.error,
+                self.status,
+                self.metadata,
+                self.properties,
+                self.groups,
+                self.distinct_id,
+                self.session_id,
+                self.tags,
+                self.privacy_mode,
+                self.service_tier,
+            ),
         )
 
 

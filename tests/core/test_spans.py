@@ -149,3 +149,17 @@ def test_estimate_bytes_of_a_span_adds_the_overhead_to_each_fields_bytes() -> No
     fields = (span.input, span.output, span.metadata, span.model_parameters, span.tools)
     expected = sizing.ITEM_OVERHEAD_BYTES + sum(sizing.value_bytes(v) for v in fields)
     assert sizing.estimate_bytes(span) == expected
+
+
+def test_finish_carries_every_field_of_the_open_span_by_name() -> None:
+    from dataclasses import fields
+
+    shared = {f.name for f in fields(spans.OpenSpan)} & set(spans.FinishedSpan._fields)
+    values: dict[str, Any] = {name: f"value-{name}" for name in shared}
+    values.update(kind=SpanKind.GENERATION, start_time=10.0, tags=("a",), privacy_mode=True)
+    span = spans.OpenSpan(**values, first_token_time=12.5)
+    done = span.finish(end_time=20.0)
+    assert type(done) is spans.FinishedSpan and len(done) == len(spans.FinishedSpan._fields)
+    assert {name: getattr(done, name) for name in shared} == values
+    assert (done.end_time, done.time_to_first_token) == (20.0, 2.5)
+    assert set(spans.FinishedSpan._fields) - shared == {"end_time", "time_to_first_token"}
