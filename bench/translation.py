@@ -14,23 +14,33 @@ is the same without the size) on realistic spans:
 then the mix (one of each) and a cProfile top-20 of the mix. Each figure is the best of
 several rounds, in CPU time of the thread (this machine class: 2 cores).
 
+``--compare`` times every row twice in the same run, rounds interleaved: as shipped, and
+with the serializer walking every container (``Serializer(recall=False)``: no recall of
+containers converted before), and prints the ratio.
+
 Usage::
 
     .venv/bin/python bench/translation.py
     .venv/bin/python bench/translation.py --no-profile
+    .venv/bin/python bench/translation.py --compare --no-profile
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import functools
 import pstats
 import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
+from posthog_callbacks import events
 from posthog_callbacks.events import EventConfig, _span_to_event_sized
+from posthog_callbacks.serialize import Serializer
 from posthog_callbacks.spans import FinishedSpan, SpanKind, Usage
 
 TRACE = "7f3c2a10-5b9e-4c1d-8e2f-0a1b2c3d4e5f"
@@ -149,6 +159,16 @@ def best_fresh(span: FinishedSpan, cfg: EventConfig, count: int = 2_000) -> floa
     return min(results) / count * 1e6
 
 
+@contextlib.contextmanager
+def walking(enabled: bool) -> Iterator[None]:
+    """Within the block, events are translated with ``Serializer(recall=False)``."""
+    if not enabled:
+        yield
+        return
+    with mock.patch.object(events, "Serializer", functools.partial(Serializer, recall=False)):
+        yield
+
+
 def best(fn: Callable[[], Any], number: int, rounds: int = 7) -> float:
     """Best thread CPU time per call in microseconds (CPU time: other processes on a
     shared 2-core box inflate wall time, not this)."""
@@ -159,6 +179,9 @@ def best(fn: Callable[[], Any], number: int, rounds: int = 7) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile top-20")
+    parser.add_argument(
+        "--compare", action="store_true", help="also time every row with recall=False"
+    )
     args = parser.parse_args()
     cfg = EventConfig(
         properties={"environment": "production", "app": "travel"},
@@ -171,18 +194,30 @@ def main() -> None:
     def per_event(span: FinishedSpan, config: EventConfig) -> float:
         return best(lambda: _span_to_event_sized(span, config), 5_000)
 
-    rows = [
-        ("chat generation", per_event(spans[0], cfg)),
-        ("chat generation, privacy mode", per_event(spans[0], private)),
-        ("chat generation, new user text + answer", best_fresh(spans[0], cfg)),
-        ("chain span (dict input/output)", per_event(spans[1], cfg)),
-        ("manual trace root", per_event(spans[2], cfg)),
-        ("mix, per event", best(mix, 2_000) / len(spans)),
-    ]  # fmt: skip
-    width = max(len(name) for name, _ in rows)
+    def table(walk: bool) -> list[tuple[str, float]]:
+        with walking(walk):
+            return [
+                ("chat generation", per_event(spans[0], cfg)),
+                ("chat generation, privacy mode", per_event(spans[0], private)),
+                ("chat generation, new user text + answer", best_fresh(spans[0], cfg)),
+                ("chain span (dict input/output)", per_event(spans[1], cfg)),
+                ("manual trace root", per_event(spans[2], cfg)),
+                ("mix, per event", best(mix, 2_000) / len(spans)),
+            ]
+
+    width = 40
     print("translation (events._span_to_event_sized), thread CPU, best of 7 rounds")
-    for name, us in rows:
-        print(f"  {name:<{width}}  {us:8.1f} us/event")
+    if not args.compare:
+        for name, us in table(False):
+            print(f"  {name:<{width}}  {us:8.1f} us/event")
+    else:
+        # Alternate whole tables so that load from other processes hits both alike.
+        runs = [(table(False), table(True)) for _ in range(2)]
+        print(f"  {'':<{width}}  {'shipped':>8}  {'walk':>8}  ratio (us/event, best of runs)")
+        for i, (name, _) in enumerate(runs[0][0]):
+            shipped = min(run[0][i][1] for run in runs)
+            walked = min(run[1][i][1] for run in runs)
+            print(f"  {name:<{width}}  {shipped:8.1f}  {walked:8.1f}  {shipped / walked:5.2f}")
     if not args.no_profile:
         profiler = cProfile.Profile()
         profiler.enable()

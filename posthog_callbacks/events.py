@@ -143,8 +143,8 @@ def _base(
     return props
 
 
-def _content(value: Any, cfg: EventConfig, ser: Serializer) -> Any:
-    data = ser.convert(value)
+def _content(value: Any, cfg: EventConfig, ser: Serializer, recall: bool = False) -> Any:
+    data = ser.convert(value, recall)
     if cfg.mask is None:
         return data
     try:
@@ -463,7 +463,8 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
                 plain = span.tools if _plain_tool_list(span.tools) else ser.convert(span.tools)
                 props[schema.TOOLS] = ser.convert(_private_tools(plain))
             else:
-                props[schema.TOOLS] = _content(span.tools, cfg, ser)
+                # The same definitions come with every call: converted once (serialize.py).
+                props[schema.TOOLS] = _content(span.tools, cfg, ser, recall=True)
         if span.time_to_first_token is not None:
             props[schema.TIME_TO_FIRST_TOKEN] = round(span.time_to_first_token, 6)
         props[schema.HTTP_STATUS] = _http_status(span.http_status, span.is_error)

@@ -21,16 +21,21 @@ import collections
 import datetime as _dt
 import decimal
 import enum
+import gc
 import hashlib
 import itertools
 import json
 import logging
+import marshal
 import math
+import operator
 import re
 import types
 import uuid
 from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -380,9 +385,11 @@ _ITERABLES = frozenset(
 # send the same system prompt, tool definitions and history on every call, so a repeated
 # text costs one dict lookup instead of the secret scan. Bounded: cleared when full.
 _CACHE_MAX = 4096
-_Caches = tuple[dict[str, str], dict[str, tuple[str, bool, int]], dict[str, str]]
+_Caches = tuple[
+    dict[str, str], dict[str, tuple[str, bool, int]], dict[str, str], dict[int, "_Results"]
+]
 """Texts, mapping keys (as sent, whether they name a credential, bytes with their quotes,
-``": "`` and ``", "``) and identifiers."""
+``": "`` and ``", "``), identifiers, and converted containers by ``max_bytes``."""
 _caches_by_secrets: dict[tuple[str, ...], _Caches] = {}
 
 
@@ -390,12 +397,130 @@ def _caches(secrets: tuple[str, ...]) -> _Caches:
     try:
         caches = _caches_by_secrets.get(secrets)
     except TypeError:  # unhashable secrets: nothing is shared
-        return {}, {}, {}
+        return {}, {}, {}, {}
     if caches is None:
         if len(_caches_by_secrets) >= 4:
             _caches_by_secrets.clear()
-        caches = _caches_by_secrets.setdefault(secrets, ({}, {}, {}))
+        caches = _caches_by_secrets.setdefault(secrets, ({}, {}, {}, {}))
     return caches
+
+
+# -- converted containers, by content ------------------------------------------------------
+#
+# Chat apps send the same tool definitions with every call: a deep JSON schema per tool
+# that the walk below converts in Python (1-2 us a dict with its bookkeeping on this
+# machine class). A value converted with ``recall=True`` (events.py does so for tool
+# definitions only) is instead looked up by content among the results of earlier walks
+# for the same literal secrets and size limit, and copied back with ``orjson.loads``: a
+# few C passes (bench/translation.py --compare: a tool list 18 -> 10 us). Only where
+# content repeats: the key costs a few us, pure overhead for new content (messages,
+# outputs), and a flat dict costs less to walk than to key.
+#
+# Exact by construction: an entry is the walk's own output (as JSON), its size estimate
+# and its node count, stored only when the walk's result did not depend on the state of
+# the event (no budget reached, no container met twice, no object other than plain
+# data), and used only when the budget left covers it.
+#
+# The key is the value as ``marshal`` writes it: exact types (``1``, ``1.0``, ``True``,
+# ``-0.0``, a NaN and a tuple all differ), every string as is (lone surrogates too), and
+# an object met again as a back reference, so shared references and cycles never expand.
+# (Objects referenced from elsewhere are flagged in the stream, so one content may have
+# two keys: one more miss, never a wrong result.) Before it, a walk of the value's levels
+# (``gc.get_referents`` lists one level of the tree in one C call) bounds its size:
+# every object of an exact JSON type (so no user code runs), at most MAX_DEPTH levels,
+# and a level is listed only while the lengths of the strings and containers met so far
+# (shared ones each time) fit _RESULT_LENGTHS. Its cost is bounded whatever the value
+# (``marshal`` then copies each distinct string once, dict keys included).
+_RESULT_LENGTHS = 64 * 1024
+_RESULT_BYTES = 256 * 1024
+_RESULT_MIN_REFS = 24
+_RESULTS_HELD = 4 * 1024 * 1024
+_RESULTS_MAX = 4096
+_PLAIN = frozenset({str, int, float, bool, type(None), dict, list, tuple})
+_referents = gc.get_referents
+_length = operator.length_hint
+_zeros = itertools.repeat(0)
+
+
+def _content_key(value: Any) -> bytes | None:
+    """``value`` (an exact dict, list or tuple) as ``marshal`` writes it, when it is small
+    plain JSON data; else ``None``.
+
+    Never runs user code: every object met is of an exact builtin type before ``marshal``
+    (which then runs none either) sees it.
+    """
+    budget = _RESULT_LENGTHS - len(value)
+    level: list[Any] = [value]
+    depth = refs = 0
+    while budget >= 0:
+        # Every object in ``level`` is of an exact plain type, and the lengths met so far
+        # (strings and containers, shared ones each time) fit the budget: listing the
+        # next level costs at most that much.
+        level = _referents(*level)
+        if not level:
+            break
+        depth += 1
+        if depth > MAX_DEPTH:
+            return None  # a cycle, or deeper than any event keeps
+        if not _PLAIN.issuperset(map(type, level)):
+            return None
+        budget -= sum(map(_length, level, _zeros))
+        refs += len(level)
+    if budget < 0:
+        return None
+    if depth < 3 and refs < _RESULT_MIN_REFS:
+        return None  # one or two flat containers: walking costs less than the key
+    try:
+        key = marshal.dumps(value)
+    except ValueError:  # pragma: no cover - plain data, at most MAX_DEPTH levels
+        return None
+    return key if len(key) <= _RESULT_BYTES else None
+
+
+class _Results:
+    """Converted containers for one set of secrets and one size limit, by content.
+
+    A content is stored the second time it is converted (one-off texts never take room);
+    bounded by entries and bytes held, cleared when full.
+    """
+
+    __slots__ = ("entries", "held", "seen")
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, tuple[bytes, int, int]] = {}
+        """The value as marshal writes it -> (the result as JSON, size, nodes)."""
+        self.held = 0
+        self.seen: set[int] = set()
+
+    def store(self, key: bytes, out: Any, size: int, nodes: int) -> None:
+        seen = self.seen
+        mark = hash(key)
+        if mark not in seen:
+            if len(seen) >= 4 * _RESULTS_MAX:
+                seen.clear()
+            seen.add(mark)
+            return
+        try:
+            raw = orjson.dumps(out)
+        except TypeError:  # pragma: no cover - the walk's output is plain JSON
+            return
+        entries = self.entries
+        held = len(key) + len(raw) + 64
+        if self.held + held > _RESULTS_HELD or len(entries) >= _RESULTS_MAX:
+            entries.clear()
+            self.held = 0
+        entries[key] = (raw, size, nodes)
+        self.held += held
+
+
+def _results(caches: _Caches, max_bytes: int) -> _Results:
+    by_limit = caches[3]
+    results = by_limit.get(max_bytes)
+    if results is None:
+        if len(by_limit) >= 4:
+            by_limit.clear()
+        results = by_limit.setdefault(max_bytes, _Results())
+    return results
 
 
 class Serializer:
@@ -405,26 +530,46 @@ class Serializer:
         secrets: Literal strings (e.g. the PostHog API key) to scrub wherever they appear.
         max_bytes: The event's size limit on the wire: strings are cut to a quarter of it,
             and once the output passes it, further values become a marker.
+        recall: Recall containers of plain data converted before (same secrets and
+            limit) instead of walking them again; ``False`` always walks (the reference
+            the recalled results are tested against).
     """
 
     __slots__ = (
-        "_active", "_idents", "_keys", "_memo", "_texts", "max_bytes", "nodes", "secrets", "size"
+        "_active", "_idents", "_keys", "_memo", "_pure", "_results", "_texts", "max_bytes",
+        "nodes", "secrets", "size",
     )  # fmt: skip
 
-    def __init__(self, secrets: tuple[str, ...] = (), max_bytes: int = MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self, secrets: tuple[str, ...] = (), max_bytes: int = MAX_EVENT_BYTES, recall: bool = True
+    ) -> None:
         if type(secrets) is not tuple:
             secrets = tuple(secrets)
         self.secrets = secrets
-        self._texts, self._keys, self._idents = _caches(secrets)
+        caches = _caches(secrets)
+        self._texts, self._keys, self._idents = caches[:3]
+        self._results: _Results | None = _results(caches, max_bytes) if recall else None
+        self._pure = True  # plain data only, no container met twice, since _recall began
         self.max_bytes = max_bytes
         self.size = 0
         self.nodes = 0
         self._memo: dict[int, tuple[Any, Any, int]] = {}
         self._active: set[int] = set()
 
-    def convert(self, value: Any) -> Any:
-        """Return a JSON-safe copy of ``value``."""
+    def convert(self, value: Any, recall: bool = False) -> Any:
+        """Return a JSON-safe copy of ``value``.
+
+        Args:
+            value: Anything.
+            recall: ``value`` is likely sent again and again (tool definitions): a
+                container of plain data is looked up by content among the containers
+                converted before (same secrets and size limit) and converted once.
+        """
         try:
+            if recall and self._results is not None:
+                t = type(value)
+                if t is dict or t is list or t is tuple:
+                    return self._container(value, 0, True)
             return self._convert(value, 0)
         except Exception:  # pragma: no cover - defensive: _convert guards each branch
             return "<unserializable>"
@@ -558,10 +703,11 @@ class Serializer:
             return self._container(value, depth)
         return self._other(value, depth)
 
-    def _container(self, value: Any, depth: int) -> Any:
+    def _container(self, value: Any, depth: int, recall: bool = False) -> Any:
         ident = id(value)
         seen = self._memo.get(ident)
         if seen is not None:
+            self._pure = False
             if seen[2] < 0:
                 return self._mark("<cycle>")  # reached again from inside itself
             # A shared container: reuse its converted copy while the budget allows.
@@ -571,6 +717,34 @@ class Serializer:
             return self._mark(f"<shared {type(value).__name__}>")
         if self.nodes >= MAX_NODES or self.size > self.max_bytes:
             return self._mark("<truncated: event size limit>")
+        if recall:
+            return self._recall(value, depth, ident)
+        return self._walk(value, depth, ident)
+
+    def _recall(self, value: Any, depth: int, ident: int) -> Any:
+        """:meth:`_walk`, or its stored result for the same content (see ``_Results``)."""
+        key = _content_key(value)
+        if key is None:
+            return self._walk(value, depth, ident)
+        results = self._results
+        assert results is not None
+        entry = results.entries.get(key)
+        if entry is not None:
+            raw, size, nodes = entry
+            if self.size + size <= self.max_bytes and self.nodes + nodes < MAX_NODES:
+                self.size += size
+                self.nodes += nodes
+                return orjson.loads(raw)
+        pure = self._pure
+        self._pure = True
+        size, nodes = self.size, self.nodes
+        out = self._walk(value, depth, ident)
+        if self._pure and self.size <= self.max_bytes and self.nodes < MAX_NODES:
+            results.store(key, out, self.size - size, self.nodes - nodes)
+        self._pure = pure and self._pure
+        return out
+
+    def _walk(self, value: Any, depth: int, ident: int) -> Any:
         start = self.size
         try:
             t = type(value)
@@ -579,6 +753,7 @@ class Serializer:
             else:
                 out = self._sequence(value, depth, ident)
         except Exception:
+            self._pure = False
             out = self._mark(f"<unserializable {type(value).__name__}>")
         if ident in self._memo:
             # Registered (it holds containers): later references reuse this copy. The
@@ -716,6 +891,7 @@ class Serializer:
         return out
 
     def _other(self, value: Any, depth: int) -> Any:
+        self._pure = False  # not plain data: never a recallable result
         ident = id(value)
         if ident in self._active:
             return self._mark("<cycle>")
