@@ -87,7 +87,9 @@ def test_snapshot_sized_gives_the_snapshot_and_the_byte_estimate_of_the_copy() -
     rng = random.Random(11)
     shared = {"s": "x"}
     exact = 0
-    values: list[Any] = ["text", "", None, 3, 2.5, True, b"raw", _Leaf()]
+    values: list[Any] = ["text", "", None, 3, 2.5, True, b"raw", _Leaf(), {}, [], {"q": "hi"}]
+    values += [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]]
+    values += [{"m": {"a": "b"}, "n": ["x", 1]}, ({"a": "b", 1: "c"},), [{"a": b"b"}]]
     values += [_random_value(rng, shared) for _ in range(2000)]
     for value in values:
         copy, size = snapshot_sized(value)
