@@ -373,7 +373,6 @@ class _Copier:
 
 
 _SMALL_ITEMS = 32
-_TEXT = frozenset({str})
 
 
 def _copy_small(value: Any) -> tuple[Any, int] | None:
@@ -400,11 +399,6 @@ def _copy_small(value: Any) -> tuple[Any, int] | None:
     inner_chars = 0
     inner: Any
     if type(value) is dict:
-        if _TEXT.issuperset(map(type, value.values())) and _TEXT.issuperset(map(type, value)):
-            # Text keys and text values (a root's input, a chat message): copied and
-            # measured by C loops, the same figures as the loop below.
-            text = sum(map(len, value.values())) + sum(map(len, value))
-            return value.copy(), text + 5 * len(value)
         out: dict[Any, Any] = {}
         for k, v in value.items():
             if type(k) is str:
@@ -426,16 +420,6 @@ def _copy_small(value: Any) -> tuple[Any, int] | None:
                 return None
             if inner_chars > SNAPSHOT_MAX_CHARS or len(v) > _SMALL_ITEMS:
                 return None
-            if (
-                tv is dict
-                and _TEXT.issuperset(map(type, v.values()))
-                and _TEXT.issuperset(map(type, v))
-            ):
-                n = sum(map(len, v.values()))
-                inner_chars += n
-                size += n + sum(map(len, v)) + 5 * len(v)
-                out[k] = v.copy()
-                continue
             if tv is dict:
                 inner = {}
                 for ik, iv in v.items():
@@ -490,16 +474,6 @@ def _copy_small(value: Any) -> tuple[Any, int] | None:
         if inner_chars > SNAPSHOT_MAX_CHARS or len(v) > _SMALL_ITEMS:
             return None
         size += 1
-        if (
-            tv is dict
-            and _TEXT.issuperset(map(type, v.values()))
-            and _TEXT.issuperset(map(type, v))
-        ):  # a chat message: copied and measured by C loops, as above
-            n = sum(map(len, v.values()))
-            inner_chars += n
-            size += n + sum(map(len, v)) + 5 * len(v)
-            items.append(v.copy())
-            continue
         if tv is dict:
             inner = {}
             for ik, iv in v.items():
