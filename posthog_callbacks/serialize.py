@@ -513,8 +513,7 @@ class _Results:
         self.held += held
 
 
-def _results(caches: _Caches, max_bytes: int) -> _Results:
-    by_limit = caches[3]
+def _results(by_limit: dict[int, _Results], max_bytes: int) -> _Results:
     results = by_limit.get(max_bytes)
     if results is None:
         if len(by_limit) >= 4:
@@ -546,9 +545,8 @@ class Serializer:
         if type(secrets) is not tuple:
             secrets = tuple(secrets)
         self.secrets = secrets
-        caches = _caches(secrets)
-        self._texts, self._keys, self._idents = caches[:3]
-        self._results: _Results | None = _results(caches, max_bytes) if recall else None
+        self._texts, self._keys, self._idents, results = _caches(secrets)
+        self._results = results if recall else None  # by max_bytes, looked up when used
         self._pure = True  # plain data only, no container met twice, since _recall began
         self.max_bytes = max_bytes
         self.size = 0
@@ -718,33 +716,7 @@ class Serializer:
         if self.nodes >= MAX_NODES or self.size > self.max_bytes:
             return self._mark("<truncated: event size limit>")
         if recall:
-            return self._recall(value, depth, ident)
-        return self._walk(value, depth, ident)
-
-    def _recall(self, value: Any, depth: int, ident: int) -> Any:
-        """:meth:`_walk`, or its stored result for the same content (see ``_Results``)."""
-        key = _content_key(value)
-        if key is None:
-            return self._walk(value, depth, ident)
-        results = self._results
-        assert results is not None
-        entry = results.entries.get(key)
-        if entry is not None:
-            raw, size, nodes = entry
-            if self.size + size <= self.max_bytes and self.nodes + nodes < MAX_NODES:
-                self.size += size
-                self.nodes += nodes
-                return orjson.loads(raw)
-        pure = self._pure
-        self._pure = True
-        size, nodes = self.size, self.nodes
-        out = self._walk(value, depth, ident)
-        if self._pure and self.size <= self.max_bytes and self.nodes < MAX_NODES:
-            results.store(key, out, self.size - size, self.nodes - nodes)
-        self._pure = pure and self._pure
-        return out
-
-    def _walk(self, value: Any, depth: int, ident: int) -> Any:
+            return self._recall(value, depth)
         start = self.size
         try:
             t = type(value)
@@ -759,6 +731,29 @@ class Serializer:
             # Registered (it holds containers): later references reuse this copy. The
             # original is kept alive with it so its id cannot be reused meanwhile.
             self._memo[ident] = (value, out, self.size - start)
+        return out
+
+    def _recall(self, value: Any, depth: int) -> Any:
+        """The walk's result for ``value``, stored for the same content or walked now."""
+        key = _content_key(value)
+        if key is None:
+            return self._container(value, depth)
+        assert self._results is not None
+        results = _results(self._results, self.max_bytes)
+        entry = results.entries.get(key)
+        if entry is not None:
+            raw, size, nodes = entry
+            if self.size + size <= self.max_bytes and self.nodes + nodes < MAX_NODES:
+                self.size += size
+                self.nodes += nodes
+                return orjson.loads(raw)
+        pure = self._pure
+        self._pure = True
+        size, nodes = self.size, self.nodes
+        out = self._container(value, depth)
+        if self._pure and self.size <= self.max_bytes and self.nodes < MAX_NODES:
+            results.store(key, out, self.size - size, self.nodes - nodes)
+        self._pure = pure and self._pure
         return out
 
     def _mapping(self, value: dict[Any, Any], depth: int, ident: int) -> Any:

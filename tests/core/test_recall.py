@@ -69,7 +69,7 @@ def assert_same(value: Any, secrets: tuple[str, ...] = (), limit: int = 100_000)
             # The recall was exercised: plain data without shared containers, whose walk
             # stayed within the budget, is stored after its second sight.
             key = _content_key(value) if type(value) in (dict, list, tuple) else None
-            entries = serialize._results(serialize._caches(secrets), limit).entries
+            entries = serialize._results(serialize._caches(secrets)[3], limit).entries
             if key is not None and size <= limit and not shares(value):
                 assert key in entries
 
@@ -156,17 +156,17 @@ def test_a_value_is_stored_on_its_second_sight_and_recalled_without_a_walk(
 ) -> None:
     tools = [tool({"type": "object", "properties": {"city": {"type": "string"}}}, "unique-1")]
     walks: list[int] = []
-    original = Serializer._walk
+    original = Serializer._mapping
 
     def counted(self: Serializer, value: Any, depth: int, ident: int) -> Any:
         walks.append(depth)
         return original(self, value, depth, ident)
 
-    monkeypatch.setattr(Serializer, "_walk", counted)
+    monkeypatch.setattr(Serializer, "_mapping", counted)
     outs = []
     for _ in range(3):
         outs.append(Serializer().convert(tools, recall=True))
-    assert len(walks) == 2 * 6  # two walks of 6 containers each; the third was recalled
+    assert len(walks) == 2 * 5  # two walks of 5 dicts each; the third was recalled
     assert outs[0] == outs[1] == outs[2] == tools
     outs[2][0]["function"]["name"] = "changed"  # a recalled result is a fresh copy
     assert Serializer().convert(tools, recall=True) == tools
