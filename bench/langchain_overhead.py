@@ -23,12 +23,21 @@ Usage::
     .venv/bin/python bench/langchain_overhead.py            # ~1 min
     .venv/bin/python bench/langchain_overhead.py --quick    # smoke run
     .venv/bin/python bench/langchain_overhead.py --profile  # cProfile of our handler
+    .venv/bin/python bench/langchain_overhead.py --replay   # our callbacks alone, replayed
+
+``--replay`` records the callbacks of one invoke and calls our handler's methods with them
+(fresh run ids each time) into an exporter whose worker waits for the flush: the thread CPU
+of our callback code alone, without LangChain around it. It is much steadier than the
+chain on a busy machine, so it suits A/B comparisons of handler changes; the chain costs
+about twice as much per callback (LangChain's own code runs between our callbacks and
+evicts ours from the CPU caches).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import pstats
 import statistics
@@ -36,6 +45,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,7 +58,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from posthog.ai.langchain import CallbackHandler as PosthogHandler
 
-from posthog_callbacks import PosthogExporter
+from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.langchain import CallbackHandler
 
 CAPTURE_SERVER = Path(__file__).resolve().parent.parent / "tests" / "support" / "capture_server.py"
@@ -132,15 +142,78 @@ def profile(chain: Any, handler: CallbackHandler, exporter: PosthogExporter, n: 
     stats.sort_stats("tottime").print_stats(25)
 
 
+class _Recording(BaseCallbackHandler):
+    """Keeps every callback it receives, with its arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def _keep(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.calls.append((name, args, kwargs))
+
+    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self._keep("on_chain_start", args, kwargs)
+
+    def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
+        self._keep("on_chain_end", args, kwargs)
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self._keep("on_chat_model_start", args, kwargs)
+
+    def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
+        self._keep("on_llm_end", args, kwargs)
+
+
+def replay(chain: Any, n: int, rounds: int) -> None:
+    """Thread CPU of our handler's callbacks alone, replayed (µs per invoke)."""
+    recording = _Recording()
+    chain.invoke({"question": "What is the capital of France?"}, config={"callbacks": [recording]})
+    exporter = PosthogExporter(sink=MemorySink(), flush_at=10 * n, flush_interval=3600)
+    handler = CallbackHandler(exporter)
+
+    def one_round() -> float:
+        prepared = []
+        for _ in range(n):
+            ids: dict[Any, uuid.UUID] = {}
+            for name, args, kwargs in recording.calls:
+                kw = dict(kwargs)
+                for key in ("run_id", "parent_run_id"):
+                    if kw.get(key) is not None:
+                        kw[key] = ids.setdefault(kw[key], uuid.uuid4())
+                prepared.append((getattr(handler, name), args, kw))
+        gc.collect()
+        t0 = time.thread_time()
+        for method, args, kw in prepared:
+            method(*args, **kw)
+        spent = time.thread_time() - t0
+        exporter.flush(timeout=60)
+        return spent / n * 1e6
+
+    one_round()
+    times = sorted(one_round() for _ in range(rounds))
+    exporter.shutdown()
+    print(
+        f"our handler's {len(recording.calls)} callbacks of one invoke, replayed {n} times x "
+        f"{rounds} rounds: min {times[0]:.1f}, median {statistics.median(times):.1f} µs of "
+        "thread CPU per invoke"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--invokes", type=int, default=1000, help="invokes per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="200 invokes x 3 rounds")
     parser.add_argument("--profile", action="store_true", help="cProfile our handler instead")
+    parser.add_argument(
+        "--replay", action="store_true", help="our callbacks alone, replayed (thread CPU)"
+    )
     args = parser.parse_args()
     n, rounds = (200, 3) if args.quick else (args.invokes, args.rounds)
 
+    if args.replay:
+        replay(make_chain(), 100, 10 if args.quick else 40)
+        return
     server = Server()
     try:
         exporter = PosthogExporter(api_key=API_KEY, host=server.url, max_queue_size=100_000)
