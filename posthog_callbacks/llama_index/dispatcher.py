@@ -68,13 +68,16 @@ from .nodes import (
     span_output,
     split_id,
 )
-from .runs import DoorRuns, root_key
+from .runs import EVICTED, DoorRuns, root_key
 from .stream import has_stream
 from .trace import HandlerOptions, TraceInfo, describe_error, new_id
 
 __all__ = ["DispatcherRecorder"]
 
 log = logging.getLogger(__name__)
+
+# Results that cannot carry a token stream (a retriever's list of nodes, ...).
+_PLAIN = frozenset({list, tuple, dict, str, int, float, bool})
 
 
 class DispatcherRecorder:
@@ -333,12 +336,18 @@ class DispatcherRecorder:
             is_root=is_root,
         )
         span.input = payload
-        span.extra["li_id"] = id_
-        if not is_root:
+        if is_root:
+            span.extra["li_id"] = id_  # how its stream and its end find the dispatcher span
+        else:
             span.extra["root_key"] = trace.root_key
         node.vis_id = span_id
         node.key = key
-        self.runs.add(key, span)
+        self._add(key, span)
+
+    def _add(self, key: str, span: OpenSpan) -> None:
+        evicted = self.table.add(key, span)
+        if evicted:
+            self.exporter.close_runs(evicted, EVICTED)
 
     def span_exit(
         self,
@@ -368,7 +377,7 @@ class DispatcherRecorder:
                     span.output = span_output(node.kind, result)
             except Exception:
                 self.warn("span exit")  # still ended below, with what was read
-            if result is not None:
+            if result is not None and type(result) not in _PLAIN:
                 self._keep_open_for_stream(result, trace)
             if is_root:
                 self._end_root(node, span, id_)
@@ -430,10 +439,14 @@ class DispatcherRecorder:
             self.runs.submit(span)
 
     def _end_root(self, node: Node, span: OpenSpan, id_: str) -> None:
-        # Late children of the trace (a stream's model call) still resolve here.
+        # Late children of the trace (a stream's model call) still resolve here while
+        # the root waits for them.
         self.nodes[id_] = node
+        if self.runs.end_root(span, node.key):
+            self.nodes.pop(id_, None)  # done now (the usual case): nothing lingers
+            return
         self.lingering[id_] = time.time()
-        if self.runs.end_root(span):
+        if self.table.get(node.key) is not span:  # finished meanwhile, by a child or stream
             self._forget_root(span)
 
     def _keep_open_for_stream(self, result: Any, trace: TraceInfo | None) -> None:
@@ -523,7 +536,7 @@ class DispatcherRecorder:
             return trace, trace.root_span_id, trace.root_parent_id
         if not trace.sampled:
             return None
-        parent = node.attach_to if node is not None else None
+        parent = (node.vis_id or node.parent_vis) if node is not None else None
         return trace, new_id(), parent or trace.root_span_id
 
     # -- model calls ------------------------------------------------------------------------
@@ -584,23 +597,22 @@ class DispatcherRecorder:
         if instance is not None:
             span.base_url = base_url_of(instance)
         key = "gen:" + (li_id or span_id)
-        span.extra["root_key"] = trace.root_key
-        span.extra["li_id"] = li_id or span_id
+        extra = span.extra
+        extra["root_key"] = trace.root_key
         if node is not None:
             node.gen_key = key
         if instance is not None:
             if len(self._awaiting_first) > 10_000:
                 self._awaiting_first.clear()
             self._awaiting_first[id(instance)] = key
-            span.extra["instance_id"] = id(instance)
-        self.runs.add(key, span)
+            extra["awaiting"] = (id(instance), key)
+        self._add(key, span)
 
     def _first_token_seen(self, span: OpenSpan) -> None:
-        instance_id = span.extra.get("instance_id")
-        if instance_id is not None and self._awaiting_first.get(instance_id) == (
-            "gen:" + str(span.extra.get("li_id"))
-        ):
-            self._awaiting_first.pop(instance_id, None)
+        """The generation has its first token (or ended): a later call is another one."""
+        awaiting = span.extra.get("awaiting")  # (LLM instance id, generation key)
+        if awaiting is not None and self._awaiting_first.get(awaiting[0]) == awaiting[1]:
+            self._awaiting_first.pop(awaiting[0], None)
 
     def _on_llm_progress(self, event: Any) -> None:
         span = self.table.get("gen:" + str(event.span_id))
@@ -651,7 +663,7 @@ class DispatcherRecorder:
         with self._lock:
             # A batch fires every start, then every end in the same order: first in, first out.
             self._embeddings.setdefault(str(li_id), []).append(key)
-        self.runs.add(key, span)
+        self._add(key, span)
 
     def _take_embedding(self, li_id: str) -> OpenSpan | None:
         """The oldest open embedding of dispatcher span ``li_id``."""

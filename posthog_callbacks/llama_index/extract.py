@@ -147,16 +147,28 @@ def nodes_summary(nodes: Any, limit: int = 50) -> list[dict[str, Any]]:
     return out
 
 
+_MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "engine")
+_MODEL_KEY_SET = frozenset(_MODEL_KEYS)
+
+
 def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | None, str | None]:
     """Model name and provider from an LLM's ``to_dict()`` payload and/or instance."""
     model = provider = None
     if type(model_dict) is dict or (model_dict is not None and isinstance(model_dict, Mapping)):
-        for key in ("model", "model_name", "model_id", "deployment_name", "engine"):
+        keys: Any = _MODEL_KEYS
+        if type(model_dict) is dict:  # only the keys it has, in _MODEL_KEYS' order
+            present = _MODEL_KEY_SET.intersection(model_dict)
+            if len(present) < 2:
+                keys = present
+        for key in keys:
             value = model_dict.get(key)
             if isinstance(value, str) and value and value != "unknown":
                 model = value
                 break
-        provider = _provider_of_class(model_dict.get("class_name"))
+        name = model_dict.get("class_name")
+        provider = _PROVIDER_CACHE.get(name, _MISS) if type(name) is str else None
+        if provider is _MISS:
+            provider = _provider_of_class(name)
     if instance is not None:
         if model is None and _has_metadata(type(instance)):
             try:
@@ -166,11 +178,15 @@ def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | Non
             except Exception:
                 pass
         if provider is None:
-            provider = _provider_of_class(type(instance).__name__)
+            name = type(instance).__name__
+            provider = _PROVIDER_CACHE.get(name, _MISS)
+            if provider is _MISS:
+                provider = _provider_of_class(name)
     return model, provider
 
 
 _PROVIDER_CACHE: dict[Any, str | None] = {}
+_MISS: Any = object()
 _METADATA_CACHE: dict[type, bool] = {}
 
 
@@ -324,16 +340,18 @@ def response_fields(
     usage: Usage | None = None
     model = stop = None
     if raw is not None:
-        usage = usage_from_mapping(_get(raw, "usage"))
+        # A plain dict (the usual raw response) is read directly; anything else through _get.
+        get = raw.get if type(raw) is dict else lambda key: _get(raw, key)
+        usage = usage_from_mapping(get("usage"))
         if usage is None:
-            usage = usage_from_mapping(_get(raw, "usage_metadata"))
-        if usage is None and (type(raw) is dict or (raw is not None and isinstance(raw, Mapping))):
+            usage = usage_from_mapping(get("usage_metadata"))
+        if usage is None and (type(raw) is dict or isinstance(raw, Mapping)):
             usage = usage_from_mapping(raw)
-        value = _get(raw, "model") or _get(raw, "model_version")
+        value = get("model") or get("model_version")
         model = value if isinstance(value, str) and value else None
-        stop = _get(raw, "stop_reason") or _get(raw, "stopReason") or _get(raw, "done_reason")
+        stop = get("stop_reason") or get("stopReason") or get("done_reason")
         if stop is None:
-            choices = _get(raw, "choices")
+            choices = get("choices")
             if isinstance(choices, (list, tuple)) and choices:
                 stop = _get(choices[0], "finish_reason")
     extra = fields.get("additional_kwargs")

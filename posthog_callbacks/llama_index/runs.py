@@ -18,9 +18,11 @@ from ..spans import OpenSpan
 from ..tracing import Recorder, RootCompletion, RunTable, WarnOnce
 from .stream import record_stream_end, wrap_response_stream
 
-__all__ = ["DoorRuns", "root_key"]
+__all__ = ["EVICTED", "DoorRuns", "root_key"]
 
 _MAX_SKIPPED = 10_000
+EVICTED = "too many open runs (evicted)"
+"""The error of a run closed because its table was full."""
 
 
 def root_key(span_id: str) -> str:
@@ -70,22 +72,28 @@ class DoorRuns:
         """Open ``span`` under ``key`` (the oldest run is closed if the table is full)."""
         evicted = self.table.add(key, span)
         if evicted:
-            self.exporter.close_runs(evicted, "too many open runs (evicted)")
+            self.exporter.close_runs(evicted, EVICTED)
 
     def submit(self, span: OpenSpan, end_time: float | None = None) -> None:
         """Export a span already taken from the table; finish its root if it was the last."""
         self.exporter.submit(span.finish(end_time))
         root_key = span.extra.get("root_key")
         if root_key is not None:
-            self._finished(self._roots.child_ended(root_key))
+            root = self._roots.child_ended(root_key)
+            if root is not None and self._on_root_finished is not None:
+                self._on_root_finished(root)
 
-    def end_root(self, root: OpenSpan) -> bool:
+    def end_root(self, root: OpenSpan, key: str | None = None) -> bool:
         """The root's own end: export it now, or when its last child or stream is done.
+
+        Args:
+            root: The trace's root span.
+            key: Its key in the table (``root_key(root.span_id)``) when the caller has it.
 
         Returns:
             True when the root was exported now.
         """
-        return self._roots.end_root(root_key(root.span_id), root) is not None
+        return self._roots.end_root(key or root_key(root.span_id), root) is not None
 
     def wrap_stream(
         self,
