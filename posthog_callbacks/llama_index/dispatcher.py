@@ -16,6 +16,13 @@ embedding call (a batch call fires several start events, then their end events i
 same order, inside one dispatcher span). Structured prediction
 (``LLMStructuredPredict*`` events) is a ``structured_predict <OutputCls>`` span around
 the one model call it makes.
+
+What the caller's thread copies (the worker converts the rest later): whatever the program
+may still change after a callback returns. Retrieved nodes become ``{id, score, text}``
+dicts (postprocessors and programs rescore and rewrite nodes in place), chat messages
+become role/content dicts (a chat history is the program's list), tool arguments, model
+parameters and tool definitions are snapshots. Strings, numbers and ``Usage`` are
+immutable and kept by reference. Everything else a span holds is read once, here.
 """
 
 from __future__ import annotations

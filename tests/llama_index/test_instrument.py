@@ -156,6 +156,29 @@ def test_custom_llm_chat_is_one_generation(instrumented: InstrumentHandle, event
     assert (gen["$ai_input_tokens"], gen["$ai_output_tokens"]) == (11, 3)
 
 
+def test_what_the_program_mutates_after_a_call_is_recorded_as_it_was(
+    index: VectorStoreIndex, instrumented: InstrumentHandle, events: Events
+) -> None:
+    # The spans reach the worker only at the flush below: by then the program has
+    # changed the retrieved nodes, the response and the chat messages it passed in.
+    response = index.as_query_engine(similarity_top_k=2).query("What is the answer?")
+    for hit in response.source_nodes:
+        hit.score = -1.0
+        hit.node.set_content("changed by the program")
+    response.response = "changed answer"
+    history = [ChatMessage(role="user", content="hello")]
+    UsageLLM().chat(history)
+    history[0].content = "changed message"
+    history.append(ChatMessage(role="user", content="added later"))
+
+    got = events()
+    retrieved = props(one(got, "VectorIndexRetriever.retrieve"))["$ai_output_state"]
+    assert {n["text"] for n in retrieved} == ANSWER_DOCS
+    assert all(n["score"] >= 0 for n in retrieved)
+    assert props(one(got, "RetrieverQueryEngine.query"))["$ai_output_state"] == "forty two"
+    assert props(one(got, "mock-gpt.chat"))["$ai_input"] == [{"role": "user", "content": "hello"}]
+
+
 async def test_fifty_concurrent_aqueries(
     index: VectorStoreIndex, instrumented: InstrumentHandle, events: Events
 ) -> None:
