@@ -92,8 +92,9 @@ def _runs_of(exporter: Recorder) -> _SharedRuns:
 
 def _key(run_id: Any) -> Hashable:
     """A run id as a key of the run table: a UUID's integer (hashed in C, where a ``UUID``
-    hashes in Python on each of the few lookups a run costs), anything else as it is."""
-    return run_id.int if type(run_id) is UUID else run_id
+    hashes in Python on each of the few lookups a run costs; equal for a UUID subclass, as
+    UUID equality is), anything else as it is."""
+    return run_id.int if isinstance(run_id, UUID) else run_id
 
 
 def _lineage(node: Any) -> Iterator[OpenSpan]:
@@ -508,7 +509,7 @@ class CallbackHandler(BaseCallbackHandler):
 
     def _take(self, run_id: UUID, inputs: Any = None) -> OpenSpan | None:
         """Remove the ending run from the table; streaming runs report real inputs here."""
-        key = run_id.int if type(run_id) is UUID else run_id
+        key = run_id.int if isinstance(run_id, UUID) else run_id
         span = self._runs.get(key)
         if span is None:
             if self._skipped:
@@ -586,7 +587,7 @@ class CallbackHandler(BaseCallbackHandler):
             return None
         runs = self._runs
         skipped = self._skipped
-        key = run_id.int if type(run_id) is UUID else run_id
+        key = run_id.int if isinstance(run_id, UUID) else run_id
         claimed = runs.get(key)
         if claimed is not None:
             owner = claimed.extra.get("by")

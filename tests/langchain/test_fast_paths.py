@@ -117,3 +117,19 @@ def test_text_subclasses_become_the_text_the_worker_would_send(rec: Recorder) ->
     handler.on_chain_end(Text("out"), run_id=run)
     (props,) = rec.props()
     assert props["$ai_input_state"] == "in" and props["$ai_output_state"] == "out"
+
+
+def test_run_ids_match_by_value_whatever_their_uuid_class(rec: Recorder) -> None:
+    class MyUUID(uuid.UUID):
+        pass
+
+    handler = rec.handler()
+    root, child = uuid.uuid4(), uuid.uuid4()
+    handler.on_chain_start({"name": "root"}, {}, run_id=MyUUID(int=root.int))
+    handler.on_chain_start({"name": "child"}, {}, run_id=child, parent_run_id=root)
+    handler.on_chain_end("c", run_id=MyUUID(int=child.int))
+    handler.on_chain_end("r", run_id=root)
+    events = rec.events()
+    assert [e["event"] for e in events] == ["$ai_span", "$ai_trace"]
+    assert events[0]["properties"]["$ai_parent_id"] == str(root)
+    assert handler.open_runs() == 0
