@@ -423,21 +423,29 @@ class BatchProcessor:
         self._tick()
 
     def _process_batch(self) -> None:
-        items: list[Item] = []
+        items: collections.deque[Item] | list[Item]
         with self._lock:
             queue, sizes = self._queue, self._sizes
-            freed = 0
-            for _ in range(min(self.max_batch_size, len(queue))):
-                items.append(queue.popleft())
-                freed += sizes.popleft()
-            self._queued_bytes -= freed
+            if len(queue) <= self.max_batch_size:
+                # All of it: take the deques whole (O(1) under the lock callers wait on).
+                items = queue
+                self._queue = collections.deque()
+                self._sizes = collections.deque()
+                self._queued_bytes = 0
+            else:
+                items = []
+                freed = 0
+                for _ in range(self.max_batch_size):
+                    items.append(queue.popleft())
+                    freed += sizes.popleft()
+                self._queued_bytes -= freed
         events: list[dict[str, Any]] = []
         size = 0
         invalid = 0
         translate = self._translate
         for item in items:
             try:
-                if isinstance(item, FinishedSpan):
+                if type(item) is FinishedSpan or isinstance(item, FinishedSpan):
                     event, est = translate(item)
                 else:
                     event, est = item, 1024
