@@ -87,6 +87,18 @@ log = logging.getLogger(__name__)
 _PLAIN = frozenset({list, tuple, dict, str, int, float, bool})
 
 
+_KINDS: dict[type, int] = {}  # an instance's class -> its node kind
+_RULES: dict[str, SpanRule] = {}  # "Class.method" -> what its spans are
+_CLASSES: tuple[tuple[type, int], ...] | None = None
+
+
+def _class_table() -> tuple[tuple[type, int], ...]:
+    global _CLASSES
+    if _CLASSES is None:
+        _CLASSES = tuple(class_table())  # two threads may both build it: the same table
+    return _CLASSES
+
+
 class DispatcherRecorder:
     """What one ``instrument()`` records: its span handler and event handler feed it.
 
@@ -105,9 +117,11 @@ class DispatcherRecorder:
         self.lingering: dict[str, float] = {}  # roots kept open for a stream or a child
         self._awaiting_first: dict[int, str] = {}  # LLM instance -> its newest generation
         self._embeddings: dict[str, list[str]] = {}  # dispatcher span -> open embeddings
-        self._classes = class_table()
-        self._kind_cache: dict[type, int] = {}
-        self._rules: dict[str, SpanRule] = {}  # "Class.method" -> what its spans are
+        # What a class and a method are never changes: these caches are the process's, so
+        # a new instrument() (a test, a benchmark batch) starts warm.
+        self._classes = _class_table()
+        self._kind_cache = _KINDS
+        self._rules = _RULES
         self._by_type: dict[type, Callable[[Any], None] | None] = {}
         self._lock = threading.Lock()
         self._roots_seen = 0
@@ -158,6 +172,8 @@ class DispatcherRecorder:
             if isinstance(instance, base):
                 kind = base_kind
                 break
+        if len(self._kind_cache) > 10_000:  # classes made at run time, without end
+            self._kind_cache.clear()
         self._kind_cache[type(instance)] = kind
         return kind
 

@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
+from llama_index.core.base.response.schema import (
+    AsyncStreamingResponse,
+    Response,
+    StreamingResponse,
+)
 from llama_index.core.chat_engine.types import ChatMode, StreamingAgentChatResponse
 
 from posthog_callbacks import PosthogExporter
@@ -162,6 +166,7 @@ def test_what_the_program_mutates_after_a_call_is_recorded_as_it_was(
     # The spans reach the worker only at the flush below: by then the program has
     # changed the retrieved nodes, the response and the chat messages it passed in.
     response = index.as_query_engine(similarity_top_k=2).query("What is the answer?")
+    assert isinstance(response, Response)
     for hit in response.source_nodes:
         hit.score = -1.0
         hit.node.set_content("changed by the program")
