@@ -486,7 +486,7 @@ def _caches(secrets: tuple[str, ...]) -> _Caches:
 _RESULT_LENGTHS = 64 * 1024
 _RESULT_BYTES = 256 * 1024
 _RESULT_MIN_REFS = 24
-_RESULTS_HELD = 4 * 1024 * 1024
+_RESULTS_HELD = 2 * 1024 * 1024
 _RESULTS_MAX = 4096
 _PLAIN = frozenset({str, int, float, bool, type(None), dict, list, tuple})
 _referents = gc.get_referents
@@ -533,7 +533,8 @@ class _Results:
     """Converted containers for one set of secrets and one size limit, by content.
 
     A content is stored the second time it is converted (one-off texts never take room);
-    bounded by entries and bytes held, cleared when full.
+    bounded by entries and bytes held (_RESULTS_MAX, _RESULTS_HELD: at most 4 limits per
+    set of secrets and 4 sets are kept), cleared when full.
     """
 
     __slots__ = ("entries", "held", "seen")

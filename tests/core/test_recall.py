@@ -273,6 +273,34 @@ def test_the_key_declines_str_subclass_keys_cycles_and_small_flat_values() -> No
     assert _content_key({"role": "user", "content": "hi"}) is None  # walking costs less
 
 
+class Hostile(str):
+    """A str whose hash and equality, once armed, are user code that must never run."""
+
+    __slots__ = ()
+    armed = False
+
+    def __hash__(self) -> int:
+        assert not Hostile.armed, "user __hash__ ran"
+        return str.__hash__(self)
+
+    def __eq__(self, other: object) -> bool:
+        assert not Hostile.armed, "user __eq__ ran"
+        return str.__eq__(self, other)
+
+
+def test_user_str_subclasses_are_never_hashed_or_compared() -> None:
+    values = [deep({"k": Hostile("v" * 20)}), deep({Hostile("k"): "v"}), [tool(Hostile("x"))]]
+    refs = [Serializer(recall=False).convert(value) for value in values]
+    Hostile.armed = True
+    try:
+        for value, ref in zip(values, refs, strict=True):
+            assert _content_key(value) is None
+            for _ in range(3):
+                assert Serializer().convert(value, recall=True) == ref
+    finally:
+        Hostile.armed = False
+
+
 def test_the_key_tells_apart_what_json_would_not() -> None:
     # orjson would write nan and None alike (null); the walk sends "nan" for one.
     leaves = [1, 1.0, True, 0.0, -0.0, float("nan"), None, "\ud800", "\ufffd", 2**64, (1,), [1]]
