@@ -5,6 +5,8 @@ LLM that answers at once and reports OpenAI-shaped usage (no network). Each roun
 batch of queries in every variant, interleaved so a shared machine's noise hits them alike:
 
 * ``none``: uninstrumented;
+* ``no-op handlers``: a span handler and an event handler that do nothing, installed
+  like ``instrument()``'s (the dispatcher's own cost of calling handlers: the floor);
 * ``recording only``: ``instrument()`` into an exporter created with ``enabled=False``
   (the handlers' cost on the caller's thread; nothing is queued);
 * ``instrument()``: ``instrument()`` into an exporter delivering to a ``MemorySink``;
@@ -32,6 +34,10 @@ from typing import Any
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
 from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.span import BaseSpan
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 
@@ -72,7 +78,49 @@ def run(engine: Any, n: int) -> None:
         engine.query(f"question {i}")
 
 
-VARIANTS = ("none", "recording only", "instrument()")
+VARIANTS = ("none", "no-op handlers", "recording only", "instrument()")
+
+
+class _NoOpSpans(BaseSpanHandler[BaseSpan]):  # type: ignore[misc]
+    def new_span(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def prepare_to_exit_span(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def prepare_to_drop_span(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _NoOpEvents(BaseEventHandler):  # type: ignore[misc]
+    @classmethod
+    def class_name(cls) -> str:
+        return "NoOpEvents"
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _no_op(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class NoOpHandlers:
+    """Handlers that do nothing, installed (and their calls made) like instrument()'s."""
+
+    def __init__(self) -> None:
+        self.spans = _NoOpSpans()
+        for name in ("span_enter", "span_exit", "span_drop"):  # as instrument() binds its own
+            object.__setattr__(self.spans, name, _no_op)
+        self.events = _NoOpEvents()
+        self.dispatcher = get_dispatcher()
+        self.dispatcher.add_span_handler(self.spans)
+        self.dispatcher.add_event_handler(self.events)
+
+    def uninstrument(self) -> None:
+        d = self.dispatcher
+        d.span_handlers = [h for h in d.span_handlers if h is not self.spans]
+        d.event_handlers = [h for h in d.event_handlers if h is not self.events]
 
 
 def measure(batch: int, rounds: int) -> None:
@@ -97,7 +145,9 @@ def measure(batch: int, rounds: int) -> None:
     for _ in range(rounds):
         for variant in VARIANTS:
             exporter: PosthogExporter | None = exporters.get(variant)
-            handle = instrument(exporter) if exporter is not None else None
+            handle: Any = instrument(exporter) if exporter is not None else None
+            if variant == "no-op handlers":
+                handle = NoOpHandlers()
             w0, p0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
             run(engine, batch)
             if exporter is not None:
