@@ -225,8 +225,10 @@ class BatchProcessor:
         if self._shutdown:
             self._count_drop("dropped_shutdown", 1, dequeued=False)
             return
-        if self._pid != os.getpid():
-            self._after_fork()
+        # No pid check here (a system call per span): a forked child is reset by the
+        # at-fork hook before it runs any Python code (os.fork(), and C code that forks
+        # and calls PyOS_AfterFork_Child, run it). start(), flush() and shutdown() still
+        # check the pid.
         if size is None:
             size = estimate_bytes(item)
         with self._lock:
