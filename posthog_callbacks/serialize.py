@@ -471,7 +471,12 @@ def _caches(secrets: tuple[str, ...]) -> _Caches:
 # Exact by construction: an entry is the walk's own output (as JSON), its size estimate
 # and its node count, stored only when the walk's result did not depend on the state of
 # the event (no budget reached, no container met twice, no object other than plain
-# data), and used only when the budget left covers it.
+# data), and used only when the budget left covers it. What a recall does not do is
+# register the value's inner containers for reuse by later conversions in the event:
+# were one of them referenced again later (tools are the last container an event
+# converts) with the event over its size limit, the walk would send "<shared list>"
+# where a second walk of it sends its truncated copy. Per-message recall of a history
+# was tried and dropped for that reason (a message may share parts with the next ones).
 #
 # The key is the value as ``marshal`` writes it: exact types (``1``, ``1.0``, ``True``,
 # ``-0.0``, a NaN and a tuple all differ), every string as is (lone surrogates too), and
