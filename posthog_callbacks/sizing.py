@@ -97,7 +97,13 @@ def _small_bytes(value: Any, depth: int) -> int:
 
 
 def _rough_bytes(value: Any) -> int:
-    """String lengths (and 8 per other leaf) over at most ``_ROUGH_MAX_NODES`` values."""
+    """String lengths (and 8 per other leaf) over at most ``_ROUGH_MAX_NODES`` values.
+
+    Never runs the value's own code: types are read with ``type()`` (never an instance's
+    ``__class__``), subclasses of dict, list, tuple, str and bytes through the base type's
+    methods, other objects through their instance ``__dict__``. Never raises: a node that
+    cannot be read (a dict resized by another thread meanwhile) counts 8 bytes.
+    """
     total = 0
     stack = [value]
     seen: set[int] = set()
@@ -116,23 +122,28 @@ def _rough_bytes(value: Any) -> int:
         if key in seen:
             continue
         seen.add(key)
-        if isinstance(current, dict):
-            for k, v in itertools.islice(current.items(), budget):
-                stack.append(k)
-                stack.append(v)
-        elif isinstance(current, (list, tuple)):
-            stack.extend(current[:budget])
-        elif isinstance(current, (str, bytes)):
-            total += len(current) + 2
-        else:
-            try:  # instance attributes only: no __getattr__ or property of the object runs
-                attrs = object.__getattribute__(current, "__dict__")
-            except Exception:
-                attrs = None
-            if type(attrs) is dict:
-                stack.append(attrs)
+        try:
+            if issubclass(kind, dict):
+                for k, v in itertools.islice(dict.items(current), budget):
+                    stack.append(k)
+                    stack.append(v)
+            elif issubclass(kind, list):
+                stack.extend(itertools.islice(list.__iter__(current), budget))
+            elif issubclass(kind, tuple):
+                stack.extend(itertools.islice(tuple.__iter__(current), budget))
+            elif issubclass(kind, str):
+                total += str.__len__(current) + 2
+            elif issubclass(kind, bytes):
+                total += bytes.__len__(current) + 2
             else:
-                total += 8
+                # instance attributes only: no __getattr__ or property of the object runs
+                attrs = object.__getattribute__(current, "__dict__")
+                if type(attrs) is dict:
+                    stack.append(attrs)
+                else:
+                    total += 8
+        except Exception:
+            total += 8
     return total
 
 

@@ -165,3 +165,52 @@ def test_finish_carries_every_field_of_the_open_span_by_name() -> None:
     assert {name: getattr(done, name) for name in shared} == values
     assert (done.end_time, done.time_to_first_token) == (20.0, 2.5)
     assert set(spans.FinishedSpan._fields) - shared == {"end_time", "time_to_first_token"}
+
+
+class _LyingClass:
+    """Reading its ``__class__`` raises (as a proxy object might); it has attributes."""
+
+    def __init__(self) -> None:
+        self.note = "abc"
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise ZeroDivisionError("boom")
+
+
+class _NoItems(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("items")
+
+
+class _NoIter(list[Any]):
+    def __iter__(self) -> Any:
+        raise RuntimeError("iter")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise RuntimeError("getitem")
+
+
+class _NoLen(str):
+    def __len__(self) -> int:
+        raise RuntimeError("len")
+
+
+def test_byte_estimates_never_run_the_values_own_code_nor_raise() -> None:
+    from posthog_callbacks import MemorySink, PosthogExporter
+
+    lying = _LyingClass()
+    odd = {
+        "lying": [lying, {"again": lying}],
+        "dict": _NoItems(a="xyz"),
+        "list": _NoIter(["abcd"]),
+        "text": _NoLen("hello"),
+        "deep": {"a": {"b": {"c": "d"}}},
+    }
+    # the text of each: "abc" (an attribute), "xyz", "abcd", "hello", "d", keys and leaves
+    assert 3 + 3 + 4 + 5 + 1 <= sizing.value_bytes(odd) <= 200
+    exporter = PosthogExporter(sink=MemorySink())
+    with exporter.trace("t", input=odd, metadata={"m": lying}) as trace:
+        with trace.generation("g", input=[lying], tools=[odd]) as gen:
+            gen.update(output={"a": [lying]})
+    assert exporter.flush() and exporter.stats().sent == 2
