@@ -315,13 +315,26 @@ def _sdk_batch_post() -> PostFn:
     return batch_post
 
 
-def _new_session() -> requests.Session:
+def _new_session(host: str) -> requests.Session:
     session = requests.Session()
     # One attempt per request: the retry policy (statuses, Retry-After, backoff, deadline)
     # is ours. Two senders share the pool.
     adapter = HTTPAdapter(max_retries=0, pool_connections=2, pool_maxsize=4)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    # requests reads the environment (proxies, no_proxy, CA bundle, ~/.netrc) on every
+    # request: ~0.5 ms of CPU per request here, as much as the rest of the request. The
+    # session reads it once instead, for the one host it posts to (a .netrc entry is not
+    # used: PostHog authenticates with the key in the body).
+    try:
+        proxies = requests.utils.get_environ_proxies(host)
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    except Exception:  # pragma: no cover - a broken environment: requests reads it itself
+        return session
+    session.trust_env = False
+    session.proxies.update(proxies)
+    if verify:
+        session.verify = verify
     return session
 
 
@@ -423,14 +436,14 @@ class PosthogSink:
             )
         self.capture_exceptions = bool(capture_exceptions)
         self.exceptions_sent = 0
-        self._session = _new_session()
+        self._session = _new_session(self.url)
         _forkable.add(self)
 
     def _after_fork(self) -> None:
         # The child must not read or write on the parent's pooled keep-alive connections,
         # nor wait for a lock a parent thread held at fork time: replace both, touch neither.
         self._count_lock = threading.Lock()
-        self._session = _new_session()
+        self._session = _new_session(self.url)
 
     @property
     def disabled(self) -> bool:

@@ -128,6 +128,51 @@ def test_env_vars_configure_key_and_host_and_events_arrive_gzipped_on_ai_endpoin
     assert exporter.stats().dropped == 0
 
 
+def _proxy_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_an_http_proxy_from_the_environment_carries_the_batches(
+    capture_server: CaptureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session reads the environment once (not on every request, as requests does by
+    # default): the proxy set when the sink is made is the one every request goes through.
+    _proxy_env(monkeypatch, HTTP_PROXY=capture_server.url)
+    exporter = PosthogExporter(api_key=TEST_API_KEY, host="http://posthog.proxied.invalid")
+    try:
+        small_trace(exporter)
+        small_trace(exporter)
+        assert exporter.flush(timeout=10)
+    finally:
+        exporter.shutdown(timeout=2)
+    assert exporter.stats().sent == 6
+    assert [r.path for r in capture_server.requests] == [AI_PATH]
+    [request] = capture_server.requests
+    assert request.headers["host"] == "posthog.proxied.invalid"  # forwarded, not resolved
+    assert len(request.payload["batch"]) == 6
+
+
+def test_no_proxy_and_the_ca_bundle_from_the_environment_are_honoured(
+    capture_server: CaptureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _proxy_env(monkeypatch, HTTP_PROXY=closed_port_url(), NO_PROXY="127.0.0.1")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/custom-bundle.pem")
+    sink = PosthogSink(api_key=TEST_API_KEY, host=capture_server.url)
+    assert sink._session.verify == "/etc/ssl/certs/custom-bundle.pem"
+    exporter = PosthogExporter(sink=sink)
+    try:
+        small_trace(exporter)
+        assert exporter.flush(timeout=10)  # straight to the server: the dead proxy is bypassed
+    finally:
+        exporter.shutdown(timeout=2)
+    assert exporter.stats().sent == 3
+    assert len(capture_server.requests) == 1
+
+
 def test_default_host_logs_how_to_pick_eu_or_self_hosted(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

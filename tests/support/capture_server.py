@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 BATCH_PATHS = ("/batch/", "/i/v0/ai/batch/")
 AI_PATH = "/i/v0/ai/batch/"
@@ -361,9 +362,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(owner.delay)
         headers = {k.lower(): v for k, v in self.headers.items()}
         started = time.thread_time()
+        path = self.path
+        if path.startswith(("http://", "https://")):  # sent through a proxy: absolute form
+            path = urlsplit(path).path or "/"
         status, extra, body = owner._handle(
             "POST",
-            self.path,
+            path,
             headers,
             raw,
             arrived,
