@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from .sizing import ITEM_OVERHEAD_BYTES, value_bytes
 from .spans import (
@@ -44,6 +44,8 @@ __all__ = ["ManualTracer", "SpanHandle", "TraceHandle"]
 log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+# Types are tested with issubclass(type(x), ...), never isinstance(x, ...): isinstance may
+# read an instance's __class__, a property on a proxy object that can raise.
 _SCALARS = frozenset({str, int, float, bool, type(None)})  # kept as they are by snapshot()
 
 
@@ -106,7 +108,7 @@ class ManualTracer:
         """Open a trace (see ``PosthogExporter.trace``); never raises."""
         # Plain strings and None (the usual arguments) skip the cleaning calls.
         tid = None
-        if trace_id is not None and not (isinstance(trace_id, str) and not trace_id):
+        if trace_id is not None and not (issubclass(type(trace_id), str) and not trace_id):
             tid = safe_text(trace_id)
             if tid is None:
                 self.bad("trace_id", trace_id)
@@ -167,7 +169,7 @@ class ManualTracer:
         """A snapshot of a mapping argument with text keys; ``None`` for anything else."""
         if value is None:
             return None
-        if type(value) is not dict and not isinstance(value, Mapping):
+        if type(value) is not dict and not issubclass(type(value), Mapping):
             self.bad(argument, value)
             return None
         try:
@@ -187,7 +189,7 @@ class ManualTracer:
         """Tags as a tuple of text; a single string is one tag."""
         if value is None:
             return ()
-        if isinstance(value, str):
+        if issubclass(type(value), str):
             return (value,) if value else ()
         try:
             items = list(value)
@@ -305,12 +307,12 @@ class SpanHandle:
                     s.metadata = {**(s.metadata or {}), **extra}
             if error is not None:
                 s.error = (
-                    error_text(error)
-                    if isinstance(error, BaseException)
+                    error_text(cast(BaseException, error))
+                    if issubclass(type(error), BaseException)
                     else (t.text("error", error) or f"<{type(error).__name__}>")
                 )
             if http_status is not None:
-                if isinstance(http_status, int) and not isinstance(http_status, bool):
+                if issubclass(type(http_status), int) and type(http_status) is not bool:
                     s.http_status = int(http_status)
                 else:
                     t.bad("http_status", http_status)
@@ -325,12 +327,12 @@ class SpanHandle:
                 setattr(self._span, field, text)
 
     def _usage(self, usage: Any) -> Usage | None:
-        if type(usage) is not dict and isinstance(usage, Usage):
-            return usage
+        if type(usage) is not dict and issubclass(type(usage), Usage):
+            return cast(Usage, usage)
         try:
             parsed = (
                 usage_from_mapping(usage)
-                if type(usage) is dict or isinstance(usage, Mapping)
+                if type(usage) is dict or issubclass(type(usage), Mapping)
                 else None
             )
         except Exception:

@@ -386,3 +386,55 @@ def test_the_manual_api_queues_each_span_with_the_estimate_of_the_finished_span(
     assert sizes["g"] is not None and sizes["t"] is not None  # kept from the open-run walk
     assert sizes["replaced"] is None and sizes["tools later"] is None  # measured again
     assert exporter.flush() and len(exporter.sink.events) == 4  # type: ignore[union-attr]
+
+
+class ClassRaises:
+    """A proxy-like object: reading its ``__class__`` raises (isinstance() may read it)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise ZeroDivisionError("boom")
+
+
+def test_an_object_whose_class_attribute_raises_is_no_problem_for_any_argument() -> None:
+    odd: Any = ClassRaises()
+    exporter = PosthogExporter(sink=MemorySink())
+    roots: list[dict[str, Any]] = [
+        {"metadata": odd},
+        {"tags": odd},
+        {"properties": odd},
+        {"trace_id": odd},
+        {"distinct_id": odd},
+        {"session_id": odd},
+        {"input": odd},
+    ]
+    for kw in roots:
+        exporter.trace("t", **kw).end(output=odd, error=odd)
+    trace = exporter.trace(odd)
+    children: list[dict[str, Any]] = [
+        {"metadata": odd},
+        {"model_parameters": odd},
+        {"model": odd},
+        {"provider": odd},
+        {"tools": odd},
+        {"input": odd},
+    ]
+    for kw in children:
+        gen = trace.generation(odd, **kw)
+        gen.update(
+            usage=odd,
+            http_status=odd,
+            error=odd,
+            metadata=odd,
+            model_parameters=odd,
+            tools=odd,
+            input=odd,
+            output=odd,
+            name=odd,
+            status=odd,
+        )
+        gen.end(error=odd)
+    trace.end(error=odd)
+    assert exporter.flush()
+    stats = exporter.stats()
+    assert (stats.sent, stats.dropped, stats.open_runs) == (len(roots) + len(children) + 1, 0, 0)
