@@ -3,7 +3,8 @@
 One object owns the queue, the worker and sender threads, the counters, fork re-init and
 the exit hook (modelled on OpenTelemetry's ``BatchSpanProcessor``). The caller's thread
 only appends to a bounded deque. The worker thread runs a periodic tick (the exporter's
-TTL sweep of open runs), translates spans into events and cuts size-bounded batches;
+TTL sweep of open runs), translates spans into events and cuts size-bounded batches (under
+a burst it lets a batch fill up for up to 0.1 s instead of sending many small requests);
 sender threads hand them to the sink (which retries), so translation of the next batch
 overlaps the network. ``flush()`` waits on a processed-count, ``shutdown()`` on a deadline
 every stage checks.
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # PostHog caps bodies at 20 MiB; the SDK aims for 5
 _SETTLE_SECONDS = 0.25
+_LINGER_SECONDS = 0.1
+"""Under a burst, at most one batch per this interval unless it is full (see ``_linger``)."""
 DEFAULT_MAX_QUEUE_BYTES = 128 * 1024 * 1024
 """The queue's default byte budget: an 80,000-event burst of short chat spans (about
 1.3 KB each as estimated) fits with room to spare."""
@@ -186,6 +189,9 @@ class BatchProcessor:
         self._processed = 0
         self._counts_out = collections.Counter[str]()
         self._wake = threading.Event()
+        # Set by flush() and shutdown(): the worker sends what is queued without lingering.
+        self._urgent = threading.Event()
+        self._last_batch = 0.0  # time.monotonic() when the worker last took a batch
         # Translated batches wait here for a sender thread, so the worker translates the
         # next batch while the previous one is on the wire.
         self._out_cv = threading.Condition(threading.Lock())
@@ -286,6 +292,7 @@ class BatchProcessor:
         with self._lock:
             target = self._enqueued
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._urgent.set()
         self._wake.set()
         with self._done:
             while self._processed < target:
@@ -319,6 +326,7 @@ class BatchProcessor:
                 log.debug("posthog_callbacks: closing open runs failed", exc_info=True)
         self._deadline = time.monotonic() + bound
         self._shutdown = True
+        self._urgent.set()
         self._wake.set()
         worker = self._worker
         if worker is not None and worker.is_alive() and worker is not threading.current_thread():
@@ -403,6 +411,7 @@ class BatchProcessor:
                 self._wake.clear()
                 self._maybe_tick()
                 while self._queue:
+                    self._linger()
                     self._process_batch()
                     if (
                         self._shutdown
@@ -410,6 +419,7 @@ class BatchProcessor:
                         and (time.monotonic() >= self._deadline)
                     ):
                         return
+                self._urgent.clear()  # everything queued so far was taken
                 if self._shutdown:
                     self._wait_sent(self._deadline)
                     return
@@ -424,7 +434,27 @@ class BatchProcessor:
         self._next_tick = now + self._tick_interval
         self._tick()
 
+    def _linger(self) -> None:
+        """Under a burst, let the next batch fill up instead of sending many small ones.
+
+        The worker wakes when ``flush_at`` items are queued; when it keeps up with the
+        callers it would send a request per few dozen events, and each request costs
+        about as much CPU (HTTP, headers, gzip set-up) as translating dozens of events.
+        So a batch that is not full waits until ``_LINGER_SECONDS`` after the previous
+        batch was taken: sparse traffic (the previous batch long ago) goes at once, a
+        burst goes in batches of up to ``max_batch_size`` at most every 0.1 s (a full one
+        at once). ``flush()`` and ``shutdown()`` end the wait (``_urgent``).
+        """
+        until = self._last_batch + _LINGER_SECONDS
+        while not self._urgent.is_set() and len(self._queue) < self.max_batch_size:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            # Looks at the queue every 10 ms: a batch that fills up meanwhile goes then.
+            self._urgent.wait(min(remaining, 0.01))
+
     def _process_batch(self) -> None:
+        self._last_batch = time.monotonic()
         items: collections.deque[Item] | list[Item]
         with self._lock:
             queue, sizes = self._queue, self._sizes

@@ -535,3 +535,74 @@ def test_a_wrapped_clients_privacy_mode_is_ours(monkeypatch: pytest.MonkeyPatch)
     assert "$ai_output_state" not in sent[1]["properties"]
     # A mock's privacy_mode attribute (another MagicMock) is not taken as True.
     assert PosthogExporter(sink=MagicMock()).privacy_mode is False
+
+
+# -- batching under a burst: the next batch fills up instead of many small requests --------
+
+
+class CountingSink(MemorySink):
+    """A MemorySink that also records the size of each batch it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def send(self, events: Any, deadline: float | None = None) -> None:
+        self.batches.append(len(events))
+        super().send(events, deadline)
+
+
+def _wait_for(predicate: Any, timeout: float = 30.0) -> bool:
+    """Poll ``predicate`` until true (a wait, not an assertion on how long it took)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_a_burst_lingers_for_a_fuller_batch_and_flush_or_shutdown_end_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from posthog_callbacks import batching
+
+    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)  # a burst that never ends
+    sink = CountingSink()
+    exporter = PosthogExporter(sink=sink, flush_at=5)
+    done = OpenSpan("t", "s", None, SpanKind.SPAN, "n").finish()
+    for _ in range(5):  # after a quiet time the first batch goes at once
+        exporter.submit(done)
+    assert _wait_for(lambda: sink.batches == [5])
+    for _ in range(40):  # flush_at reached 8 times over: still one batch, waiting
+        exporter.submit(done)
+    assert not _wait_for(lambda: len(sink.batches) > 1, timeout=0.5)
+    assert exporter.flush(timeout=30)  # flush ends the wait: one more batch, all of it
+    assert sink.batches == [5, 40]
+    for _ in range(7):
+        exporter.submit(done)
+    exporter.shutdown(timeout=30)  # so does shutdown
+    assert sink.batches == [5, 40, 7] and exporter.stats().sent == 52
+
+
+def test_a_full_batch_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    from posthog_callbacks import batching
+
+    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)
+    sink = CountingSink()
+    exporter = PosthogExporter(sink=sink, flush_at=5, max_batch_size=10)
+    done = OpenSpan("t", "s", None, SpanKind.SPAN, "n").finish()
+    for _ in range(5):
+        exporter.submit(done)
+    assert _wait_for(lambda: sink.batches == [5])
+    for _ in range(6):  # wakes the worker, which waits for a fuller batch
+        exporter.submit(done)
+    assert not _wait_for(lambda: len(sink.batches) > 1, timeout=0.3)
+    for _ in range(19):
+        exporter.submit(done)
+    # two full batches go without waiting any longer; the 5 left over wait for more
+    assert _wait_for(lambda: sink.batches[:3] == [5, 10, 10])
+    assert exporter.flush(timeout=30) and sink.batches == [5, 10, 10, 5]
+    exporter.shutdown()
