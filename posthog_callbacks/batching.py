@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .locks import YieldingLock
 from .sinks import Sink
 from .sizing import estimate_bytes as estimate_bytes  # re-exported: tests and callers use it
 from .spans import FinishedSpan
@@ -178,7 +179,7 @@ class BatchProcessor:
     def _reset(self) -> None:
         """Fresh queue, locks, counters and no threads (at construction and after fork)."""
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._lock = YieldingLock()  # taken by every thread recording: see locks.py
         self._queue: collections.deque[Item] = collections.deque()
         self._sizes: collections.deque[int] = collections.deque()  # estimate per queued item
         self._queued_bytes = 0

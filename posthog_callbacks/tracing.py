@@ -66,6 +66,7 @@ import weakref
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
+from .locks import YieldingLock
 from .sizing import ITEM_OVERHEAD_BYTES, value_bytes
 from .spans import FinishedSpan, OpenSpan, SpanKind
 
@@ -319,7 +320,7 @@ class RunTable(Generic[K]):
         # runs outlive the table (see RunRegistry.register).
         self._runs: dict[K, OpenSpan] = {}
         self._by_trace: dict[str, set[K]] | None = {} if index_traces else None
-        self._lock = threading.Lock()
+        self._lock = YieldingLock()  # taken by every thread recording: see locks.py
         self.max_runs = max_runs
         # The byte account (all under ``_lock``): estimate per open run and their sum.
         self._budget: RunRegistry | None = None
@@ -470,7 +471,7 @@ class RunTable(Generic[K]):
         Only for the child of a fork, before any other thread exists: the parent's runs are
         ended by the parent's threads, never by the child.
         """
-        self._lock = threading.Lock()
+        self._lock = YieldingLock()
         self._runs.clear()
         if self._by_trace is not None:
             self._by_trace.clear()
