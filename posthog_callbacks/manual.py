@@ -19,12 +19,12 @@ recorded with everything else it was given.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
 
+from .locks import YieldingLock
 from .sizing import ITEM_OVERHEAD_BYTES, value_bytes
 from .spans import (
     FinishedSpan,
@@ -81,7 +81,7 @@ class ManualTracer:
         self.runs: RunTable[str] = RunTable(index_traces=False)
         self.warn = WarnOnce(log)
         self._active: dict[str, int] = {}  # trace id -> manual roots active with it
-        self._lock = threading.Lock()
+        self._lock = YieldingLock()  # traces started with a trace_id, from any thread
 
     def bad(self, argument: str, value: Any) -> None:
         """Warn (once per argument) that ``value`` was not usable."""
