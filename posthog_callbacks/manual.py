@@ -19,7 +19,9 @@ recorded with everything else it was given.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
@@ -67,7 +69,7 @@ class ManualTracer:
             content is walked once; ``None`` submits through ``recorder.submit``.
     """
 
-    __slots__ = ("_active", "_lock", "recorder", "runs", "submit", "warn")
+    __slots__ = ("__weakref__", "_active", "_lock", "recorder", "runs", "submit", "warn")
 
     def __init__(
         self, recorder: Recorder, submit: Callable[[FinishedSpan, int | None], None] | None = None
@@ -82,6 +84,13 @@ class ManualTracer:
         self.warn = WarnOnce(log)
         self._active: dict[str, int] = {}  # trace id -> manual roots active with it
         self._lock = YieldingLock()  # traces started with a trace_id, from any thread
+        _tracers.add(self)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock (a parent thread may have held it at the fork)
+        and no active shared trace ids (the parent's traces end in the parent)."""
+        self._lock = YieldingLock()
+        self._active.clear()
 
     def bad(self, argument: str, value: Any) -> None:
         """Warn (once per argument) that ``value`` was not usable."""
@@ -204,6 +213,21 @@ class ManualTracer:
             elif text not in out:
                 out.append(text)
         return tuple(out)
+
+
+_tracers: weakref.WeakSet[ManualTracer] = weakref.WeakSet()
+
+
+def _reset_tracers_after_fork() -> None:
+    for tracer in list(_tracers):
+        try:
+            tracer.reset_after_fork()
+        except Exception:  # pragma: no cover - never fail a fork
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_tracers_after_fork)
 
 
 class SpanHandle:

@@ -438,3 +438,47 @@ def test_an_object_whose_class_attribute_raises_is_no_problem_for_any_argument()
     assert exporter.flush()
     stats = exporter.stats()
     assert (stats.sent, stats.dropped, stats.open_runs) == (len(roots) + len(children) + 1, 0, 0)
+
+
+def test_a_fork_while_another_thread_holds_the_shared_trace_id_lock_gives_a_working_child() -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    exporter = PosthogExporter(sink=MemorySink())
+    parent_trace = exporter.trace("parent", trace_id="shared")
+    tracer = exporter._manual
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with tracer._lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    pid = os.fork()
+    if pid == 0:  # child: a fresh lock, and "shared" is not active here
+        code = 1
+        try:
+            trace = exporter.trace("child", trace_id="shared")
+            if trace.span_id == "shared":  # a root again, not a span under the parent's
+                code = 0
+            trace.end()
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    for _ in range(200):  # the child exits at once unless it hangs on the copied lock
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            break
+        threading.Event().wait(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child hung on a lock copied held by fork()")
+    parent_trace.end()
+    assert exporter.flush()
