@@ -397,7 +397,7 @@ def _copy_small(value: Any) -> tuple[Any, int] | None:
     size = 0
     exact = True
     inner_chars = 0
-    inner: Any
+    inner: tuple[Any, int, int, bool] | None
     if type(value) is dict:
         out: dict[Any, Any] = {}
         for k, v in value.items():
@@ -418,43 +418,15 @@ def _copy_small(value: Any) -> tuple[Any, int] | None:
                 continue
             if tv is not dict and tv is not list and tv is not tuple:
                 return None
-            if inner_chars > SNAPSHOT_MAX_CHARS or len(v) > _SMALL_ITEMS:
+            if inner_chars > SNAPSHOT_MAX_CHARS:
                 return None
-            if tv is dict:
-                inner = {}
-                for ik, iv in v.items():
-                    if type(ik) is str:
-                        size += len(ik) + 3
-                    else:
-                        exact = False
-                    ti = type(iv)
-                    if ti is str:
-                        n = len(iv)
-                        inner_chars += n
-                        size += n + 2
-                    elif ti not in _LEAVES:
-                        return None
-                    else:
-                        if ti is bytes:
-                            exact = False
-                        size += 8
-                    inner[ik] = iv
-            else:
-                inner = []
-                for iv in v:
-                    ti = type(iv)
-                    if ti is str:
-                        n = len(iv)
-                        inner_chars += n
-                        size += n + 3
-                    elif ti not in _LEAVES:
-                        return None
-                    else:
-                        if ti is bytes:
-                            exact = False
-                        size += 9
-                    inner.append(iv)
-            out[k] = inner
+            inner = _copy_leaves(v)
+            if inner is None:
+                return None
+            out[k] = inner[0]
+            size += inner[1]
+            inner_chars += inner[2]
+            exact = exact and inner[3]
         return out, size if exact else -1
     items: list[Any] = []
     for v in value:
@@ -471,45 +443,63 @@ def _copy_small(value: Any) -> tuple[Any, int] | None:
             continue
         if tv is not dict and tv is not list and tv is not tuple:
             return None
-        if inner_chars > SNAPSHOT_MAX_CHARS or len(v) > _SMALL_ITEMS:
+        if inner_chars > SNAPSHOT_MAX_CHARS:
             return None
-        size += 1
-        if tv is dict:
-            inner = {}
-            for ik, iv in v.items():
-                if type(ik) is str:
-                    size += len(ik) + 3
-                else:
-                    exact = False
-                ti = type(iv)
-                if ti is str:
-                    n = len(iv)
-                    inner_chars += n
-                    size += n + 2
-                elif ti not in _LEAVES:
-                    return None
-                else:
-                    if ti is bytes:
-                        exact = False
-                    size += 8
-                inner[ik] = iv
-        else:
-            inner = []
-            for iv in v:
-                ti = type(iv)
-                if ti is str:
-                    n = len(iv)
-                    inner_chars += n
-                    size += n + 3
-                elif ti not in _LEAVES:
-                    return None
-                else:
-                    if ti is bytes:
-                        exact = False
-                    size += 9
-                inner.append(iv)
-        items.append(inner)
+        inner = _copy_leaves(v)
+        if inner is None:
+            return None
+        items.append(inner[0])
+        size += inner[1] + 1
+        inner_chars += inner[2]
+        exact = exact and inner[3]
     return items, size if exact else -1
+
+
+def _copy_leaves(
+    value: dict[Any, Any] | list[Any] | tuple[Any, ...],
+) -> tuple[Any, int, int, bool] | None:
+    """A copy of a container of at most 32 leaves (a tuple as a list): ``(copy, bytes,
+    characters of text, whether bytes is exact)``; ``None`` for anything else."""
+    if len(value) > _SMALL_ITEMS:
+        return None
+    size = 0
+    chars = 0
+    exact = True
+    if type(value) is dict:
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            if type(k) is str:
+                size += len(k) + 3
+            else:
+                exact = False
+            tv = type(v)
+            if tv is str:
+                n = len(v)
+                chars += n
+                size += n + 2
+            elif tv not in _LEAVES:
+                return None
+            else:
+                if tv is bytes:
+                    exact = False
+                size += 8
+            out[k] = v
+        return out, size, chars, exact
+    items: list[Any] = []
+    for v in value:
+        tv = type(v)
+        if tv is str:
+            n = len(v)
+            chars += n
+            size += n + 3
+        elif tv not in _LEAVES:
+            return None
+        else:
+            if tv is bytes:
+                exact = False
+            size += 9
+        items.append(v)
+    return items, size, chars, exact
 
 
 def snapshot(value: Any, convert: Callable[[Any], Any] | None = None) -> Any:
