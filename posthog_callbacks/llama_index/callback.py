@@ -14,7 +14,7 @@ from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-d
 )
 
 from ..exporter import as_exporter
-from ..spans import OpenSpan, SpanKind
+from ..spans import OpenSpan, SpanKind, new_id
 from ..tracing import WarnOnce
 from .extract import (
     fill_generation,
@@ -27,7 +27,7 @@ from .instrument import is_instrumented
 from .payloads import describe_end, describe_start, last_content
 from .runs import DoorRuns
 from .runs import root_key as root_key_of
-from .trace import HandlerOptions, TraceInfo, describe_error, new_id
+from .trace import HandlerOptions, TraceInfo, describe_error
 
 __all__ = ["CallbackHandler"]
 

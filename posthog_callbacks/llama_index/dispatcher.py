@@ -39,7 +39,7 @@ from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-d
 )
 from llama_index.core.instrumentation.span import active_span_id
 
-from ..spans import OpenSpan, SpanKind, snapshot
+from ..spans import OpenSpan, SpanKind, new_id, snapshot
 from ..tracing import Recorder, WarnOnce
 from .extract import (
     base_url_of,
@@ -77,7 +77,7 @@ from .nodes import (
 )
 from .runs import EVICTED, DoorRuns, root_key
 from .stream import has_stream
-from .trace import HandlerOptions, TraceInfo, describe_error, new_id
+from .trace import HandlerOptions, TraceInfo, describe_error
 
 __all__ = ["DispatcherRecorder"]
 

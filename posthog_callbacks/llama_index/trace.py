@@ -6,15 +6,13 @@ Nothing here imports ``llama_index``.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..spans import OpenSpan, SpanKind, error_text
+from ..spans import OpenSpan, SpanKind, error_text, new_id
 from ..tracing import OWNER_KEYS, Recorder, TraceOwner, trace_owner
 
 __all__ = [
@@ -23,59 +21,10 @@ __all__ = [
     "TraceInfo",
     "TraceOverrides",
     "describe_error",
-    "new_id",
     "trace_context",
 ]
 
 FRAMEWORK = "llama_index"
-
-_MASK = (1 << 128) - 1
-# An odd 128-bit constant (2**128 / golden ratio): stepping by it changes every hex digit
-# from one id to the next, so ids differ from their first characters on and a short prefix
-# tells them apart (``posthog-callbacks show --trace PREFIX``); odd keeps them unique.
-_STEP = 0x9E3779B97F4A7C15F39CC0605CEDC835
-_id_base = int.from_bytes(os.urandom(16), "big")
-_POOL = 64
-_id_blocks = itertools.count()  # block k holds the ids of counters k * _POOL ...
-_pool: list[str] = []  # made ids, handed out from the end
-
-
-def _reseed() -> None:
-    global _id_base, _id_blocks
-    _id_base = int.from_bytes(os.urandom(16), "big")
-    _id_blocks = itertools.count()
-    _pool.clear()  # never hand the parent's ids out again
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed)
-
-
-def _make_ids() -> list[str]:
-    """The ids of the next block of counters, the first one last (``pop()`` order)."""
-    first = next(_id_blocks) * _POOL  # atomic: two threads never get the same block
-    base = _id_base
-    ids = []
-    for n in range(first + _POOL - 1, first - 1, -1):
-        h = "%032x" % ((base + n * _STEP) & _MASK)
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return ids
-
-
-def new_id() -> str:
-    """A unique UUID-shaped id: a random per-process base plus a counter times ``_STEP``.
-
-    ``str(uuid4())`` costs ~8 µs here. Ids are made 64 at a time in one warm loop and
-    handed out with a ``list.pop()`` (atomic), so the hot paths (~6 ids a query) pay
-    next to nothing per id.
-    """
-    try:
-        return _pool.pop()
-    except IndexError:
-        ids = _make_ids()
-        mine = ids.pop()
-        _pool.extend(ids)
-        return mine
 
 
 @dataclass(frozen=True)

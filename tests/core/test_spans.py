@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import uuid
@@ -29,6 +30,15 @@ def test_new_ids_are_unique_and_ignore_the_programs_own_seeding() -> None:
     random.seed(1234)  # a program seeding `random` for its own reproducibility
     second = [new_id() for _ in range(1000)]
     assert len(set(first + second)) == 2000
+
+
+def test_consecutive_ids_differ_in_their_first_characters() -> None:
+    # A unique-prefix lookup (`posthog-callbacks show --trace PREFIX`) must not need the
+    # whole id for one trace after another (two random 32-bit prefixes collide with
+    # probability 2**-32 per pair).
+    ids = [new_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(a[:8] != b[:8] for a, b in itertools.pairwise(ids))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
