@@ -309,9 +309,16 @@ class PosthogExporter:
             return False
         return zlib.crc32(str(trace_id).encode()) / 4294967296.0 < rate
 
-    def submit(self, span: FinishedSpan) -> None:
-        """Queue a finished span for export. Never blocks, never raises."""
-        self._submit(span, None)
+    def submit(self, span: FinishedSpan, size: int | None = None) -> None:
+        """Queue a finished span for export. Never blocks, never raises.
+
+        Args:
+            span: The finished span.
+            size: ``sizing.estimate_bytes(span)`` when the caller already has it (the
+                front doors keep the estimate they made for the open-run budget); the
+                queue measures the span when ``None``.
+        """
+        self._submit(span, size)
 
     def _submit(self, span: FinishedSpan, size: int | None) -> None:
         """:meth:`submit` with the span's byte estimate when the caller has it (the manual

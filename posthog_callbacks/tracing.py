@@ -106,8 +106,15 @@ class Recorder(Protocol):
     Every method is safe to call from any thread and never raises.
     """
 
-    def submit(self, span: FinishedSpan) -> None:
-        """Queue a finished span for export (sampling is applied here too)."""
+    def submit(self, span: FinishedSpan, size: int | None = None) -> None:
+        """Queue a finished span for export (sampling is applied here too).
+
+        ``size`` is ``sizing.estimate_bytes(span)`` when the caller already knows it (a
+        front door that kept the estimate it made for the open-run budget), so the queue
+        need not walk the span again; ``None``: the recorder measures it if it needs it.
+        A recorder may ignore it; a door calls ``submit(span)`` on one whose ``submit``
+        takes no ``size``.
+        """
 
     def close_runs(self, spans: Iterable[OpenSpan], reason: str) -> None:
         """Finish runs that never ended normally as errors with ``reason``, count them

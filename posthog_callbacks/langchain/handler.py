@@ -7,6 +7,7 @@ once to attach one handler to every LangChain run in the process.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -19,8 +20,17 @@ from uuid import UUID
 from langchain_core.callbacks.base import BaseCallbackHandler
 
 from ..exporter import as_exporter
+from ..sizing import value_bytes
 from ..spans import OpenSpan, SpanKind, new_id
-from ..tracing import OWNER_KEYS, Recorder, RunTable, WarnOnce, child_span, trace_owner
+from ..tracing import (
+    OWNER_KEYS,
+    Recorder,
+    RunTable,
+    WarnOnce,
+    child_span,
+    open_span_bytes,
+    trace_owner,
+)
 from . import convert as cv
 from . import model as lm
 
@@ -49,9 +59,13 @@ class _SharedRuns:
     belongs to the exporter, not to a handler, so open runs outlive a per-call handler.
     """
 
-    __slots__ = ("skipped", "table", "warn")
+    __slots__ = ("sized", "skipped", "table", "warn")
 
-    def __init__(self) -> None:
+    def __init__(self, sized: bool) -> None:
+        # Whether the exporter's submit() takes a span's byte estimate (Recorder.submit's
+        # ``size``): then a run keeps the estimate made when it entered the table
+        # (``extra["size"]``) and is queued with it, so its content is walked once.
+        self.sized = sized
         # Keyed by _key(run_id).
         self.table: RunTable[Hashable] = RunTable()
         # Runs of traces the exporter did not sample: _key(run id) -> trace id.
@@ -79,15 +93,25 @@ def _runs_of(exporter: Recorder) -> _SharedRuns:
         with _shared_lock:
             runs = _shared.get(exporter)
             if runs is None:
-                runs = _shared[exporter] = _SharedRuns()
+                runs = _shared[exporter] = _SharedRuns(_takes_size(exporter))
                 fresh = True
             else:
                 fresh = False
     except TypeError:  # not weak-referenceable or not hashable
-        runs, fresh = _SharedRuns(), True
+        runs, fresh = _SharedRuns(_takes_size(exporter)), True
     if fresh:
         exporter.register_runs(runs.table)
     return runs
+
+
+def _takes_size(exporter: Recorder) -> bool:
+    """Whether ``exporter.submit`` accepts a span's byte estimate after the span (an
+    exporter-like object written before ``Recorder.submit`` had ``size`` may not)."""
+    try:
+        inspect.signature(exporter.submit).bind(None, None)
+    except Exception:  # no signature, or not one that takes a second argument
+        return False
+    return True
 
 
 def _key(run_id: Any) -> Hashable:
@@ -169,6 +193,7 @@ class CallbackHandler(BaseCallbackHandler):
         self._shared = shared = _runs_of(self._exporter)
         self._runs: RunTable[Hashable] = shared.table
         self._skipped: dict[Hashable, str] = shared.skipped
+        self._sized = shared.sized
         self._warn = WarnOnce(log)
         self.disabled = False
 
@@ -334,7 +359,10 @@ class CallbackHandler(BaseCallbackHandler):
             span = self._take(run_id)
             if span is None:
                 return
+            params = span.model_parameters
             lm.finish_generation(span, response)
+            if span.model_parameters is not params:  # a stream: {..., "stream": True}
+                self._resized(span, params, span.model_parameters)
             self._submit(span)
             if span.usage_missing_reason is lm.OPENAI_STREAM_WITHOUT_USAGE:
                 self._shared.warn(
@@ -520,7 +548,9 @@ class CallbackHandler(BaseCallbackHandler):
         if self._runs.pop(key) is None:
             return None  # closed meanwhile (TTL sweep, eviction, shutdown)
         if inputs is not None:
+            old = span.input
             span.input = cv.plain(inputs)
+            self._resized(span, old, span.input)
         return span
 
     def _end_ok(self, callback: str, run_id: UUID, output: Any, inputs: Any = None) -> None:
@@ -652,7 +682,14 @@ class CallbackHandler(BaseCallbackHandler):
 
     def _add(self, run_id: UUID, span: OpenSpan) -> None:
         """Put a span made by :meth:`_start` in the run table (closing evicted runs)."""
-        evicted = self._runs.add(_key(run_id), span)
+        if self._sized:
+            # Measured once for both budgets: the table's, and the queue's at the end
+            # (this plus the output and properties, see _submit).
+            size = open_span_bytes(span)
+            span.extra["size"] = size
+            evicted = self._runs.add(_key(run_id), span, size)
+        else:
+            evicted = self._runs.add(_key(run_id), span)
         if evicted:
             self._exporter.close_runs(evicted, "evicted: too many runs open at once")
 
@@ -685,12 +722,32 @@ class CallbackHandler(BaseCallbackHandler):
         except Exception:  # pragma: no cover - submit never raises
             pass
 
+    @staticmethod
+    def _resized(span: OpenSpan, old: Any, new: Any) -> None:
+        """A measured field of a run in the table was replaced: its kept estimate follows
+        (``sizing.value_bytes`` is 0 for ``None``, as ``open_span_bytes`` counts it)."""
+        extra = span.extra
+        size = extra.get("size")
+        if size is not None:
+            extra["size"] = size - value_bytes(old) + value_bytes(new)
+
     def _submit(self, span: OpenSpan) -> None:
-        retries = span.extra.get("retries")
+        extra = span.extra
+        retries = extra.get("retries")
         if retries:
             span.properties = {**(span.properties or {}), "retries": retries}
-        self._exporter.submit(span.finish())
-        span.extra["sent"] = True
+        finished = span.finish()
+        size = extra.get("size")
+        if size is None:
+            self._exporter.submit(finished)
+        else:
+            # sizing.estimate_bytes(finished): the estimate made when the run entered the
+            # table (kept up to date by _resized) plus what is set at its end.
+            size += value_bytes(finished.output)
+            if finished.properties:
+                size += value_bytes(finished.properties)
+            self._exporter.submit(finished, size)
+        extra["sent"] = True
         if (
             span.parent_id is None
             and self._trace_id is None

@@ -41,7 +41,7 @@ class FakeRecorder:
         self.closed: list[tuple[str, str]] = []
         self.tables: list[RunTable[Any]] = []
 
-    def submit(self, span: FinishedSpan) -> None:
+    def submit(self, span: FinishedSpan, size: int | None = None) -> None:
         self.spans.append(span)
 
     def close_runs(self, spans: Any, reason: str) -> None:
