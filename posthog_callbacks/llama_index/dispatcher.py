@@ -75,7 +75,7 @@ from .nodes import (
     span_output,
     split_id,
 )
-from .runs import EVICTED, DoorRuns, root_key
+from .runs import DoorRuns, root_key
 from .stream import has_stream
 from .trace import HandlerOptions, TraceInfo, describe_error
 
@@ -368,9 +368,7 @@ class DispatcherRecorder:
         self._add(key, span)
 
     def _add(self, key: str, span: OpenSpan) -> None:
-        evicted = self.table.add(key, span)
-        if evicted:
-            self.exporter.close_runs(evicted, EVICTED)
+        self.runs.add(key, span)
 
     def span_exit(
         self,
