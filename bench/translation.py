@@ -10,6 +10,8 @@ is the same without the size) on realistic spans:
 * a manual trace root (short string input and output);
 * the chat generation with a user message and an answer never seen before (the cleaned
   text caches miss on them);
+* the two events of ``bench/exporter_throughput.py``'s burst (a generation with short chat
+  messages, usage and model parameters; its ``$ai_trace`` root with dict input/output);
 
 then the mix (one of each) and a cProfile top-20 of the mix. Each figure is the best of
 several rounds, in CPU time of the thread (this machine class: 2 cores).
@@ -136,6 +138,32 @@ def trace_root() -> FinishedSpan:
     )  # fmt: skip
 
 
+BURST_TRACE = "3d5f6a7b-8c9d-4e0f-a1b2-c3d4e5f60718"
+BURST_GEN = "4e6a7b8c-9d0e-4f1a-b2c3-d4e5f6071829"
+
+
+def burst_generation() -> FinishedSpan:
+    """The generation of ``bench/exporter_throughput.py``'s burst (2 short messages in,
+    1 out, model parameters, usage), as the manual front door finishes it."""
+    return FinishedSpan(
+        BURST_TRACE, BURST_GEN, BURST_TRACE, SpanKind.GENERATION, "chat", 1_764_470_000.25,
+        1_764_470_000.75, input=[{"role": "system", "content": "You are terse."},
+                                 {"role": "user", "content": "What is the capital of France?"}],
+        output=[{"role": "assistant", "content": "Paris."}], model="gpt-4o-mini",
+        provider="openai", usage=Usage(input_tokens=21, output_tokens=2, total_tokens=23),
+        model_parameters={"temperature": 0.2, "max_tokens": 256}, distinct_id="user-1",
+    )  # fmt: skip
+
+
+def burst_root() -> FinishedSpan:
+    """The ``$ai_trace`` root of the burst (dict input and output)."""
+    return FinishedSpan(
+        BURST_TRACE, BURST_TRACE, None, SpanKind.SPAN, "answer", 1_764_470_000.2,
+        1_764_470_000.8, input={"q": "What is the capital of France?"},
+        output={"answer": "Paris."}, distinct_id="user-1",
+    )  # fmt: skip
+
+
 def fresh_texts(span: FinishedSpan, count: int, tag: str) -> list[FinishedSpan]:
     """``count`` copies of a chat generation whose user message and answer are new text
     (no cache of cleaned text helps with them; the system prompt and tools repeat)."""
@@ -190,6 +218,8 @@ def main() -> None:
     private = EventConfig(privacy_mode=True, secrets=cfg.secrets)
     spans = [chat_generation(), chain_span(), trace_root()]
     mix = lambda: [_span_to_event_sized(s, cfg) for s in spans]  # noqa: E731
+    burst = [burst_generation(), burst_root()]
+    pair = lambda: [_span_to_event_sized(s, cfg) for s in burst]  # noqa: E731
 
     def per_event(span: FinishedSpan, config: EventConfig) -> float:
         return best(lambda: _span_to_event_sized(span, config), 5_000)
@@ -202,6 +232,9 @@ def main() -> None:
                 ("chat generation, new user text + answer", best_fresh(spans[0], cfg)),
                 ("chain span (dict input/output)", per_event(spans[1], cfg)),
                 ("manual trace root", per_event(spans[2], cfg)),
+                ("burst generation (exporter_throughput)", per_event(burst[0], cfg)),
+                ("burst trace root (exporter_throughput)", per_event(burst[1], cfg)),
+                ("burst pair, per event", best(pair, 5_000) / len(burst)),
                 ("mix, per event", best(mix, 2_000) / len(spans)),
             ]
 
@@ -223,8 +256,9 @@ def main() -> None:
         profiler.enable()
         for _ in range(3_000):
             mix()
+            pair()
         profiler.disable()
-        print("\ncProfile, 3,000 x the mix (3 events), top 20 by own time:")
+        print("\ncProfile, 3,000 x the mix and the burst pair (5 events), top 20 by own time:")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
 
 

@@ -137,9 +137,8 @@ def _base(
         props[schema.SERVICE_NAME] = cfg.service_name
     if session_id:
         props[schema.SESSION_ID] = str(session_id)
-    merged_groups = {**(cfg.groups or {}), **(groups or {})}
-    if merged_groups:
-        props[schema.GROUPS] = ser.convert(merged_groups)
+    if cfg.groups or groups:
+        props[schema.GROUPS] = ser.convert({**(cfg.groups or {}), **(groups or {})})
     return props
 
 
@@ -213,6 +212,33 @@ def _usage_properties(
     reasoning (PostHog adds ``$ai_reasoning_tokens`` back); a 5m/1h cache-write split only
     as a pair. See docs/events.md, "How PostHog prices these events".
     """
+    (input_tokens, output_tokens, total, cache_read, cache_creation, c5, c1, reasoning, web) = usage
+    if (
+        cache_read is None
+        and cache_creation is None
+        and c5 is None
+        and c1 is None
+        and reasoning is None
+        and not web
+        and (input_tokens is None or (type(input_tokens) is int and input_tokens >= 0))
+    ):
+        # Plain counts (most calls): nothing to subtract, no cache flag, no split. The
+        # same properties as the general rule below (tests/core/test_events.py).
+        if input_tokens is not None:
+            props[schema.INPUT_TOKENS] = input_tokens
+        if output_tokens is not None:
+            props[schema.OUTPUT_TOKENS] = output_tokens
+        if total is not None:
+            props[schema.TOTAL_TOKENS] = total
+        return
+    _usage_properties_general(props, usage, provider, model)
+
+
+def _usage_properties_general(
+    props: dict[str, Any], usage: Usage, provider: str | None, model: str | None
+) -> None:
+    """:func:`_usage_properties` for any usage (the reference its fast path is tested
+    against)."""
     input_tokens = usage.input_tokens
     output_tokens = usage.output_tokens
     cache_read = usage.cache_read_tokens
@@ -394,16 +420,48 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     """:func:`span_to_event`, plus an estimate of the event's JSON size in bytes."""
     ser = Serializer(cfg.secrets, cfg.max_event_bytes)
     span = _bounded_ids(span, ser)
-    private = cfg.privacy_mode or span.privacy_mode
+    # One unpack instead of some 60 attribute reads (a tenth of a small event's cost).
+    (
+        trace_id,
+        span_id,
+        parent_id,
+        kind,
+        name,
+        start_time,
+        end_time,
+        framework,
+        input_,
+        output,
+        model,
+        provider,
+        usage,
+        usage_missing_reason,
+        model_parameters,
+        tools,
+        time_to_first_token,
+        http_status,
+        base_url,
+        stop_reason,
+        error,
+        status,
+        metadata,
+        properties,
+        groups,
+        distinct_id,
+        session_id,
+        tags,
+        span_private,
+        service_tier,
+    ) = span
+    private = cfg.privacy_mode or span_private
     extra: dict[str, Any] = {}
-    if span.metadata:
-        extra.update(_metadata(span.metadata, private, cfg, ser))
-    if span.properties:
+    if metadata:
+        extra.update(_metadata(metadata, private, cfg, ser))
+    if properties:
         # Properties the developer chose to send (posthog_properties, properties=): as given.
-        extra.update(span.properties)
-    props = _base(span.trace_id, span.framework, span.session_id, cfg, ser, extra, span.groups)
-    is_root = span.parent_id is None
-    kind = span.kind
+        extra.update(properties)
+    props = _base(trace_id, framework, session_id, cfg, ser, extra, groups)
+    is_root = parent_id is None
 
     if kind is SpanKind.GENERATION:
         event = schema.GENERATION
@@ -414,77 +472,77 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
     else:
         event = schema.SPAN
 
-    name = _text(span.name, ser)
+    name = _text(name, ser)
     props[schema.SPAN_NAME] = name
     if event == schema.TRACE:
         props[schema.TRACE_NAME] = name
     else:
-        props[schema.SPAN_ID] = span.span_id
+        props[schema.SPAN_ID] = span_id
         if not is_root:
-            props[schema.PARENT_ID] = span.parent_id
-    props[schema.LATENCY] = round(span.latency, 6)
-    props[schema.IS_ERROR] = span.is_error
-    if span.error is not None:
-        error = span.error if type(span.error) is str else str(_text(span.error, ser))
+            props[schema.PARENT_ID] = parent_id
+    props[schema.LATENCY] = round(end_time - start_time if end_time > start_time else 0.0, 6)
+    props[schema.IS_ERROR] = error is not None
+    if error is not None:
+        error = error if type(error) is str else str(_text(error, ser))
         props[schema.ERROR] = _error_text(error, private, cfg, ser)
-    if span.status:
-        props[schema.SPAN_STATUS] = _text(span.status, ser)
-    if span.tags:
-        raw_tags = span.tags if type(span.tags) in (tuple, list) else ser.convert(span.tags)
+    if status:
+        props[schema.SPAN_STATUS] = _text(status, ser)
+    if tags:
+        raw_tags = tags if type(tags) in (tuple, list) else ser.convert(tags)
         if type(raw_tags) is not list and type(raw_tags) is not tuple:
             raw_tags = [raw_tags]
-        tags = [ser.key(tag) for tag in raw_tags[:_MAX_TAGS]]
-        for tag in tags:
+        keys = [ser.key(tag) for tag in raw_tags[:_MAX_TAGS]]
+        for tag in keys:
             props.setdefault(tag, True)
-        props[schema.TAGS] = tags
+        props[schema.TAGS] = keys
 
     if kind is SpanKind.GENERATION or kind is SpanKind.EMBEDDING:
-        if span.model:
-            props[schema.MODEL] = _text(span.model, ser)
-        if span.provider:
-            props[schema.PROVIDER] = _text(span.provider, ser)
-        if not private and span.input is not None:
-            props[schema.INPUT] = _content(span.input, cfg, ser)
-        if kind is SpanKind.GENERATION and not private and span.output is not None:
-            props[schema.OUTPUT_CHOICES] = _content(span.output, cfg, ser)
-        if span.usage is not None and not span.usage.is_empty():
-            _usage_properties(props, span.usage, span.provider, span.model)
-        elif span.error is None:
+        if model:
+            props[schema.MODEL] = _text(model, ser)
+        if provider:
+            props[schema.PROVIDER] = _text(provider, ser)
+        if not private and input_ is not None:
+            props[schema.INPUT] = _content(input_, cfg, ser)
+        if kind is SpanKind.GENERATION and not private and output is not None:
+            props[schema.OUTPUT_CHOICES] = _content(output, cfg, ser)
+        if usage is not None and not usage.is_empty():
+            _usage_properties(props, usage, provider, model)
+        elif error is None:
             props[schema.USAGE_MISSING_REASON] = (
-                span.usage_missing_reason or "the provider reported no token usage"
+                usage_missing_reason or "the provider reported no token usage"
             )
         _price_properties(props, span, cfg)
-        if span.service_tier:
-            props[schema.SERVICE_TIER] = _text(span.service_tier, ser)
-        if span.model_parameters:
-            _model_parameters(props, span.model_parameters, private, cfg, ser)
-        if span.tools:
+        if service_tier:
+            props[schema.SERVICE_TIER] = _text(service_tier, ser)
+        if model_parameters:
+            _model_parameters(props, model_parameters, private, cfg, ser)
+        if tools:
             if private:
-                plain = span.tools if _plain_tool_list(span.tools) else ser.convert(span.tools)
+                plain = tools if _plain_tool_list(tools) else ser.convert(tools)
                 props[schema.TOOLS] = ser.convert(_private_tools(plain))
             else:
                 # The same definitions come with every call: converted once (serialize.py).
-                props[schema.TOOLS] = _content(span.tools, cfg, ser, recall=True)
-        if span.time_to_first_token is not None:
-            props[schema.TIME_TO_FIRST_TOKEN] = round(span.time_to_first_token, 6)
-        props[schema.HTTP_STATUS] = _http_status(span.http_status, span.is_error)
-        if span.base_url:
-            url = span.base_url if type(span.base_url) is str else _text(span.base_url, ser)
+                props[schema.TOOLS] = _content(tools, cfg, ser, recall=True)
+        if time_to_first_token is not None:
+            props[schema.TIME_TO_FIRST_TOKEN] = round(time_to_first_token, 6)
+        props[schema.HTTP_STATUS] = _http_status(http_status, (error is not None))
+        if base_url:
+            url = base_url if type(base_url) is str else _text(base_url, ser)
             props[schema.BASE_URL] = ser.string(_safe_url(url))
-        if span.stop_reason:
-            props[schema.STOP_REASON] = _text(span.stop_reason, ser)
+        if stop_reason:
+            props[schema.STOP_REASON] = _text(stop_reason, ser)
     elif not private:
-        if span.input is not None:
-            props[schema.INPUT_STATE] = _content(span.input, cfg, ser)
-        if span.output is not None:
-            props[schema.OUTPUT_STATE] = _content(span.output, cfg, ser)
+        if input_ is not None:
+            props[schema.INPUT_STATE] = _content(input_, cfg, ser)
+        if output is not None:
+            props[schema.OUTPUT_STATE] = _content(output, cfg, ser)
 
-    distinct_id = _identity(span.distinct_id, span.trace_id, cfg, props)
+    distinct_id = _identity(distinct_id, trace_id, cfg, props)
     result = {
         "event": event,
         "distinct_id": distinct_id,
         "properties": props,
-        "timestamp": _iso(span.start_time),
+        "timestamp": _iso(start_time),
         "uuid": _event_uuid(span),
     }
     size = ser.size + 600
@@ -525,6 +583,10 @@ def _bounded_ids(span: FinishedSpan, ser: Serializer) -> FinishedSpan:
 
 def _http_status(value: Any, is_error: bool) -> int:
     # Typed as int, but a provider or user may hand over an Enum, a string or an object.
+    if value is None:
+        return 500 if is_error else 200
+    if type(value) is int and 100 <= value <= 599:
+        return value
     if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
         return int.__int__(value)
     if type(value) is str and value.isdigit() and len(value) == 3:

@@ -622,10 +622,9 @@ class Serializer:
                 converted before (same secrets and size limit) and converted once.
         """
         try:
-            if recall and self._results is not None:
-                t = type(value)
-                if t is dict or t is list or t is tuple:
-                    return self._container(value, 0, True)
+            t = type(value)
+            if t is dict or t is list or t is tuple:  # what _convert would do, one call less
+                return self._container(value, 0, recall and self._results is not None)
             return self._convert(value, 0)
         except Exception:  # pragma: no cover - defensive: _convert guards each branch
             return "<unserializable>"
