@@ -183,14 +183,17 @@ def _measure(span: OpenSpan) -> int:
     """``tracing.open_span_bytes(span)``, keeping each measured field with its bytes in
     ``span.extra["size"]`` for :func:`_queued_bytes` (``value_bytes(None)`` is 0, as
     ``open_span_bytes`` leaves a ``None`` field out)."""
-    i, m, p, t, o = span.input, span.metadata, span.model_parameters, span.tools, span.output
-    ib, mb, pb, tb, ob = (
-        value_bytes(i),
-        value_bytes(m),
-        value_bytes(p),
-        value_bytes(t),
-        value_bytes(o),
-    )
+    # A None field (most of them) costs a test, not a call.
+    i = span.input
+    ib = 0 if i is None else value_bytes(i)
+    m = span.metadata
+    mb = 0 if m is None else value_bytes(m)
+    p = span.model_parameters
+    pb = 0 if p is None else value_bytes(p)
+    t = span.tools
+    tb = 0 if t is None else value_bytes(t)
+    o = span.output
+    ob = 0 if o is None else value_bytes(o)
     span.extra["size"] = (i, ib, m, mb, p, pb, t, tb, o, ob)
     return ITEM_OVERHEAD_BYTES + ib + mb + pb + tb + ob
 
