@@ -60,8 +60,8 @@ def _app(door: str, exporter: PosthogExporter) -> Any:
             assert str(index.as_query_engine(similarity_top_k=2).query("What?")) == "forty two"
             chat = index.as_chat_engine(chat_mode=ChatMode.CONDENSE_PLUS_CONTEXT)
             assert str(chat.chat("hi")) == "forty two"
-            streamed = index.as_query_engine(streaming=True).query("And Paris?")
-            assert "".join(streamed.response_gen) == "forty two"  # type: ignore[union-attr]
+            streamed: Any = index.as_query_engine(streaming=True).query("And Paris?")
+            assert "".join(streamed.response_gen) == "forty two"
             Settings.llm = UsageLLM(fail_with="model down " * 10)
             with pytest.raises(RuntimeError, match="model down"):
                 index.as_query_engine().query("x" * 500)
