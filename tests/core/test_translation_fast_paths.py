@@ -14,7 +14,7 @@ from posthog_callbacks import events
 from posthog_callbacks.serialize import Serializer
 from posthog_callbacks.spans import FinishedSpan, SpanKind, Usage
 
-COUNTS = [None, 0, 1, 21, -5, 3.5, True]
+COUNTS: list[Any] = [None, 0, 1, 21, -5, 3.5, True]  # hostile values too
 MODELS = [
     ("openai", "gpt-4o-mini"),
     ("anthropic", "claude-3-5-sonnet"),
