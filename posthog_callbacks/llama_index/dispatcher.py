@@ -75,7 +75,7 @@ from .nodes import (
     span_output,
     split_id,
 )
-from .runs import DoorRuns, root_key
+from .runs import EVICTED, DoorRuns, root_key
 from .stream import has_stream
 from .trace import HandlerOptions, TraceInfo, describe_error
 
@@ -368,7 +368,9 @@ class DispatcherRecorder:
         self._add(key, span)
 
     def _add(self, key: str, span: OpenSpan) -> None:
-        self.runs.add(key, span)
+        evicted = self.table.add(key, span)
+        if evicted:
+            self.exporter.close_runs(evicted, EVICTED)
 
     def span_exit(
         self,

@@ -9,14 +9,12 @@ call's usage can reach the outer one.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..sizing import ITEM_OVERHEAD_BYTES, value_bytes
-from ..spans import FinishedSpan, OpenSpan
+from ..spans import OpenSpan
 from ..tracing import Recorder, RootCompletion, RunTable, WarnOnce
 from .stream import record_stream_end, wrap_response_stream
 
@@ -42,16 +40,7 @@ class DoorRuns:
             child or stream), so the door can forget what it kept for it.
     """
 
-    __slots__ = (
-        "_lock",
-        "_on_root_finished",
-        "_roots",
-        "_sized",
-        "_skipped",
-        "exporter",
-        "table",
-        "warn",
-    )
+    __slots__ = ("_lock", "_on_root_finished", "_roots", "_skipped", "exporter", "table", "warn")
 
     def __init__(
         self,
@@ -66,10 +55,6 @@ class DoorRuns:
         self._on_root_finished = on_root_finished
         self._skipped: OrderedDict[str, str] = OrderedDict()  # inner model call -> outer key
         self._lock = threading.Lock()
-        # Whether the exporter's submit() takes a span's byte estimate: then a run keeps
-        # what it measured when it entered the table (extra["size"]) and is queued with
-        # it, so its content is walked once (see submit).
-        self._sized = _takes_size(exporter)
         exporter.register_runs(self.table)
 
     def __len__(self) -> int:
@@ -85,22 +70,13 @@ class DoorRuns:
 
     def add(self, key: str, span: OpenSpan) -> None:
         """Open ``span`` under ``key`` (the oldest run is closed if the table is full)."""
-        if self._sized:
-            # Measured once for both budgets: the table's now, the queue's at the end.
-            evicted = self.table.add(key, span, _measure(span))
-        else:
-            evicted = self.table.add(key, span)
+        evicted = self.table.add(key, span)
         if evicted:
             self.exporter.close_runs(evicted, EVICTED)
 
     def submit(self, span: OpenSpan, end_time: float | None = None) -> None:
         """Export a span already taken from the table; finish its root if it was the last."""
-        finished = span.finish(end_time)
-        kept = span.extra.get("size")
-        if kept is None:
-            self.exporter.submit(finished)
-        else:
-            self.exporter.submit(finished, _queued_bytes(finished, kept))
+        self.exporter.submit(span.finish(end_time))
         root_key = span.extra.get("root_key")
         if root_key is not None:
             root = self._roots.child_ended(root_key)
@@ -167,54 +143,3 @@ class DoorRuns:
     def close(self, reason: str) -> None:
         """Close every open run as unfinished with ``reason``."""
         self.exporter.close_runs(self.table.drain(), reason)
-
-
-def _takes_size(exporter: Recorder) -> bool:
-    """Whether ``exporter.submit`` accepts a span's byte estimate after the span (an
-    exporter-like object written before ``Recorder.submit`` had ``size`` may not)."""
-    try:
-        inspect.signature(exporter.submit).bind(None, None)
-    except Exception:  # no signature, or not one that takes a second argument
-        return False
-    return True
-
-
-def _measure(span: OpenSpan) -> int:
-    """``tracing.open_span_bytes(span)``, keeping each measured field with its bytes in
-    ``span.extra["size"]`` for :func:`_queued_bytes` (``value_bytes(None)`` is 0, as
-    ``open_span_bytes`` leaves a ``None`` field out)."""
-    # A None field (most of them) costs a test, not a call.
-    i = span.input
-    ib = 0 if i is None else value_bytes(i)
-    m = span.metadata
-    mb = 0 if m is None else value_bytes(m)
-    p = span.model_parameters
-    pb = 0 if p is None else value_bytes(p)
-    t = span.tools
-    tb = 0 if t is None else value_bytes(t)
-    o = span.output
-    ob = 0 if o is None else value_bytes(o)
-    span.extra["size"] = (i, ib, m, mb, p, pb, t, tb, o, ob)
-    return ITEM_OVERHEAD_BYTES + ib + mb + pb + tb + ob
-
-
-def _queued_bytes(span: FinishedSpan, kept: Any) -> int:
-    """``sizing.estimate_bytes(span)`` from what :func:`_measure` kept: a field still
-    holding the object measured then counts what it counted then; one replaced since
-    (the output, a stream's ``stream=True`` parameters, an input read late) is measured
-    now. Properties are measured here: the table leaves them out."""
-    i, ib, m, mb, p, pb, t, tb, o, ob = kept
-    total = ITEM_OVERHEAD_BYTES
-    value = span.input
-    total += ib if value is i else value_bytes(value)
-    value = span.output
-    total += ob if value is o else value_bytes(value)
-    value = span.metadata
-    total += mb if value is m else value_bytes(value)
-    value = span.model_parameters
-    total += pb if value is p else value_bytes(value)
-    value = span.tools
-    total += tb if value is t else value_bytes(value)
-    if span.properties:
-        total += value_bytes(span.properties)
-    return total
