@@ -231,9 +231,11 @@ def langchain_section(r: Run) -> list[str]:
         "  requests, each costing about as much CPU as translating a few dozen events.",
         "- The handler: run table keyed by the run id's integer (a UUID hashes in Python),"
         " spans built",
-        "  from their five leading fields, inputs measured once when the run is added, model"
-        " details read",
-        "  once per generation: the callbacks alone 123 -> 110 µs per invoke.",
+        "  from their five leading fields, inputs measured once when the run is added and"
+        " that estimate",
+        "  queued with the finished run, model details read once per generation: the"
+        " callbacks alone",
+        "  123 -> ~103 µs per invoke.",
         "- What remains, per invoke: LangChain's own dispatch (the no-op row), our callbacks"
         " (~110 µs",
         "  in isolation, 2-3x that inside the chain, where LangChain's code between callbacks"
@@ -343,7 +345,11 @@ def throughput_section(r: Run) -> list[str]:
         "  200k instructions (cachegrind), ~44 -> ~29 µs per span.",
         "- Worker: tool definitions converted once per content (a tool list 17.9 -> 9.7 µs),"
         " the secret",
-        "  scan skips rules a text cannot match (a new chat text 3.7-4.6 -> 1.1-1.3 µs).",
+        "  scan skips rules a text cannot match (a new chat text 3.7-4.6 -> 1.1-1.3 µs), the"
+        " span read",
+        "  once per event and plain token counts on a fast path (equal to the general rule,"
+        " tested):",
+        "  the burst's trace + generation 25.8 -> 20.5 µs per event (`bench/translation.py`).",
         "- Tried and not kept: an `orjson` fast path for the serializer (encode, prove the"
         " bounds on the",
         "  bytes, scan them for the secret rules' keywords, decode). On this machine class"
@@ -468,12 +474,18 @@ def llama_section(r: Run) -> list[str]:
         " unless its",
         "method matters, a finished child is taken from the run table once, a root that ends"
         " at once",
-        "skips the lingering bookkeeping, per-class caches shared by the process, ids made 64"
-        " at a time:",
-        "recording alone +350 -> +289 µs per query (p10), 252 -> 192 Python calls per query. What",
-        "remains: LlamaIndex's own ~42 handler calls per query (the no-op row), the run"
-        " table's byte",
-        "accounting (~40 µs per query) and the worker's translation (~23 µs per event).",
+        "skips the lingering bookkeeping, per-class caches shared by the process: recording alone",
+        "+350 -> +289 µs per query (p10), 252 -> 192 Python calls per query. Tried and"
+        " reverted: queuing",
+        "a span with the byte estimate made when it entered the run table (as the LangChain"
+        " door and",
+        "the manual API do): no measurable gain here (6 alternated pairs), since LlamaIndex"
+        " inputs are",
+        "short and the output must be measured anyway. What remains: LlamaIndex's own ~42"
+        " handler calls",
+        "per query (the no-op row is the dispatch alone), the run table's bookkeeping and"
+        " the worker's",
+        "translation (~20 µs per event).",
         "",
         "Reproduce:",
         "",
