@@ -186,7 +186,10 @@ def _kind_of(t: type) -> int:
 def _langchain_leaf(value: Any) -> Any:
     """``snapshot``'s converter: LangChain values as plain data, anything else as it is."""
     try:
-        kind = _kind_of(type(value))
+        t = type(value)
+        kind = _KINDS.get(t)  # _kind_of's cache, read here (a call per leaf saved)
+        if kind is None:
+            kind = _kind_of(t)
         if kind == _OPAQUE:
             return value
         if kind == _MESSAGE:
@@ -227,11 +230,16 @@ def messages_input(messages: Sequence[Sequence[Any]]) -> Any:
     """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
     try:
         out: list[Any] = []
+        kinds = _KINDS
         for row in messages:
             for m in row:
                 if len(out) == _MAX_MESSAGES:
                     return out
-                out.append(message_to_dict(m) if _kind_of(type(m)) == _MESSAGE else plain(m))
+                t = type(m)
+                kind = kinds.get(t)
+                if kind is None:
+                    kind = _kind_of(t)
+                out.append(message_to_dict(m) if kind == _MESSAGE else plain(m))
         return out
     except Exception:  # not a list of lists of messages
         return plain(messages)

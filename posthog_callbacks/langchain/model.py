@@ -20,7 +20,7 @@ from ..usage import (
     usage_from_mapping,
     web_search_count,
 )
-from .convert import class_name, generations, plain, response_output
+from .convert import class_name, plain, response_output
 
 __all__ = [
     "OPENAI_STREAM_WITHOUT_USAGE",
@@ -84,10 +84,17 @@ def start_generation(
 
 def finish_generation(span: OpenSpan, response: Any) -> None:
     """Fill an ending generation span with output, served model, usage and stop reason."""
-    gens = generations(response)
-    # Each generation's message and response metadata, read once for every extractor.
-    messages = [getattr(gen, "message", None) for gen in gens]
-    metas = [getattr(message, "response_metadata", None) for message in messages]
+    # All generations (convert.generations) with each one's message and response
+    # metadata, read once for every extractor, in one loop (no comprehension frames).
+    gens: list[Any] = []
+    messages: list[Any] = []
+    metas: list[Any] = []
+    for row in getattr(response, "generations", None) or ():
+        for gen in row:
+            message = getattr(gen, "message", None)
+            gens.append(gen)
+            messages.append(message)
+            metas.append(getattr(message, "response_metadata", None))
     span.output = response_output(gens, messages)
     llm_output = getattr(response, "llm_output", None)
     served = _served_model(gens, metas, llm_output)
