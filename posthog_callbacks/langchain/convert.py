@@ -272,7 +272,11 @@ def response_output(gens: Sequence[Any], messages: Sequence[Any] | None = None) 
         messages = [getattr(gen, "message", None) for gen in gens[:_MAX_MESSAGES]]
     out: list[Any] = []
     for gen, message in zip(gens[:_MAX_MESSAGES], messages, strict=False):
-        if _kind_of(type(message)) == _MESSAGE:
+        t = type(message)
+        kind = _KINDS.get(t)
+        if kind is None:
+            kind = _kind_of(t)
+        if kind == _MESSAGE:
             out.append(message_to_dict(message))
         elif message is not None:
             out.append(plain(message))
@@ -338,12 +342,15 @@ def user_metadata(metadata: Mapping[Any, Any]) -> dict[str, Any] | None:
 def user_tags(base: tuple[str, ...], tags: Sequence[Any]) -> tuple[str, ...]:
     """``base`` plus the user's run tags, once each (LangChain's step tags and values that
     are not strings dropped)."""
-    extra = [
-        t
-        for t in tags
-        if type(t) is str and not t.startswith(_INTERNAL_TAG_PREFIXES) and t not in base
-    ]
-    if not extra:
+    # A loop, not a comprehension: most runs carry only LangChain's own step tag.
+    extra: list[str] | None = None
+    for t in tags:
+        if type(t) is str and not t.startswith(_INTERNAL_TAG_PREFIXES) and t not in base:
+            if extra is None:
+                extra = [t]
+            else:
+                extra.append(t)
+    if extra is None:
         return base
     return base + tuple(dict.fromkeys(extra))
 
