@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 
 from posthog_callbacks.langchain import model as lm
-from posthog_callbacks.langchain.convert import plain
+from posthog_callbacks.langchain.convert import plain, run_name, user_tags
 from posthog_callbacks.langchain.handler import _key
 from posthog_callbacks.serialize import Serializer
 from posthog_callbacks.tracing import open_span_bytes
@@ -133,3 +133,57 @@ def test_run_ids_match_by_value_whatever_their_uuid_class(rec: Recorder) -> None
     assert [e["event"] for e in events] == ["$ai_span", "$ai_trace"]
     assert events[0]["properties"]["$ai_parent_id"] == str(root)
     assert handler.open_runs() == 0
+
+
+class _Name(str):
+    pass
+
+
+@given(
+    name=st.one_of(
+        st.none(), st.just(""), st.text(max_size=4), st.integers(), st.builds(_Name, st.text())
+    ),
+    serialized_name=st.one_of(st.none(), st.text(max_size=4)),
+    root=st.booleans(),
+    trace_name=st.one_of(st.none(), st.just("pipeline")),
+)
+def test_the_run_name_read_in_start_is_convert_run_name(
+    name: Any, serialized_name: str | None, root: bool, trace_name: str | None
+) -> None:
+    # _start reads run_name's first choice (name=) itself; the reference is cv.run_name.
+    rec = Recorder()
+    handler = rec.handler(trace_name=trace_name)
+    serialized = {"name": serialized_name, "id": ["x", "MyChain"]}
+    parent = uuid.uuid4()
+    if not root:
+        handler.on_chain_start({}, {}, run_id=parent, name="root")
+    run_id = uuid.uuid4()
+    handler.on_chain_start(
+        serialized, {"q": 1}, run_id=run_id, parent_run_id=None if root else parent, name=name
+    )
+    handler.on_chain_end({}, run_id=run_id)
+    expected = run_name(serialized, {"name": name}, "chain")
+    if root and trace_name:
+        expected = trace_name
+    [event] = rec.events()
+    rec.exporter.shutdown()
+    assert event["properties"]["$ai_span_name"] == expected
+
+
+@given(
+    base=st.lists(st.sampled_from(["a", "b", "t"]), max_size=3, unique=True),
+    tags=st.lists(
+        st.one_of(st.sampled_from(["a", "t", "seq:step:1", "map:key:x", "x", "y"]), st.integers()),
+        max_size=6,
+    ),
+)
+def test_user_tags_equal_the_comprehension_they_replaced(base: list[str], tags: list[Any]) -> None:
+    extra = [
+        t
+        for t in tags
+        if type(t) is str
+        and not t.startswith(("seq:step:", "graph:step:", "map:key:", "langsmith:"))
+        and t not in base
+    ]
+    expected = tuple(base) + tuple(dict.fromkeys(extra)) if extra else tuple(base)
+    assert user_tags(tuple(base), tags) == expected
