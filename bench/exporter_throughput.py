@@ -33,11 +33,8 @@ import json
 import logging
 import os
 import platform
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -46,49 +43,16 @@ from typing import Any
 
 import orjson
 import posthog
+from capture import Server
 
 from posthog_callbacks import MemorySink, OpenSpan, PosthogExporter, PosthogSink, SpanKind, Usage
 from posthog_callbacks.events import _span_to_event_sized
 
-SERVER = Path(__file__).resolve().parent.parent / "tests" / "support" / "capture_server.py"
 API_KEY = "phc_benchProjectKey0123456789abcdef"
 THREADS = 4
 SYSTEM = {"role": "system", "content": "You are terse."}
 QUESTION = "What is the capital of France?"
 ANSWER = "Paris."
-
-
-class Server:
-    """The capture server in its own process."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        assert line and line[0] == "URL", line
-        self.url = line[1]
-
-    def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(self.url + "/_stats", timeout=5) as res:
-            return dict(json.load(res))
-
-    def events(self) -> int:
-        return self.stats()["events"]
-
-    def wait_for(self, total: int, timeout: float) -> float:
-        """Wait until ``total`` events arrived in all; returns when (perf_counter)."""
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            if self.events() >= total:
-                break
-            time.sleep(0.005)
-        return time.perf_counter()
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @dataclass

@@ -38,19 +38,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import json
 import pstats
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import posthog
+from capture import Server
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage
@@ -61,7 +57,6 @@ from posthog.ai.langchain import CallbackHandler as PosthogHandler
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.langchain import CallbackHandler
 
-CAPTURE_SERVER = Path(__file__).resolve().parent.parent / "tests" / "support" / "capture_server.py"
 API_KEY = "phc_benchProjectKey0123456789abcdef"
 OURS, THEIRS, NOOP, NONE = (
     "posthog_callbacks",
@@ -69,27 +64,6 @@ OURS, THEIRS, NOOP, NONE = (
     "no-op handler",
     "no handler",
 )
-
-
-class Server:
-    """The capture server in its own process."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(CAPTURE_SERVER)], stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        assert line and line[0] == "URL", line
-        self.url = line[1]
-
-    def events(self) -> int:
-        with urllib.request.urlopen(self.url + "/_stats", timeout=5) as res:
-            return int(json.load(res)["events"])
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 class NoopHandler(BaseCallbackHandler):

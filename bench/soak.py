@@ -27,16 +27,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any
 
+from capture import Server
 from langchain_core.language_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
@@ -45,10 +42,8 @@ from langchain_core.prompts import ChatPromptTemplate
 from posthog_callbacks import PosthogExporter, PosthogSink
 from posthog_callbacks.langchain import CallbackHandler
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_API_KEY = "phc_testProjectKey0123456789abcdefXYZ"
 
-SERVER = ROOT / "tests" / "support" / "capture_server.py"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -56,27 +51,6 @@ def rss_mb() -> float:
     """Resident set size of this process now, in MB."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * PAGE / 1e6
-
-
-class Server:
-    """``tests/support/capture_server.py`` in its own process (it only counts: keep is off)."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        assert line and line[0] == "URL", line
-        self.url = line[1]
-
-    def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(self.url + "/_stats", timeout=5) as res:
-            return dict(json.load(res))
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def make_chain() -> Any:
