@@ -13,6 +13,7 @@ import pytest
 from posthog_callbacks import MemorySink, PosthogExporter
 from posthog_callbacks.sizing import estimate_bytes
 from posthog_callbacks.tracing import open_span_bytes
+from support.forking import fork_while_held
 
 # -- shared trace ids ---------------------------------------------------------------------
 
@@ -447,38 +448,14 @@ def test_a_fork_while_another_thread_holds_the_shared_trace_id_lock_gives_a_work
         pytest.skip("no fork")
     exporter = PosthogExporter(sink=MemorySink())
     parent_trace = exporter.trace("parent", trace_id="shared")
-    tracer = exporter._manual
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with tracer._lock:
-            holding.set()
-            release.wait(10)
+    def child() -> bool:  # a fresh lock, and "shared" is not active here
+        trace = exporter.trace("child", trace_id="shared")
+        trace.end()
+        return trace.span_id == "shared"  # a root again, not a span under the parent's
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(10)
-    pid = os.fork()
-    if pid == 0:  # child: a fresh lock, and "shared" is not active here
-        code = 1
-        try:
-            trace = exporter.trace("child", trace_id="shared")
-            if trace.span_id == "shared":  # a root again, not a span under the parent's
-                code = 0
-            trace.end()
-        finally:
-            os._exit(code)
-    release.set()
-    holder.join()
-    for _ in range(200):  # the child exits at once unless it hangs on the copied lock
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            break
-        threading.Event().wait(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the child hung on a lock copied held by fork()")
+    code = fork_while_held(exporter._manual._lock, child)
+    assert code is not None, "the child hung on a lock copied held by fork()"
+    assert code == 0
     parent_trace.end()
     assert exporter.flush()

@@ -28,6 +28,7 @@ from posthog_callbacks.tracing import (
     safe_text,
     trace_owner,
 )
+from support.forking import fork_while_held
 
 
 class Unprintable:
@@ -299,37 +300,14 @@ def test_a_fork_while_another_thread_holds_a_run_table_lock_gives_a_working_chil
     exporter = PosthogExporter(sink=MemorySink())
     handler = Handler(exporter)
     handler.start("parent-run")
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with handler.runs._lock:
-            holding.set()
-            release.wait(10)
+    def child() -> bool:  # the at-fork hook replaced the lock and forgot the parent's runs
+        handler.start("child-run")
+        return len(handler.runs) == 1 and exporter.stats().open_runs == 1
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(10)
-    pid = os.fork()
-    if pid == 0:  # child: the at-fork hook replaced the lock and forgot the parent's runs
-        code = 1
-        try:
-            handler.start("child-run")
-            if len(handler.runs) == 1 and exporter.stats().open_runs == 1:
-                code = 0
-        finally:
-            os._exit(code)
-    release.set()
-    holder.join()
-    for _ in range(200):  # the child exits at once unless it hangs on the copied lock
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        threading.Event().wait(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the child hung on a lock copied held by fork()")
-    assert os.waitstatus_to_exitcode(status) == 0
+    code = fork_while_held(handler.runs._lock, child)
+    assert code is not None, "the child hung on a lock copied held by fork()"
+    assert code == 0
     assert [s.name for s in handler.runs.drain()] == ["parent-run"]  # the parent untouched
 
 

@@ -25,6 +25,7 @@ import requests
 
 from posthog_callbacks import JsonlSink, PosthogExporter, PosthogSink
 from support.capture_server import TEST_API_KEY, CaptureServer, ExporterFactory, closed_port_url
+from support.forking import wait_child
 from support.reliability_helpers import Ledger, arrived_uuids, assert_exactly_once
 
 CHILD = Path(__file__).with_name("exit_child.py")
@@ -385,19 +386,6 @@ def _fork_child(exporter: PosthogExporter, w: int, name: str) -> None:
         os._exit(code)
 
 
-def _wait_child(pid: int, timeout: float) -> int | None:
-    """The child's exit status, or None (after killing it) when it hung."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return None
-
-
 def fork_while_recording(exporter: PosthogExporter, forks: int) -> tuple[Ledger, list[Any]]:
     """Fork ``forks`` times while 3 threads record; returns the parent's ledger and the
     children's reports (None for a child that hung)."""
@@ -427,7 +415,7 @@ def fork_while_recording(exporter: PosthogExporter, forks: int) -> tuple[Ledger,
                 os.close(r)
                 _fork_child(exporter, w, f"child-{n}")
             os.close(w)
-            status = _wait_child(pid, timeout=20)
+            status = wait_child(pid, timeout=20)
             with os.fdopen(r) as fh:
                 data = fh.read()
             reports.append(json.loads(data) if status == 0 and data else None)
