@@ -700,6 +700,15 @@ class Serializer:
             text = converted if type(converted) is str else json.dumps(converted)
         if len(text) < _SCAN_MIN and text.isascii():
             return text
+        if len(text) == 36 and _UUID_TEXT(text) is not None:
+            # Span and trace ids are new on every event (a cache miss each): a canonical
+            # UUID cannot hold a credential format (no rule's match fits in hex runs of
+            # at most 12 between dashes), only a literal secret.
+            for secret in self.secrets:
+                if secret and secret in text:
+                    break
+            else:
+                return text
         idents = self._idents
         cached = idents.get(text) if type(text) is str else None
         if cached is None:
@@ -1085,6 +1094,9 @@ def _ident(text: str, secrets: tuple[str, ...]) -> str:
 
 
 _clean_keys: dict[str, str] = {}
+_UUID_TEXT = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
 
 
 def _digest(text: str) -> str:

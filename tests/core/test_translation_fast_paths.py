@@ -9,8 +9,10 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from posthog_callbacks import events
+from posthog_callbacks import events, serialize
 from posthog_callbacks.serialize import Serializer
 from posthog_callbacks.spans import FinishedSpan, SpanKind, Usage
 
@@ -134,3 +136,29 @@ def test_uuid5_text_equals_the_standard_library_for_every_variant_digit() -> Non
         assert events._uuid5(name) == str(uuid.uuid5(events._NAMESPACE, name))
         seen.add(hashlib.sha1(events._NAMESPACE_BYTES + name.encode()).hexdigest()[16])
     assert len(seen) == 16  # every first digit of the clock sequence was rewritten
+
+
+UUID_TEXT = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.from_regex(UUID_TEXT, fullmatch=True), cut=st.integers(0, 30))
+def test_a_uuid_id_skips_the_secret_scan_with_the_same_result(text: str, cut: int) -> None:
+    secret = text[cut : cut + 6]  # a literal secret inside the id still redacts it
+    for secrets in ((), ("phc_someOtherKey",), (secret,)):
+        assert Serializer(secrets).ident(text) == serialize._ident(text, secrets)
+    assert serialize.scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ACCAACCA-ACCA-ACCA-ACCA-ACCAACCAACCA",  # an AWS key id's keyword in every group
+        "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE",
+        "00000000-0000-0000-0000-000000000000",
+        str(uuid.UUID(int=2**128 - 1)).upper(),
+    ],
+)
+def test_uuid_shaped_ids_are_sent_as_they_are(text: str) -> None:
+    assert Serializer().ident(text) == text == serialize._ident(text, ())
+    assert Serializer((text[9:13],)).ident(text).startswith("[REDACTED ")
