@@ -604,5 +604,6 @@ def test_a_full_batch_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
         exporter.submit(done)
     # two full batches go without waiting any longer; the 5 left over wait for more
     assert _wait_for(lambda: sink.batches[:3] == [5, 10, 10])
+    assert not _wait_for(lambda: len(sink.batches) > 3, timeout=0.3)
     assert exporter.flush(timeout=30) and sink.batches == [5, 10, 10, 5]
     exporter.shutdown()
