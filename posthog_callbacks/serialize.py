@@ -700,24 +700,24 @@ class Serializer:
             text = converted if type(converted) is str else json.dumps(converted)
         if len(text) < _SCAN_MIN and text.isascii():
             return text
-        if len(text) == 36 and _UUID_TEXT(text) is not None:
-            # Span and trace ids are new on every event (a cache miss each): a canonical
-            # UUID cannot hold a credential format (no rule's match fits in hex runs of
-            # at most 12 between dashes), only a literal secret.
-            for secret in self.secrets:
-                if secret and secret in text:
-                    break
-            else:
-                return text
         idents = self._idents
         cached = idents.get(text) if type(text) is str else None
         if cached is None:
-            cached = _ident(text, self.secrets)
+            if len(text) == 36 and _UUID_TEXT(text) is not None and not self._holds_secret(text):
+                # Span ids are new on every event: a canonical UUID cannot hold a
+                # credential format (no rule's match fits in hex runs of at most 12
+                # between dashes), only a literal secret.
+                cached = text
+            else:
+                cached = _ident(text, self.secrets)
             if type(text) is str and len(text) <= 4096:
                 if len(idents) >= _CACHE_MAX:
                     idents.clear()
                 idents[text] = cached
         return cached
+
+    def _holds_secret(self, text: str) -> bool:
+        return any(secret and secret in text for secret in self.secrets)
 
     @staticmethod
     def _strip_base64(text: str) -> str:
