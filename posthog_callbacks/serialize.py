@@ -209,11 +209,32 @@ def _need_mask(chars: str) -> int:
     return sum(1 << _NEED_CHARS.index(c) for c in chars)
 
 
+# Rules whose pattern starts with a literal the regex engine finds at C speed: searching
+# with the pattern costs no more than one keyword scan (``in`` on a 1 KB text: ~0.8 us
+# here), and the keyword scans of a rule with several (AWS: 5, query parameters: 10) cost
+# up to 10x more. These run their pattern without the keyword scan; the others (a
+# character class first, or keywords that prose often holds) keep it. Either way the
+# result is that of the pattern alone (every match holds a keyword).
+_DIRECT = frozenset(
+    {
+        "openai-anthropic",
+        "posthog",
+        "aws-access-token",
+        "github-token",
+        "gcp-api-key",
+        "huggingface-access-token",
+        "slack-tokens",
+        "jwt",
+        "url-userinfo",
+        "query-parameter",
+    }
+)
+
 _Compiled = tuple[tuple[str, ...], bool, "re.Pattern[str]", "re.Pattern[str] | None"]
 _COMPILED: tuple[tuple[_Compiled, int], ...] = tuple(
     (
         (
-            keywords,
+            () if rule in _DIRECT else keywords,
             lower,
             re.compile(pattern),
             re.compile(pattern, re.IGNORECASE) if lower else None,
@@ -229,12 +250,14 @@ _RULES_BY_PRESENT: tuple[tuple[_Compiled, ...], ...] = tuple(
 """The rules that can match a text, by which of ``_ - = :`` it holds (a bit each)."""
 
 
-# Every format above needs one of these characters (or is an AWS key id): text without
-# any (most short prose) is not scanned rule by rule.
-# Deleting those characters from the encoded text and comparing lengths is one C loop
-# (about 1 ns a character); a regex character-class search costs about 6 ns a character.
-# In UTF-8 every byte of a non-ASCII character is >= 0x80, so ASCII bytes stay exact.
-_MAYBE_SECRET_BYTES = b"-_=:/@+0123456789"
+# Every format above needs one of these characters, or is an AWS or Google key id or a
+# JWT (which may be letters only): text without any (most short prose) is not scanned
+# rule by rule. Deleting those characters from the encoded text and comparing lengths is
+# one C loop (about 1 ns a character); a regex character-class search costs about 6 ns a
+# character. In UTF-8 every byte of a non-ASCII character is >= 0x80, so ASCII bytes stay
+# exact. (``~``: a Bearer value may hold no other of them.)
+_MAYBE_SECRET_BYTES = b"-_=:/@+~0123456789"
+_BARE_KEY_ID = re.compile(r"A(?:3T|KIA|SIA|BIA|CCA|Iza)|eyJ")
 _scrub_cache: dict[str, str] = {}
 
 
@@ -245,14 +268,7 @@ def _maybe_secret(text: str) -> bool:
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
     """``text`` with every credential format and every literal in ``secrets`` redacted."""
-    if len(text) >= _SCAN_MIN and (
-        _maybe_secret(text)
-        or "A3T" in text
-        or "AKIA" in text
-        or "ASIA" in text
-        or "ABIA" in text
-        or "ACCA" in text
-    ):
+    if len(text) >= _SCAN_MIN and (_maybe_secret(text) or _BARE_KEY_ID.search(text) is not None):
         if len(text) <= 4096:
             cached = _scrub_cache.get(text)
             if cached is None:
@@ -270,24 +286,27 @@ def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def _scrub(text: str, prefilter: bool = True) -> str:
+    """``text`` with every credential format redacted; ``prefilter=False`` runs every
+    rule's pattern on the whole text (the reference the prefilters are tested against)."""
     spans: list[tuple[int, int]] = []
     low: str | None = None
-    present = (
-        ("_" in text) | ("-" in text) << 1 | ("=" in text) << 2 | (":" in text) << 3
-        if prefilter
-        else 15
-    )
-    for keywords, lower, rx, rx_any_case in _RULES_BY_PRESENT[present]:
+    if prefilter:
+        present = ("_" in text) | ("-" in text) << 1 | ("=" in text) << 2 | (":" in text) << 3
+        rules = _RULES_BY_PRESENT[present]
+    else:
+        rules = tuple(((), lower, rx, any_case) for (_, lower, rx, any_case), _ in _COMPILED)
+    for keywords, lower, rx, rx_any_case in rules:
         hay = text
         if lower:
             if low is None:
                 low = text.lower()
             hay = low
-        for keyword in keywords:
-            if keyword in hay:
-                break
-        else:
-            continue
+        if keywords:
+            for keyword in keywords:
+                if keyword in hay:
+                    break
+            else:
+                continue
         if lower and len(hay) != len(text):  # lower() moved positions: slow path
             assert rx_any_case is not None
             rx, hay = rx_any_case, text
