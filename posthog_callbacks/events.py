@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +70,7 @@ class EventConfig:
 
 
 _UTC = timezone.utc
+_isfinite = math.isfinite
 
 
 _seconds: dict[int, str] = {}
@@ -76,13 +79,21 @@ _seconds: dict[int, str] = {}
 def _iso(ts: float) -> str:
     # Formatting a datetime costs more than the rest of a small event's header; spans of
     # one burst share their second, so the date-time part is cached per second.
-    second = int(ts)
-    head = _seconds.get(second)
-    if head is None:
-        if len(_seconds) > 4096:
-            _seconds.clear()
-        head = _seconds[second] = datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{head}.{int((ts - second) * 1_000_000):06d}+00:00"
+    try:
+        second = int(ts)
+        if second > ts:  # before 1970: int() rounds toward zero
+            second -= 1
+        head = _seconds.get(second)
+        if head is None:
+            head = datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            if len(_seconds) > 4096:
+                _seconds.clear()
+            _seconds[second] = head
+        return f"{head}.{int((ts - second) * 1_000_000):06d}+00:00"
+    except (TypeError, ValueError, OverflowError, OSError):
+        # A start time that is no time (NaN, infinite, past year 9999, not a number, from
+        # a framework or a user's clock): the event is kept, stamped when translated.
+        return _iso(time.time())
 
 
 def _event_uuid(span: FinishedSpan) -> str:
@@ -481,7 +492,11 @@ def _span_to_event_sized(span: FinishedSpan, cfg: EventConfig) -> tuple[dict[str
         props[schema.SPAN_ID] = span_id
         if not is_root:
             props[schema.PARENT_ID] = parent_id
-    props[schema.LATENCY] = round(end_time - start_time if end_time > start_time else 0.0, 6)
+    try:
+        latency = end_time - start_time if end_time > start_time else 0.0
+        props[schema.LATENCY] = round(latency, 6) if _isfinite(latency) else 0.0
+    except TypeError:  # a time that is not a number (see _iso)
+        props[schema.LATENCY] = 0.0
     props[schema.IS_ERROR] = error is not None
     if error is not None:
         error = error if type(error) is str else str(_text(error, ser))

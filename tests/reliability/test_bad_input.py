@@ -10,7 +10,9 @@ import enum
 import json
 import math
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -606,3 +608,26 @@ def test_no_event_exceeds_the_limit_on_the_wire_and_ids_are_bounded(
     root = next(e["properties"] for e in events if e["event"] == "$ai_trace")
     assert "[truncated" in root["$ai_input_state"]
     assert all(len(tag) <= 300 for tag in root["$ai_tags"])
+
+
+times = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**20), 10**20),
+    st.sampled_from([None, "2026-11-30", b"1", True]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=times, end=times)
+def test_a_span_with_times_that_are_no_times_still_becomes_an_event(start: Any, end: Any) -> None:
+    before = time.time()
+    event = span_to_event(FinishedSpan("t", "s", None, SpanKind.SPAN, "n", start, end))
+    stamp = datetime.fromisoformat(event["timestamp"])
+    latency = event["properties"]["$ai_latency"]
+    assert type(latency) in (int, float) and math.isfinite(latency) and latency >= 0
+    json.dumps(event, allow_nan=False)
+    usable = isinstance(start, (int, float)) and math.isfinite(start)
+    if usable and 0 <= start < 253402300799:  # up to the year 9999: kept
+        assert abs(stamp.timestamp() - start) < 1e-5 * max(1.0, abs(start))
+    elif not usable:
+        assert stamp.timestamp() >= before - 1  # stamped when translated
