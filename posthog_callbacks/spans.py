@@ -533,13 +533,14 @@ def snapshot(value: Any, convert: Callable[[Any], Any] | None = None) -> Any:
         return value
 
 
-def snapshot_sized(value: Any) -> tuple[Any, int]:
-    """:func:`snapshot` (no ``convert``) and the copy's byte estimate, in one walk.
+def snapshot_sized(value: Any, convert: Callable[[Any], Any] | None = None) -> tuple[Any, int]:
+    """:func:`snapshot` (with the same ``convert``) and the copy's byte estimate, in one walk.
 
     The estimate is ``sizing.value_bytes(copy)`` (0 for ``None``) for scalars and the
-    small containers :func:`snapshot` copies on its fast path, and -1 otherwise: the
-    caller then measures the copy with ``sizing.value_bytes``. (This module cannot call
-    ``sizing``, which builds on it.) Never raises.
+    small containers :func:`snapshot` copies on its fast path (which hold no value for
+    ``convert``), and -1 otherwise: the caller then measures the copy with
+    ``sizing.value_bytes``. (This module cannot call ``sizing``, which builds on it.)
+    Never raises.
     """
     t = type(value)
     if t is str:
@@ -555,4 +556,4 @@ def snapshot_sized(value: Any) -> tuple[Any, int]:
             small = None
         if small is not None:
             return small
-    return snapshot(value), -1
+    return snapshot(value, convert), -1

@@ -279,16 +279,25 @@ def child_span(
 # -- the open-run table -----------------------------------------------------------------
 
 
-def open_span_bytes(span: OpenSpan) -> int:
+def open_span_bytes(span: OpenSpan, input_bytes: int = -1) -> int:
     """Estimated bytes an open run holds: its input, output, metadata, model parameters
     and tools (see :mod:`posthog_callbacks.sizing`) plus a fixed overhead.
 
     Properties and groups are left out: they are shared by every span of a trace (and
     with the exporter's configuration), so counting them per span would count them again
     and again.
+
+    Args:
+        span: The run.
+        input_bytes: ``sizing.value_bytes(span.input)`` when the caller measured the input
+            while copying it; -1: measured here.
     """
     total = ITEM_OVERHEAD_BYTES
-    for value in (span.input, span.output, span.metadata, span.model_parameters, span.tools):
+    if input_bytes >= 0:
+        total += input_bytes
+    elif span.input is not None:
+        total += value_bytes(span.input)
+    for value in (span.output, span.metadata, span.model_parameters, span.tools):
         if value is not None:
             total += value_bytes(value)
     return total

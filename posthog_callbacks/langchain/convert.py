@@ -29,7 +29,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue, StringPromptValue
 
-from ..spans import error_text, snapshot
+from ..spans import error_text, snapshot, snapshot_sized
 
 __all__ = [
     "class_name",
@@ -37,8 +37,11 @@ __all__ = [
     "generations",
     "message_to_dict",
     "messages_input",
+    "messages_sized",
     "plain",
+    "plain_sized",
     "response_output",
+    "response_sized",
     "run_name",
     "safe_name",
     "user_metadata",
@@ -110,6 +113,25 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     results keep their ``tool_call_id``. Content lists and other containers are copied
     (bounded, see :func:`~posthog_callbacks.spans.snapshot`).
     """
+    return _message_sized(message)[0]
+
+
+def _leaf_bytes(value: Any) -> int:
+    """``sizing``'s estimate of a scalar inside a container: a string ``len + 2``, another
+    scalar 8; -1 for anything else (the caller then measures the whole value)."""
+    t = type(value)
+    if t is str:
+        return len(value) + 2
+    if value is None or t is int or t is float or t is bool:
+        return 8
+    return -1
+
+
+def _message_sized(message: Any) -> tuple[dict[str, Any], int]:
+    """:func:`message_to_dict`, and the dict's ``sizing.value_bytes`` as an item of a
+    list (the same as on its own): each key ``len + 3`` plus its value's
+    :func:`_leaf_bytes`. -1 when a value is not a scalar (content blocks, tool calls):
+    the caller then measures the whole value with ``sizing.value_bytes``."""
     mtype = getattr(message, "type", None)
     role = _ROLES.get(mtype) if isinstance(mtype, str) else None
     if role is None:
@@ -117,12 +139,21 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     content = getattr(message, "content", None)
     if content is None:
         content = ""
-    elif type(content) is not str:
+    if type(content) is str:
+        # "role" and "content": 4 + 3 and 7 + 3 for the keys, 2 for the content's quotes
+        size = len(content) + 19
+        role_bytes = _leaf_bytes(role)
+        size = size + role_bytes if role_bytes >= 0 else -1
+    else:
         content = snapshot(content, _langchain_leaf)
+        size = -1
     result: dict[str, Any] = {"role": role, "content": content}
     name = getattr(message, "name", None)
     if name:
         result["name"] = name
+        if size >= 0:
+            name_bytes = _leaf_bytes(name)
+            size = size + name_bytes + 7 if name_bytes >= 0 else -1
     if role == "assistant":
         calls = getattr(message, "tool_calls", None)
         invalid = getattr(message, "invalid_tool_calls", None)
@@ -130,20 +161,27 @@ def message_to_dict(message: Any) -> dict[str, Any]:
             result["tool_calls"] = [_tool_call_to_openai(c) for c in calls or ()] + [
                 _invalid_tool_call_to_openai(c) for c in invalid or ()
             ]
+            size = -1
         extra = getattr(message, "additional_kwargs", None)
         if extra:
             for key in ("function_call", "refusal", "reasoning_content"):
                 value = extra.get(key)
                 if value:
                     result[key] = snapshot(value)
+                    size = -1
     elif role == "tool":
         call_id = getattr(message, "tool_call_id", None)
         if call_id:
             result["tool_call_id"] = call_id
+            if size >= 0:
+                id_bytes = _leaf_bytes(call_id)
+                size = size + id_bytes + 15 if id_bytes >= 0 else -1
         status = getattr(message, "status", None)
         if status == "error":
             result["status"] = "error"
-    return result
+            if size >= 0:
+                size += 16  # "status": 6 + 3, "error": 5 + 2
+    return result, size
 
 
 def _document_to_dict(doc: Any) -> dict[str, Any]:
@@ -210,6 +248,7 @@ def _langchain_leaf(value: Any) -> Any:
 _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 _CONTAINERS = frozenset({dict, list, tuple, set, frozenset})
 _MAX_MESSAGES = 2000
+_SMALL_ITEMS = 32  # sizing counts a container item by item up to this many items
 
 
 def plain(value: Any) -> Any:
@@ -226,23 +265,66 @@ def plain(value: Any) -> Any:
     return _langchain_leaf(value)  # a message or prompt value: converted and copied
 
 
+def plain_sized(value: Any) -> tuple[Any, int]:
+    """:func:`plain` (the same copy) and its ``sizing.value_bytes``, counted on the way
+    for the usual values (text, small containers of scalars, messages, prompt values);
+    -1 when not counted (the caller measures the copy). Never raises."""
+    t = type(value)
+    if t is str:
+        return value, len(value) + 2
+    if value is None:
+        return None, 0
+    if t in _LEAVES:
+        return value, 8 if t is not bytes else -1
+    if t in _CONTAINERS:
+        return snapshot_sized(value, _langchain_leaf)
+    try:  # _langchain_leaf, with the size of what it makes
+        kind = _KINDS.get(t)
+        if kind is None:
+            kind = _kind_of(t)
+        if kind == _MESSAGE:
+            return _message_sized(value)
+        if kind == _PROMPT_VALUE:
+            return messages_sized([value.to_messages()])
+        if kind == _TEXT:
+            text = str.__str__(value)
+            return text, len(text) + 2
+    except Exception:  # a broken subclass: kept as it is, as _langchain_leaf does
+        return value, -1
+    return _langchain_leaf(value), -1
+
+
 def messages_input(messages: Sequence[Sequence[Any]]) -> Any:
     """``on_chat_model_start`` messages (a batch of one prompt) as role/content dicts."""
+    return messages_sized(messages)[0]
+
+
+def messages_sized(messages: Sequence[Sequence[Any]]) -> tuple[Any, int]:
+    """:func:`messages_input` and its ``sizing.value_bytes`` (-1: not counted)."""
     try:
         out: list[Any] = []
+        size = 0
         kinds = _KINDS
         for row in messages:
             for m in row:
                 if len(out) == _MAX_MESSAGES:
-                    return out
+                    return out, -1
                 t = type(m)
                 kind = kinds.get(t)
                 if kind is None:
                     kind = _kind_of(t)
-                out.append(message_to_dict(m) if kind == _MESSAGE else plain(m))
-        return out
+                if kind == _MESSAGE:
+                    item, item_bytes = _message_sized(m)
+                    out.append(item)
+                    # a list item: its dict plus 1 for the separator
+                    size = size + item_bytes + 1 if size >= 0 and item_bytes >= 0 else -1
+                else:
+                    out.append(plain(m))
+                    size = -1
+        # sizing counts items this way only in a list of at most 32
+        return out, size if len(out) <= _SMALL_ITEMS else -1
     except Exception:  # not a list of lists of messages
-        return plain(messages)
+        return plain(messages), -1
 
 
 def class_name(serialized: Any) -> str | None:
@@ -268,21 +350,33 @@ def response_output(gens: Sequence[Any], messages: Sequence[Any] | None = None) 
     ``messages``: each generation's ``message`` attribute (``None`` where absent), when
     the caller already read them.
     """
+    return response_sized(gens, messages)[0]
+
+
+def response_sized(
+    gens: Sequence[Any], messages: Sequence[Any] | None = None
+) -> tuple[list[Any], int]:
+    """:func:`response_output` and its ``sizing.value_bytes`` (-1: not counted)."""
     if messages is None:
         messages = [getattr(gen, "message", None) for gen in gens[:_MAX_MESSAGES]]
     out: list[Any] = []
+    size = 0
     for gen, message in zip(gens[:_MAX_MESSAGES], messages, strict=False):
         t = type(message)
         kind = _KINDS.get(t)
         if kind is None:
             kind = _kind_of(t)
         if kind == _MESSAGE:
-            out.append(message_to_dict(message))
+            item, item_bytes = _message_sized(message)
+            out.append(item)
+            size = size + item_bytes + 1 if size >= 0 and item_bytes >= 0 else -1
         elif message is not None:
             out.append(plain(message))
+            size = -1
         else:
             out.append({"role": "assistant", "content": getattr(gen, "text", "")})
-    return out
+            size = -1
+    return out, size if len(out) <= _SMALL_ITEMS else -1
 
 
 def safe_name(value: Any, default: str) -> str:

@@ -230,10 +230,11 @@ class CallbackHandler(BaseCallbackHandler):
                 run_id, parent_run_id, _SPAN, serialized, kwargs, "chain", tags, metadata
             )
             if span is not None:
+                size = -1
                 try:
-                    span.input = cv.plain(inputs)
+                    span.input, size = cv.plain_sized(inputs)
                 finally:
-                    self._add(run_id, span)
+                    self._add(run_id, span, size)
         except Exception as exc:
             self._failed("on_chain_start", exc)
 
@@ -271,10 +272,11 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             span = self._start_model(serialized, run_id, parent_run_id, tags, metadata, kwargs)
             if span is not None:
+                size = -1
                 try:
-                    span.input = cv.messages_input(messages)
+                    span.input, size = cv.messages_sized(messages)
                 finally:
-                    self._add(run_id, span)
+                    self._add(run_id, span, size)
         except Exception as exc:
             self._failed("on_chat_model_start", exc)
 
@@ -360,10 +362,10 @@ class CallbackHandler(BaseCallbackHandler):
             if span is None:
                 return
             params = span.model_parameters
-            lm.finish_generation(span, response)
+            output_bytes = lm.finish_generation(span, response)
             if span.model_parameters is not params:  # a stream: {..., "stream": True}
                 self._resized(span, params, span.model_parameters)
-            self._submit(span)
+            self._submit(span, output_bytes)
             if span.usage_missing_reason is lm.OPENAI_STREAM_WITHOUT_USAGE:
                 self._shared.warn(
                     "openai-stream-usage",
@@ -412,10 +414,14 @@ class CallbackHandler(BaseCallbackHandler):
                 run_id, parent_run_id, _SPAN, serialized, kwargs, "tool", tags, metadata
             )
             if span is not None:
+                size = -1
                 try:
-                    span.input = cv.plain(inputs) if inputs is not None else input_str
+                    if inputs is not None:
+                        span.input, size = cv.plain_sized(inputs)
+                    else:
+                        span.input = input_str
                 finally:
-                    self._add(run_id, span)
+                    self._add(run_id, span, size)
         except Exception as exc:
             self._failed("on_tool_start", exc)
 
@@ -559,8 +565,8 @@ class CallbackHandler(BaseCallbackHandler):
             span = self._take(run_id, inputs)
             if span is None:
                 return
-            span.output = cv.plain(output)
-            self._submit(span)
+            span.output, output_bytes = cv.plain_sized(output)
+            self._submit(span, output_bytes)
         except Exception as exc:
             self._failed(callback, exc)
             self._rescue(span)
@@ -687,13 +693,17 @@ class CallbackHandler(BaseCallbackHandler):
         extra["parent"] = parent
         return span
 
-    def _add(self, run_id: UUID, span: OpenSpan) -> None:
-        """Put a span made by :meth:`_start` in the run table (closing evicted runs)."""
+    def _add(self, run_id: UUID, span: OpenSpan, input_bytes: int = -1) -> None:
+        """Put a span made by :meth:`_start` in the run table (closing evicted runs).
+
+        ``input_bytes``: ``sizing.value_bytes(span.input)`` when counted while copying
+        the input, else -1.
+        """
         key = run_id.int if isinstance(run_id, UUID) else run_id  # _key, inlined
         if self._sized:
             # Measured once for both budgets: the table's, and the queue's at the end
             # (this plus the output and properties, see _submit).
-            size = open_span_bytes(span)
+            size = open_span_bytes(span, input_bytes)
             span.extra["size"] = size
             evicted = self._runs.add(key, span, size)
         else:
@@ -739,7 +749,9 @@ class CallbackHandler(BaseCallbackHandler):
         if size is not None:
             extra["size"] = size - value_bytes(old) + value_bytes(new)
 
-    def _submit(self, span: OpenSpan) -> None:
+    def _submit(self, span: OpenSpan, output_bytes: int = -1) -> None:
+        """Queue an ended run; ``output_bytes``: ``sizing.value_bytes(span.output)`` when
+        counted while copying the output, else -1."""
         extra = span.extra
         retries = extra.get("retries")
         if retries:
@@ -751,7 +763,7 @@ class CallbackHandler(BaseCallbackHandler):
         else:
             # sizing.estimate_bytes(finished): the estimate made when the run entered the
             # table (kept up to date by _resized) plus what is set at its end.
-            size += value_bytes(finished.output)
+            size += output_bytes if output_bytes >= 0 else value_bytes(finished.output)
             if finished.properties:
                 size += value_bytes(finished.properties)
             self._exporter.submit(finished, size)

@@ -20,7 +20,7 @@ from ..usage import (
     usage_from_mapping,
     web_search_count,
 )
-from .convert import class_name, plain, response_output
+from .convert import class_name, plain, response_sized
 
 __all__ = [
     "OPENAI_STREAM_WITHOUT_USAGE",
@@ -82,8 +82,12 @@ def start_generation(
     span.base_url = base_url_from_serialized(serialized)
 
 
-def finish_generation(span: OpenSpan, response: Any) -> None:
-    """Fill an ending generation span with output, served model, usage and stop reason."""
+def finish_generation(span: OpenSpan, response: Any) -> int:
+    """Fill an ending generation span with output, served model, usage and stop reason.
+
+    Returns:
+        ``sizing.value_bytes(span.output)`` when counted while converting it, else -1.
+    """
     # All generations (convert.generations) with each one's message and response
     # metadata, read once for every extractor, in one loop (no comprehension frames).
     gens: list[Any] = []
@@ -95,7 +99,7 @@ def finish_generation(span: OpenSpan, response: Any) -> None:
             gens.append(gen)
             messages.append(message)
             metas.append(getattr(message, "response_metadata", None))
-    span.output = response_output(gens, messages)
+    span.output, output_bytes = response_sized(gens, messages)
     llm_output = getattr(response, "llm_output", None)
     served = _served_model(gens, metas, llm_output)
     if served:
@@ -122,6 +126,7 @@ def finish_generation(span: OpenSpan, response: Any) -> None:
     if gens:
         span.stop_reason = _stop_reason(gens[-1], metas[-1])
     span.service_tier = _service_tier(metas, llm_output)
+    return output_bytes
 
 
 OPENAI_STREAM_WITHOUT_USAGE = (
