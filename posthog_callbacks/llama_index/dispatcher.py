@@ -75,7 +75,7 @@ from .nodes import (
     span_output,
     split_id,
 )
-from .runs import EVICTED, DoorRuns, root_key
+from .runs import EVICTED, ROOT_PREFIX, DoorRuns, root_key
 from .stream import has_stream
 from .trace import HandlerOptions, TraceInfo, describe_error
 
@@ -289,8 +289,20 @@ class DispatcherRecorder:
         trace = parent.trace
         node = Node(id_, trace, kind, attach, parent.gen_key or parent.enclosing_gen, instance)
         self.nodes[id_] = node
-        if trace is not None and trace.sampled and name is not None:
-            self._open_visible(node, id_, trace, name, payload, attach, is_root=False)
+        if trace is None or not trace.sampled or name is None:
+            return
+        # _open_visible's child case, inline: two visible spans a query take this path.
+        span_id = new_id()
+        span = trace.span(
+            span_id, attach, SpanKind.SPAN if attach is not None else SpanKind.TRACE, name
+        )
+        span.input = payload
+        span.extra["root_key"] = trace.root_key
+        node.vis_id = span_id
+        node.key = id_
+        evicted = self.table.add(id_, span)
+        if evicted:
+            self.exporter.close_runs(evicted, EVICTED)
 
     def _enter_top(self, id_: str, instance: Any, bound_args: Any, tags: Any) -> None:
         """A span without a recorded parent: a new trace, or a direct model call."""
@@ -331,7 +343,24 @@ class DispatcherRecorder:
                 else (f"{cls}.{method}" if cls else method)
             )
             payload = span_input(kind, bound_args)
-        self._open_visible(node, id_, trace, name, payload, None, is_root=True)
+        # _open_visible's root case, inline: one a query.
+        span_id = trace.root_span_id
+        parent = trace.root_parent_id
+        key = trace.root_key = ROOT_PREFIX + span_id
+        span = trace.span(
+            span_id,
+            parent,
+            SpanKind.TRACE if parent is None else SpanKind.SPAN,
+            name,
+            is_root=True,
+        )
+        span.input = payload
+        span.extra["li_id"] = id_  # how its stream and its end find the dispatcher span
+        node.vis_id = span_id
+        node.key = key
+        evicted = self.table.add(key, span)
+        if evicted:
+            self.exporter.close_runs(evicted, EVICTED)
 
     def _open_visible(
         self,
@@ -400,8 +429,14 @@ class DispatcherRecorder:
                     span.output = span_output(node.kind, result)
             except Exception:
                 self.warn("span exit")  # still ended below, with what was read
-            if result is not None and type(result) not in _PLAIN:
-                self._keep_open_for_stream(result, trace)
+            if result is not None and trace is not None and type(result) not in _PLAIN:
+                try:
+                    if has_stream(result):
+                        root = self.table.get(trace.root_key)
+                        if root is not None:
+                            self._wrap_stream(result, root)
+                except Exception:
+                    self.warn("stream wrap")
             if is_root:
                 self._end_root(node, span, id_)
             else:
@@ -471,16 +506,6 @@ class DispatcherRecorder:
         self.lingering[id_] = time.time()
         if self.table.get(node.key) is not span:  # finished meanwhile, by a child or stream
             self._forget_root(span)
-
-    def _keep_open_for_stream(self, result: Any, trace: TraceInfo | None) -> None:
-        """A call returned a token stream read after it returns: keep its trace open."""
-        try:
-            if trace is not None and has_stream(result):
-                root = self.table.get(trace.root_key)
-                if root is not None:
-                    self._wrap_stream(result, root)
-        except Exception:
-            self.warn("stream wrap")
 
     def _purge_lingering(self) -> None:
         with self._lock:
@@ -587,16 +612,12 @@ class DispatcherRecorder:
             # only when read, outside the outer call's span: same model, same input, no
             # token yet -> the same model call.
             outer_key = self._awaiting_first.get(id(instance))
-            outer = self.table.get(outer_key)
-            if (
-                outer_key is not None
-                and outer is not None
-                and outer.first_token_time is None
-                and outer.input == messages
-            ):
-                if li_id:
-                    self.runs.skip(li_id, outer_key)
-                return
+            if outer_key is not None:
+                outer = self.table.get(outer_key)
+                if outer is not None and outer.first_token_time is None and outer.input == messages:
+                    if li_id:
+                        self.runs.skip(li_id, outer_key)
+                    return
         placed = self._place_leaf(node, getattr(event, "tags", None))
         if placed is None:
             return
@@ -616,7 +637,8 @@ class DispatcherRecorder:
         kwargs = getattr(event, "additional_kwargs", None)
         span.input = messages
         span.model_parameters = model_parameters(model_dict, kwargs, instance)
-        span.tools = tools_of(kwargs)
+        if type(kwargs) is not dict or "tools" in kwargs:  # a plain dict without: no tools
+            span.tools = tools_of(kwargs)
         if instance is not None:
             span.base_url = base_url_of(instance)
         key = "gen:" + (li_id or span_id)
@@ -629,7 +651,9 @@ class DispatcherRecorder:
                 self._awaiting_first.clear()
             self._awaiting_first[id(instance)] = key
             extra["awaiting"] = (id(instance), key)
-        self._add(key, span)
+        evicted = self.table.add(key, span)
+        if evicted:
+            self.exporter.close_runs(evicted, EVICTED)
 
     def _first_token_seen(self, span: OpenSpan) -> None:
         """The generation has its first token (or ended): a later call is another one."""
@@ -655,7 +679,9 @@ class DispatcherRecorder:
                 outer.extra["inner_usage"] = response_fields(response, outer.provider)[0]
             return
         try:
-            self._first_token_seen(span)
+            awaiting = span.extra.get("awaiting")  # _first_token_seen, inline
+            if awaiting is not None and self._awaiting_first.get(awaiting[0]) == awaiting[1]:
+                self._awaiting_first.pop(awaiting[0], None)
             fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
         except Exception:
             self.warn("LLM end")  # still sent below, with what was read
@@ -686,7 +712,9 @@ class DispatcherRecorder:
         with self._lock:
             # A batch fires every start, then every end in the same order: first in, first out.
             self._embeddings.setdefault(str(li_id), []).append(key)
-        self._add(key, span)
+        evicted = self.table.add(key, span)
+        if evicted:
+            self.exporter.close_runs(evicted, EVICTED)
 
     def _take_embedding(self, li_id: str) -> OpenSpan | None:
         """The oldest open embedding of dispatcher span ``li_id``."""

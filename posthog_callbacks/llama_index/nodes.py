@@ -185,14 +185,30 @@ def span_name(kind: int, instance: Any, cls: str, method: str) -> str:
     return f"{cls}.{method}"
 
 
+_QUERY_KINDS = frozenset({QUERY, RETRIEVE, SYNTH})
+_QUERY_KEYS = ("str_or_query_bundle", "query_bundle", "query", "query_str")
+_MISSING: Any = object()
+
+
 def span_input(kind: int, bound_args: Any) -> Any:
+    value: Any = _MISSING
     try:
-        args = dict(bound_args.arguments)
+        arguments = bound_args.arguments
+        if kind in _QUERY_KINDS and type(arguments) is dict:
+            # The query is all these spans show: read in place, the rest is not copied.
+            for key in _QUERY_KEYS:
+                if key in arguments:
+                    value = arguments[key]
+                    break
+        if value is _MISSING:
+            args = dict(arguments)
     except Exception:
         return None
+    if value is not _MISSING:
+        return value if type(value) is str else text_of(value)
     args.pop("self", None)
-    if kind in (QUERY, RETRIEVE, SYNTH):
-        for key in ("str_or_query_bundle", "query_bundle", "query", "query_str"):
+    if kind in _QUERY_KINDS:
+        for key in _QUERY_KEYS:
             if key in args:
                 return text_of(args[key])
     if kind == CHAT:

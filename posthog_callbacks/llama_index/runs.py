@@ -18,16 +18,21 @@ from ..spans import OpenSpan
 from ..tracing import Recorder, RootCompletion, RunTable, WarnOnce
 from .stream import record_stream_end, wrap_response_stream
 
-__all__ = ["EVICTED", "DoorRuns", "root_key"]
+__all__ = ["EVICTED", "ROOT_PREFIX", "DoorRuns", "root_key"]
 
 _MAX_SKIPPED = 10_000
+_MAX_ENDED = 10_000
 EVICTED = "too many open runs (evicted)"
 """The error of a run closed because its table was full."""
 
 
+ROOT_PREFIX = "root:"
+"""What a trace root's run-table key is: this prefix, then the root's span id."""
+
+
 def root_key(span_id: str) -> str:
     """Run-table key of the trace root with span id ``span_id``."""
-    return "root:" + span_id
+    return ROOT_PREFIX + span_id
 
 
 class DoorRuns:
@@ -40,7 +45,17 @@ class DoorRuns:
             child or stream), so the door can forget what it kept for it.
     """
 
-    __slots__ = ("_lock", "_on_root_finished", "_roots", "_skipped", "exporter", "table", "warn")
+    __slots__ = (
+        "_ended",
+        "_lock",
+        "_on_root_finished",
+        "_prune_at",
+        "_roots",
+        "_skipped",
+        "exporter",
+        "table",
+        "warn",
+    )
 
     def __init__(
         self,
@@ -54,6 +69,11 @@ class DoorRuns:
         self._roots: RootCompletion[str] = RootCompletion(self.table, exporter)
         self._on_root_finished = on_root_finished
         self._skipped: OrderedDict[str, str] = OrderedDict()  # inner model call -> outer key
+        # Keys of the roots whose own end came (end_root) and that may still wait for a
+        # child: only those can finish when a child ends, so a child of any other root
+        # (nearly every child: it ends before its root) skips the root lookup.
+        self._ended: set[str] = set()
+        self._prune_at = _MAX_ENDED
         self._lock = threading.Lock()
         exporter.register_runs(self.table)
 
@@ -78,10 +98,8 @@ class DoorRuns:
         """Export a span already taken from the table; finish its root if it was the last."""
         self.exporter.submit(span.finish(end_time))
         root_key = span.extra.get("root_key")
-        if root_key is not None:
-            root = self._roots.child_ended(root_key)
-            if root is not None and self._on_root_finished is not None:
-                self._on_root_finished(root)
+        if root_key is not None and root_key in self._ended:
+            self._finished(self._roots.child_ended(root_key))
 
     def end_root(self, root: OpenSpan, key: str | None = None) -> bool:
         """The root's own end: export it now, or when its last child or stream is done.
@@ -93,7 +111,18 @@ class DoorRuns:
         Returns:
             True when the root was exported now.
         """
-        return self._roots.end_root(key or root_key(root.span_id), root) is not None
+        key = key or root_key(root.span_id)
+        ended = self._ended
+        ended.add(key)  # before its end: a child ending meanwhile sees it
+        if self._roots.end_root(key, root) is not None:
+            ended.discard(key)
+            return True
+        if len(ended) > self._prune_at:  # roots closed by a sweep, an eviction or a fork
+            for old in list(ended):
+                if self.table.get(old) is None:
+                    ended.discard(old)
+            self._prune_at = max(_MAX_ENDED, 2 * len(ended))
+        return False
 
     def wrap_stream(
         self,
@@ -124,7 +153,10 @@ class DoorRuns:
         return True
 
     def _finished(self, root: OpenSpan | None) -> None:
-        if root is not None and self._on_root_finished is not None:
+        if root is None:
+            return
+        self._ended.discard(root_key(root.span_id))
+        if self._on_root_finished is not None:
             self._on_root_finished(root)
 
     def skip(self, inner: str, outer_key: str) -> None:
@@ -143,3 +175,4 @@ class DoorRuns:
     def close(self, reason: str) -> None:
         """Close every open run as unfinished with ``reason``."""
         self.exporter.close_runs(self.table.drain(), reason)
+        self._ended.clear()
