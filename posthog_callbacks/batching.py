@@ -4,7 +4,8 @@ One object owns the queue, the worker and sender threads, the counters, fork re-
 the exit hook (modelled on OpenTelemetry's ``BatchSpanProcessor``). The caller's thread
 only appends to a bounded deque. The worker thread runs a periodic tick (the exporter's
 TTL sweep of open runs), translates spans into events and cuts size-bounded batches (under
-a burst it lets a batch fill up for up to 0.1 s instead of sending many small requests);
+sustained traffic it lets a batch fill up for up to 0.5 s instead of sending many small
+requests);
 sender threads hand them to the sink (which retries), so translation of the next batch
 overlaps the network. ``flush()`` waits on a processed-count, ``shutdown()`` on a deadline
 every stage checks.
@@ -57,8 +58,9 @@ log = logging.getLogger(__name__)
 
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # PostHog caps bodies at 20 MiB; the SDK aims for 5
 _SETTLE_SECONDS = 0.25
-_LINGER_SECONDS = 0.1
-"""Under a burst, at most one batch per this interval unless it is full (see ``_linger``)."""
+_LINGER_SECONDS = 0.5
+"""Under sustained traffic, at most one batch per this interval (or ``flush_interval`` if
+shorter) unless it is full (see ``_linger``). The posthog SDK's own cadence."""
 DEFAULT_MAX_QUEUE_BYTES = 128 * 1024 * 1024
 """The queue's default byte budget: an 80,000-event burst of short chat spans (about
 1.3 KB each as estimated) fits with room to spare."""
@@ -452,10 +454,11 @@ class BatchProcessor:
         about as much CPU (HTTP, headers, gzip set-up) as translating dozens of events.
         So a batch that is not full waits until ``_LINGER_SECONDS`` after the previous
         batch was taken: sparse traffic (the previous batch long ago) goes at once, a
-        burst goes in batches of up to ``max_batch_size`` at most every 0.1 s (a full one
-        at once). ``flush()`` and ``shutdown()`` end the wait (``_urgent``).
+        burst goes in batches of up to ``max_batch_size`` at most every 0.5 s (or
+        ``flush_interval``, if shorter; a full one at once). ``flush()`` and
+        ``shutdown()`` end the wait (``_urgent``).
         """
-        until = self._last_batch + _LINGER_SECONDS
+        until = self._last_batch + min(_LINGER_SECONDS, self.flush_interval)
         urgent = self._urgent
         # One wait, no polling (a timed wait costs ~65 us of CPU here): enqueue() sets
         # _urgent when a full batch is queued.

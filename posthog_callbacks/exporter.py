@@ -88,8 +88,9 @@ class PosthogExporter:
         host: Ingestion host; defaults to ``POSTHOG_HOST``, else ``https://us.i.posthog.com``.
             Use ``https://eu.i.posthog.com`` for the EU cloud, or your own URL.
         flush_at: Queued events that trigger a send (20; 10 with ``serverless``). Under load a
-            batch carries up to ``max_batch_size`` events, and a burst is sent at most every
-            0.1 s unless a batch is full (few large requests rather than many small ones).
+            batch carries up to ``max_batch_size`` events, and while events keep coming a batch
+            goes at most every 0.5 s (or ``flush_interval``, if shorter) unless it is full
+            (few large requests rather than many small ones, as the posthog SDK sends).
         flush_interval: Seconds after which queued events are sent anyway (10; 2 serverless).
         serverless: Preset for short-lived processes: smaller, more frequent batches.
         default_distinct_id: Distinct id when no user id is known; ``None`` sends personless

@@ -607,3 +607,21 @@ def test_a_full_batch_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not _wait_for(lambda: len(sink.batches) > 3, timeout=0.3)
     assert exporter.flush(timeout=30) and sink.batches == [5, 10, 10, 5]
     exporter.shutdown()
+
+
+def test_a_short_flush_interval_bounds_the_wait_for_a_fuller_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from posthog_callbacks import batching
+
+    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)
+    sink = CountingSink()
+    exporter = PosthogExporter(sink=sink, flush_at=5, flush_interval=0.2)
+    done = OpenSpan("t", "s", None, SpanKind.SPAN, "n").finish()
+    for _ in range(5):
+        exporter.submit(done)
+    assert _wait_for(lambda: sink.batches == [5])
+    for _ in range(6):  # not a full batch: waits flush_interval, not the hour
+        exporter.submit(done)
+    assert _wait_for(lambda: sink.batches == [5, 6], timeout=10)
+    exporter.shutdown()
