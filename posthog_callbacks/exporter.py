@@ -232,7 +232,7 @@ class PosthogExporter:
         )
 
         self._registry = RunRegistry(self.max_open_run_bytes)
-        self._manual = ManualTracer(self, self._submit)
+        self._manual = ManualTracer(self, self.submit)
         self._registry.register(self._manual.runs)
         config = self._config
         self._batcher = BatchProcessor(
@@ -319,11 +319,6 @@ class PosthogExporter:
                 front doors keep the estimate they made for the open-run budget); the
                 queue measures the span when ``None``.
         """
-        self._submit(span, size)
-
-    def _submit(self, span: FinishedSpan, size: int | None) -> None:
-        """:meth:`submit` with the span's byte estimate when the caller has it (the manual
-        API), else ``None`` (measured by the queue)."""
         try:
             if self.sample_rate < 1.0 and not self.is_sampled(span.trace_id):
                 self._batcher.count("not_sampled")
