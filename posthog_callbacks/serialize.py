@@ -629,7 +629,7 @@ class Serializer:
         self.size = 0
         self.nodes = 0
         self._memo: dict[int, tuple[Any, Any, int]] = {}
-        self._active: set[int] = set()
+        self._active: set[int] | None = None  # objects being converted (made on first use)
 
     def convert(self, value: Any, recall: bool = False) -> Any:
         """Return a JSON-safe copy of ``value``.
@@ -973,19 +973,22 @@ class Serializer:
     def _other(self, value: Any, depth: int) -> Any:
         self._pure = False  # not plain data: never a recallable result
         ident = id(value)
-        if ident in self._active:
+        active = self._active
+        if active is None:
+            active = self._active = set()
+        elif ident in active:
             return self._mark("<cycle>")
         if self.nodes >= MAX_NODES or self.size > self.max_bytes:
             return self._mark("<truncated: event size limit>")
         self.nodes += 1
-        self._active.add(ident)
+        active.add(ident)
         try:
             plain = self._plain(value)
             return plain if plain is value else self._convert(plain, depth + 1)
         except Exception:
             return self._mark(_placeholder(value))
         finally:
-            self._active.discard(ident)
+            active.discard(ident)
 
     def _key_text(self, key: Any) -> str:
         t = type(key)
