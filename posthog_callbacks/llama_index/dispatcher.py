@@ -618,10 +618,15 @@ class DispatcherRecorder:
                     if li_id:
                         self.runs.skip(li_id, outer_key)
                     return
-        placed = self._place_leaf(node, getattr(event, "tags", None))
-        if placed is None:
-            return
-        trace, span_id, parent = placed
+        if node is not None and node.trace is not None and node.trace.sampled:
+            trace = node.trace  # in a trace (the usual case): _place_leaf's, inline
+            span_id = new_id()
+            parent: str | None = node.vis_id or node.parent_vis or trace.root_span_id
+        else:
+            placed = self._place_leaf(node, getattr(event, "tags", None))
+            if placed is None:
+                return
+            trace, span_id, parent = placed
         model_dict = getattr(event, "model_dict", None)
         model, provider = model_and_provider(model_dict, instance)
         name = model or (type(instance).__name__ if instance is not None else "llm")
@@ -692,10 +697,15 @@ class DispatcherRecorder:
     def _on_embed_start(self, event: Any) -> None:
         li_id = event.span_id
         node = self.nodes.get(li_id) if li_id else None
-        placed = self._place_leaf(node, getattr(event, "tags", None))
-        if placed is None:
-            return
-        trace, span_id, parent = placed
+        if node is not None and node.trace is not None and node.trace.sampled:
+            trace = node.trace  # in a trace (the usual case): _place_leaf's, inline
+            span_id = new_id()
+            parent: str | None = node.vis_id or node.parent_vis or trace.root_span_id
+        else:
+            placed = self._place_leaf(node, getattr(event, "tags", None))
+            if placed is None:
+                return
+            trace, span_id, parent = placed
         model_dict = getattr(event, "model_dict", None)
         model, provider = model_and_provider(model_dict, node.instance if node else None)
         span = trace.span(
