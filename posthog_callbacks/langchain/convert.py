@@ -424,13 +424,28 @@ def user_metadata(metadata: Mapping[Any, Any]) -> dict[str, Any] | None:
     ``<TypeName>``; no user ``__str__`` runs).
     """
     out: dict[str, Any] = {}
+    skipped = _SKIPPED_KEYS
     for key, value in metadata.items():
         if type(key) is not str:
             key = safe_name(key, "None")
-        if key in _IDENTITY_KEYS or key.startswith(_INTERNAL_PREFIXES):
-            continue
-        out[key] = value
+        skip = skipped.get(key)
+        if skip is None:
+            skip = _skipped_key(key)
+        if not skip:
+            out[key] = value
     return plain(out) if out else None
+
+
+_SKIPPED_KEYS: dict[str, bool] = {}
+
+
+def _skipped_key(key: str) -> bool:
+    """Whether run metadata ``key`` is internal or identity (not the user's), remembered
+    per key (LangChain's keys repeat on every run)."""
+    skip = key in _IDENTITY_KEYS or key.startswith(_INTERNAL_PREFIXES)
+    if len(_SKIPPED_KEYS) < 4096:
+        _SKIPPED_KEYS[key] = skip
+    return skip
 
 
 def user_tags(base: tuple[str, ...], tags: Sequence[Any]) -> tuple[str, ...]:

@@ -638,19 +638,25 @@ class CallbackHandler(BaseCallbackHandler):
             parent = runs.get(
                 parent_run_id.int if isinstance(parent_run_id, UUID) else parent_run_id
             )
+        if type(run_id) is UUID:
+            # str(run_id) without UUID.__str__'s call (``key`` is ``run_id.int``)
+            h = f"{key:032x}"
+            run_text = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        else:
+            run_text = str(run_id)
         if parent is not None:
-            trace_id, parent_id, span_id = parent.trace_id, parent.span_id, str(run_id)
+            trace_id, parent_id, span_id = parent.trace_id, parent.span_id, run_text
             distinct_id, session_id = parent.distinct_id, parent.session_id
         else:
             if parent_run_id is not None and skipped and _key(parent_run_id) in skipped:
                 self._skip(run_id, skipped[_key(parent_run_id)])
                 return None
             if parent_run_id is None:
-                trace_id = self._trace_id or str(run_id)
+                trace_id = self._trace_id or run_text
                 parent_id, span_id = None, trace_id
             else:  # the parent is a run this handler never saw: group under its id
                 trace_id = self._trace_id or str(parent_run_id)
-                parent_id, span_id = trace_id, str(run_id)
+                parent_id, span_id = trace_id, run_text
             if not self._exporter.is_sampled(trace_id):
                 self._skip(run_id, trace_id)
                 return None

@@ -57,9 +57,25 @@ def model_name_from_params(params: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+_NORMALIZED: dict[str, str | None] = {}
+
+
+def _normalized(raw: Any) -> str | None:
+    """``usage.normalize_provider(raw)``, remembered per string (a handful of providers)."""
+    if type(raw) is not str:
+        return normalize_provider(raw)
+    try:
+        return _NORMALIZED[raw]
+    except KeyError:
+        provider = normalize_provider(raw)
+        if len(_NORMALIZED) < 1024:
+            _NORMALIZED[raw] = provider
+        return provider
+
+
 def provider_for(ls_provider: Any, serialized: Any) -> str | None:
     """PostHog's provider name from ``ls_provider`` (or a hint), else the model's class."""
-    provider = normalize_provider(ls_provider)
+    provider = _normalized(ls_provider)
     if provider is not None:
         return provider
     return provider_from_class(class_name(serialized))
@@ -107,7 +123,7 @@ def finish_generation(span: OpenSpan, response: Any) -> int:
     if span.provider not in _KNOWN_PROVIDERS:
         # ls_provider defaults to the lowercased class name for integrations that do
         # not set it; the response's model_provider says more.
-        hint = normalize_provider(_provider_hint(metas))
+        hint = _normalized(_provider_hint(metas))
         if hint is not None:
             span.provider = hint
     params = span.model_parameters
@@ -369,10 +385,14 @@ def _service_tier(metas: Sequence[Any], llm_output: Any) -> str | None:
 def _web_search_blocks(message: Any) -> int:
     """OpenAI Responses ``web_search_call`` items (content blocks, or ``tool_outputs``
     in ``additional_kwargs``) and LangChain v1 ``server_tool_call`` web searches."""
-    count = 0
     content = getattr(message, "content", None)
     extra = getattr(message, "additional_kwargs", None)
+    if type(content) is str and (
+        extra is None or (type(extra) is dict and "tool_outputs" not in extra)
+    ):
+        return 0  # a text answer without tool outputs (the usual case)
     outputs = extra.get("tool_outputs") if isinstance(extra, dict) else None
+    count = 0
     for blocks in (content, outputs):
         if type(blocks) is not list:
             continue
@@ -469,7 +489,9 @@ def _usage(
     for message in messages:
         um = getattr(message, "usage_metadata", None)
         if um:
-            usage = usage_from_mapping(_documented(um))
+            if type(um) is not dict or not um.keys() <= _USAGE_METADATA_KEYS:
+                um = _documented(um)
+            usage = usage_from_mapping(um)
             if usage is not None:
                 total = usage if total is None else total + usage
     if total is not None:

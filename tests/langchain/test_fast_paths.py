@@ -13,11 +13,13 @@ from langchain_core.language_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 
+from posthog_callbacks.langchain import convert as cv
 from posthog_callbacks.langchain import model as lm
 from posthog_callbacks.langchain.convert import plain, run_name, user_tags
 from posthog_callbacks.langchain.handler import _key
 from posthog_callbacks.serialize import Serializer
 from posthog_callbacks.tracing import open_span_bytes
+from posthog_callbacks.usage import normalize_provider
 from support.langchain_helpers import Recorder
 
 _KEYS = st.sampled_from([*lm._PARAM_KEYS, "model", "stream", "streaming", "_type", "api_key"])
@@ -187,3 +189,98 @@ def test_user_tags_equal_the_comprehension_they_replaced(base: list[str], tags: 
     ]
     expected = tuple(base) + tuple(dict.fromkeys(extra)) if extra else tuple(base)
     assert user_tags(tuple(base), tags) == expected
+
+
+def test_span_ids_are_the_run_ids_text_whatever_their_uuid_class(rec: Recorder) -> None:
+    # _start writes a UUID's text itself; a subclass goes through its own str().
+    class Braced(uuid.UUID):
+        def __str__(self) -> str:
+            return "{" + super().__str__() + "}"
+
+    handler = rec.handler()
+    root = uuid.uuid4()
+    handler.on_chain_start({"name": "root"}, {}, run_id=root)
+    children = [uuid.UUID(int=i) for i in (0, 1, 2**128 - 1)] + [uuid.uuid4() for _ in range(20)]
+    for child in children:
+        handler.on_chain_start({"name": "c"}, {}, run_id=child, parent_run_id=root)
+        handler.on_chain_end("c", run_id=child)
+    braced = Braced(int=uuid.uuid4().int)
+    handler.on_chain_start({"name": "b"}, {}, run_id=braced, parent_run_id=root)
+    handler.on_chain_end("b", run_id=braced)
+    handler.on_chain_end("r", run_id=root)
+    events = rec.events()
+    assert [e["properties"]["$ai_span_id"] for e in events[:-1]] == [
+        *(str(c) for c in children),
+        str(braced),
+    ]
+    assert events[-1]["properties"]["$ai_trace_id"] == str(root)
+
+
+_META_KEYS = st.one_of(
+    st.sampled_from(
+        ["user_id", "userId", "session_id", "posthog_properties", "checkpoint_ns", "thread_id"]
+    ),
+    st.sampled_from(["ls_", "langgraph_", "lc_", "checkpoint_", "__", "l", "ls", "x"]).flatmap(
+        lambda prefix: st.text(max_size=3).map(lambda rest: prefix + rest)
+    ),
+    st.integers(),
+)
+
+
+@given(metadata=st.dictionaries(_META_KEYS, st.integers(), max_size=6))
+def test_user_metadata_equals_the_loop_it_remembers_keys_for(metadata: dict[Any, Any]) -> None:
+    expected: dict[str, Any] = {}
+    for key, value in metadata.items():
+        text = key if type(key) is str else cv.safe_name(key, "None")
+        if text in cv._IDENTITY_KEYS or text.startswith(cv._INTERNAL_PREFIXES):
+            continue
+        expected[text] = value
+    for _ in range(2):  # the first call fills the cache, the second reads it
+        assert cv.user_metadata(metadata) == (expected or None)
+
+
+@given(
+    raw=st.one_of(
+        st.none(),
+        st.integers(),
+        st.sampled_from(["OpenAI", " anthropic ", "azure_openai", "google-genai", "fake", ""]),
+        st.text(max_size=6),
+    )
+)
+def test_providers_remembered_per_string_equal_normalize_provider(raw: Any) -> None:
+    assert lm._normalized(raw) == normalize_provider(raw)
+    assert lm._normalized(raw) == normalize_provider(raw)
+
+
+@given(
+    content=st.one_of(
+        st.text(max_size=3),
+        st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["text", "web_search_call", "server_tool_call"])},
+                optional={"name": st.sampled_from(["web_search", "other"])},
+            ),
+            max_size=3,
+        ),
+    ),
+    extra=st.one_of(
+        st.just({}),
+        st.just({"refusal": "no"}),
+        st.lists(st.just({"type": "web_search_call"}), max_size=2).map(
+            lambda calls: {"tool_outputs": calls}
+        ),
+    ),
+)
+def test_web_searches_of_a_text_answer_skip_the_block_walk(
+    content: Any, extra: dict[str, Any]
+) -> None:
+    message = AIMessage(content=content, additional_kwargs=extra)
+    expected = 0
+    for blocks in (content, extra.get("tool_outputs")):
+        for block in blocks if type(blocks) is list else ():
+            kind = block.get("type")
+            if kind == "web_search_call" or (
+                kind == "server_tool_call" and block.get("name") == "web_search"
+            ):
+                expected += 1
+    assert lm._web_search_blocks(message) == expected
