@@ -74,3 +74,44 @@ def test_scrub_finds_what_every_rule_finds(text: str) -> None:
 def test_formats_without_digits_or_punctuation_are_redacted(secret: str) -> None:
     text = f"use {secret} now"
     assert secret not in scrub(text) and REDACTED in scrub(text)
+
+
+# Long text with few ``=`` and ``:`` (a RAG prompt): the assignment rules look for their
+# keyword only just before those (serialize._assignment_sites).
+FILLER = "The committee reviewed the quarterly figures and every region grew. " * 40
+assignment_pieces = st.one_of(
+    st.sampled_from(KEYWORDS),
+    st.sampled_from(KEYWORDS).map(str.upper),
+    st.sampled_from(["password", "api_key", "Secret", "private-key", "credentials", "x_token"]),
+    st.sampled_from(["=", ":", " = ", '": "', "'", '"', "\n", "\t", "\u2003", "\u00a0"]),
+    st.integers(0, 90).map(lambda n: " " * n),  # whitespace runs around the 64 cut
+    st.sampled_from(SAMPLES),
+    st.text(alphabet="abcXYZ019_-", min_size=1, max_size=30),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(assignment_pieces, min_size=1, max_size=10),
+    cut=st.integers(0, len(FILLER)),
+    tail=st.booleans(),
+)
+def test_the_assignment_sites_of_long_text_never_change_the_result(
+    pieces: list[str], cut: int, tail: bool
+) -> None:
+    inserted = "".join(pieces)
+    text = FILLER[:cut] + inserted + FILLER[cut:] + (FILLER if tail else "")
+    assert len(text) >= 2048
+    assert _scrub(text) == _scrub(text, prefilter=False)
+
+
+@pytest.mark.parametrize("gap", [0, 1, 12, 63, 64, 65, 70, 76, 80, 200])
+def test_an_assignment_far_from_its_keyword_in_long_text_is_redacted(gap: int) -> None:
+    for assignment in (
+        f"password{' ' * gap}= hunter2hunter2",
+        f'"api_key"{" " * gap}: "hunter2hunter2"',
+        f"'credentials'{chr(9) * gap}: hunter2hunter2",
+    ):
+        text = FILLER + assignment + " " + FILLER
+        assert _scrub(text) == _scrub(text, prefilter=False)
+        assert "hunter2hunter2" not in _scrub(text) and REDACTED in _scrub(text)
