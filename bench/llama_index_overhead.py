@@ -17,8 +17,17 @@ Reported per query: process CPU (all threads, ``time.process_time``), the caller
 CPU (``time.thread_time``) and wall time; the headline is the ratio of process CPU with
 ``instrument()`` to none (target <= 1.10).
 
-Run: ``.venv/bin/python bench/llama_index_overhead.py [batch] [rounds] [--profile]``
+Run: ``.venv/bin/python bench/llama_index_overhead.py [batch] [rounds] [--profile] [--replay]``
 (``--profile`` prints the caller-side cProfile of the instrumented query instead).
+
+``--replay`` records the dispatcher calls of one query (its span enters and exits and its
+events) and sends them again through LlamaIndex's dispatcher, with fresh span ids each
+time, to ``instrument()``'s handlers alone: the thread CPU of our handler code without the
+query around it (into an exporter created with ``enabled=False``, and into one whose worker
+waits for the flush), next to the no-op handlers' floor. It is much steadier than the query
+on a busy machine, so it suits A/B comparisons of handler changes; in the query our code
+costs about twice as much (LlamaIndex's own code runs between our calls and evicts ours
+from the CPU caches).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import gc
 import pstats
 import statistics
 import time
+import uuid
 from typing import Any
 
 from llama_index.core import Document, Settings, VectorStoreIndex
@@ -184,6 +194,110 @@ def measure(batch: int, rounds: int) -> None:
     print(f"ratio instrument() / none (median CPU per query): {median:.3f}")
 
 
+class _Recording:
+    """Span and event handler bodies that keep what the dispatcher passed them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def span_enter(self, **kwargs: Any) -> None:
+        self.calls.append(("span_enter", kwargs))
+
+    def span_exit(self, **kwargs: Any) -> None:
+        self.calls.append(("span_exit", kwargs))
+
+    def span_drop(self, **kwargs: Any) -> None:
+        self.calls.append(("span_drop", kwargs))
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        self.calls.append(("event", {"event": event}))
+
+
+def _fresh(calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """The calls of one query with new span ids ("Class.method-<uuid4>", as LlamaIndex's)."""
+    ids: dict[str, str] = {}
+
+    def new(old: Any) -> Any:
+        if not isinstance(old, str):
+            return old
+        if old not in ids:
+            ids[old] = f"{old[:-37]}-{uuid.uuid4()}" if len(old) > 37 else old
+        return ids[old]
+
+    out = []
+    for name, kwargs in calls:
+        if name == "event":
+            event = kwargs["event"]
+            out.append((name, {"event": event.model_copy(update={"span_id": new(event.span_id)})}))
+        else:
+            kw = dict(kwargs)
+            kw["id_"] = new(kw["id_"])
+            if kw.get("parent_id") is not None:
+                kw["parent_id"] = new(kw["parent_id"])
+            out.append((name, kw))
+    return out
+
+
+def replay(n: int, rounds: int) -> None:
+    """Thread CPU of our handlers alone, one query's dispatcher calls replayed (µs/query)."""
+    engine = make_engine()
+    recording = _Recording()
+    handlers = NoOpHandlers()
+    for name in ("span_enter", "span_exit", "span_drop"):
+        object.__setattr__(handlers.spans, name, getattr(recording, name))
+    object.__setattr__(handlers.events, "handle", recording.handle)
+    run(engine, 1)
+    handlers.uninstrument()
+    dispatcher = get_dispatcher()
+    send: dict[str, Any] = {
+        "span_enter": dispatcher.span_enter,
+        "span_exit": dispatcher.span_exit,
+        "span_drop": dispatcher.span_drop,
+    }
+    exporters = {
+        "recording only": PosthogExporter(sink=MemorySink(), enabled=False),
+        "queued": PosthogExporter(sink=MemorySink(), flush_at=10 * n, flush_interval=3600),
+    }
+    variants = ("no-op handlers", *exporters)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+
+    def one_round(variant: str) -> float:
+        prepared = [call for _ in range(n) for call in _fresh(recording.calls)]
+        exporter = exporters.get(variant)
+        handle: Any = instrument(exporter) if exporter is not None else NoOpHandlers()
+        t0 = time.thread_time()
+        for name, kwargs in prepared:
+            if name == "event":
+                dispatcher.event(kwargs["event"])
+            else:
+                send[name](**kwargs)
+        spent = time.thread_time() - t0
+        handle.uninstrument()
+        if exporter is not None:
+            exporter.flush(timeout=60)
+        return spent / n * 1e6
+
+    for variant in variants:
+        one_round(variant)  # warm up
+    gc.collect()
+    for _ in range(rounds):
+        for variant in variants:
+            times[variant].append(one_round(variant))
+    for exporter in exporters.values():
+        exporter.shutdown()
+    print(
+        f"one mock RAG query's {len(recording.calls)} dispatcher calls, replayed {n} times x "
+        f"{rounds} rounds per variant (thread CPU per query):"
+    )
+    floor = statistics.median(times["no-op handlers"])
+    for variant in variants:
+        median = statistics.median(times[variant])
+        print(
+            f"  {variant:15} min {min(times[variant]):6.1f}  median {median:6.1f} µs"
+            + (f"  (+{median - floor:.1f} over the no-op handlers)" if median != floor else "")
+        )
+
+
 def profile(n: int) -> None:
     engine = make_engine()
     exporter = PosthogExporter(sink=MemorySink(), enabled=False)
@@ -203,8 +317,13 @@ def main() -> None:
     parser.add_argument("batch", type=int, nargs="?", default=10, help="queries per batch")
     parser.add_argument("rounds", type=int, nargs="?", default=40, help="batches per variant")
     parser.add_argument("--profile", action="store_true", help="cProfile the caller side")
+    parser.add_argument(
+        "--replay", action="store_true", help="our handlers alone, one query replayed"
+    )
     args = parser.parse_args()
-    if args.profile:
+    if args.replay:
+        replay(100, args.rounds)
+    elif args.profile:
         profile(args.batch * args.rounds)
     else:
         measure(args.batch, args.rounds)
