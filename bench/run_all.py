@@ -215,7 +215,8 @@ def langchain_section(r: Run) -> list[str]:
         )
     out += [
         "",
-        "What this session's levers bought (A/B measured interleaved in one process; figures from",
+        "What the first pass's levers bought (A/B measured interleaved in one process; figures"
+        " from",
         "`bench/langchain_overhead.py --replay`, which replays one invoke's 8 callbacks into"
         " our handler",
         "alone, and from the capture server's request counts):",
@@ -224,8 +225,8 @@ def langchain_section(r: Run) -> list[str]:
         " once instead",
         "  of on every request (requests' default): a 20-event request went from ~1.7 ms to"
         " ~0.9 ms of CPU.",
-        "- Under sustained traffic the worker lets a batch fill for up to 0.1 s after the"
-        " previous one",
+        "- Under sustained traffic the worker lets a batch fill for up to 0.1 s (0.5 s since the"
+        " second pass) after the previous one",
         "  (a full batch goes at once; sparse traffic, `flush()` and `shutdown()` at once):"
         " far fewer",
         "  requests, each costing about as much CPU as translating a few dozen events.",
@@ -319,7 +320,7 @@ def throughput_section(r: Run) -> list[str]:
         "",
         "What each lever bought (measured with the stage table above, cProfile, and A/B runs"
         " interleaved",
-        "in one process; this session's first):",
+        "in one process; the first pass):",
         "",
         "- Lock convoy: with the GIL, a plain `threading.Lock` shared by the 4 recording"
         " threads turned",
@@ -331,7 +332,8 @@ def throughput_section(r: Run) -> list[str]:
         "  the burst went from 121 to 79 µs of process CPU per event.",
         "- Batches under a burst: once the worker kept up it sent a request per ~50 events;"
         " now a batch",
-        "  that is not full waits until 0.1 s after the previous one (full batches, sparse"
+        "  that is not full waits until 0.1 s (now 0.5 s) after the previous one (full batches,"
+        " sparse"
         " traffic,",
         "  `flush()` and `shutdown()` go at once): 326 -> 20 requests per 16k events, senders"
         " 43 -> 9",
@@ -384,7 +386,60 @@ def throughput_section(r: Run) -> list[str]:
     return out
 
 
+SECOND_PASS = """## The second pass (what each lever bought)
+
+Each measured A/B, old and new code interleaved in one process. `bench/against.py REV`
+loads the package as it was at a git revision beside the working tree's and times the
+translation and the secret scan of both; against the start of this pass
+(`bench/against.py 5ae3594`): translation 0.77-0.88x with ids new on every event (as in a
+real run), 0.92-0.97x with repeated ids; the scan of a 1.3 KB RAG prompt 0.82x, 1.2 KB
+prose 0.64x, a tool's JSON 0.72x, code 0.65x, a 14 KB prompt 0.32x (173 -> 55 µs).
+
+- **Identifiers**: span and trace ids are new on every event, so the identifier cache missed
+  and each id went through the secret scan (~3-4 µs). A canonical UUID cannot hold any
+  credential format (no rule's match fits in hex runs of at most 12 between dashes; literal
+  secrets are still checked), so a miss on a UUID costs one regex match: a generation with
+  new ids 37.7 -> 28.3 µs, a chain span 37.4 -> 27.4 µs (repeated ids unchanged; property test
+  against the scan). Ids are now bounded in place after the span's unpack (no span copy).
+- **The secret scan** (`serialize._scrub`), ~13 ns per character of new text before: rules
+  whose pattern starts with a literal run it directly instead of scanning for each keyword
+  (AWS: 5 scans -> 1 search, query parameters: 10 -> 1): 19-35 % less on 1-2 KB texts; in
+  long text with few `=` and `:` (prose, RAG prompts), the 8 rules that end in an assignment
+  look for their keyword only just before those signs: a 14 KB prompt 141 -> 69 µs. The
+  reference these prefilters are tested against now runs every pattern on the whole text.
+- **Fixed on the way**: a Google API key or a JWT made of letters only, or a Bearer value
+  whose only punctuation is `~`, skipped the scan entirely (its first check looked for
+  digits and punctuation); a span whose start time was NaN, infinite or past year 9999 was
+  lost, and one before 1970 got an invalid timestamp.
+- **Batches**: under sustained traffic a batch that is not full goes at most every 0.5 s
+  (the posthog SDK's own flush cadence; `flush_interval` if shorter) instead of 0.1 s: the
+  LangChain benchmark's requests carry 1,000 events instead of ~350, its senders 39 -> 23 µs
+  and its process CPU 1,061 -> 989 µs per invoke. The worker waits for a fuller batch in one
+  timed wait instead of waking every 10 ms (a thread wake-up costs ~35 µs of CPU on this
+  machine class): the LlamaIndex benchmark's worker without translation 52 -> 34-42 µs per
+  query.
+- **Measured and left**: GC is 11-18 µs per event of the burst, almost all of it full
+  collections over the queued spans (each `FinishedSpan` is a 30-field tuple the collector
+  visits); storing message lists as tuples (untracked by the collector) saved nothing
+  measurable. A thread hand-off costs ~35 µs of CPU, `time.sleep(0)` ~31 µs and a page
+  fault ~5 µs here: numbers that set the floor of any design with a worker thread.
+"""
+
+
 BEFORE = """## Before (kept for comparison)
+
+### Before the second pass (2026-11-30, after the first pass)
+
+| what | figure |
+|---|---:|
+| 80k burst: arrived / dropped | 80,000 / 0 |
+| 80k burst: events/s end to end | 14,829 |
+| 80k burst: process µs/event | 68.8 |
+| manual API per span (trace + generation), one thread | 26.7 µs |
+| front door finish() + submit() per span | 5.6 µs |
+| LangChain per invoke: ours / PostHog's / no-op, wall | +405 / +2,201 / +46 µs (0.18x) |
+| LangChain per invoke: process CPU / caller CPU vs PostHog's | 0.17x / 0.11x |
+| LlamaIndex `instrument()`: CPU per query vs none (min) | 1.227x |
 
 ### Before the fast paths (2026-11-30, morning)
 
@@ -468,7 +523,7 @@ def llama_section(r: Run) -> list[str]:
         out += ["", f"CPU per query, instrumented / none (min): **{r.data['ratio']:.3f}**."]
     out += [
         "",
-        "Target (issue 12): <= 1.10. What this session's levers bought (caller thread CPU,"
+        "Target (issue 12): <= 1.10. What the first pass's levers bought (caller thread CPU,"
         " old and new",
         "door interleaved in one process, 120 rounds): a span's class alone decides its kind"
         " unless its",
@@ -600,6 +655,7 @@ def write_page(runs: dict[str, Run], quick: bool, has_plot: bool) -> str:
     lines += throughput_section(runs["throughput"])
     lines += llama_section(runs["llama"])
     lines += soak_section(runs["soak"])
+    lines += [*SECOND_PASS.splitlines(), ""]
     lines += [*BEFORE.splitlines(), ""]
     lines += [
         "## All at once",
