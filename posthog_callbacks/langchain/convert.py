@@ -361,7 +361,11 @@ def response_sized(
         messages = [getattr(gen, "message", None) for gen in gens[:_MAX_MESSAGES]]
     out: list[Any] = []
     size = 0
-    for gen, message in zip(gens[:_MAX_MESSAGES], messages, strict=False):
+    # what zip(gens[:_MAX_MESSAGES], messages) pairs, by index (a zip costs more here)
+    limit = len(gens) if len(gens) < _MAX_MESSAGES else _MAX_MESSAGES
+    for i, message in enumerate(messages):
+        if i == limit:
+            break
         t = type(message)
         kind = _KINDS.get(t)
         if kind is None:
@@ -374,7 +378,7 @@ def response_sized(
             out.append(plain(message))
             size = -1
         else:
-            out.append({"role": "assistant", "content": getattr(gen, "text", "")})
+            out.append({"role": "assistant", "content": getattr(gens[i], "text", "")})
             size = -1
     return out, size if len(out) <= _SMALL_ITEMS else -1
 
