@@ -5,7 +5,9 @@
   reference);
 * ``DoorRuns`` asks the root completion about a root only when that root has had its own
   end: a root that ends before its children is still exported when the last one ends,
-  once, and the door forgets it.
+  once, and the door forgets it;
+* a model call or an embedding inside a sampled trace is placed inline: the same trace
+  and parent ``_place_leaf`` (kept for new and unsampled traces) gives.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from llama_index.core import VectorStoreIndex
 from llama_index.core.schema import QueryBundle
 
+from posthog_callbacks.llama_index import InstrumentHandle
 from posthog_callbacks.llama_index.extract import text_of
 from posthog_callbacks.llama_index.nodes import (
     CHAT,
@@ -32,6 +36,7 @@ from posthog_callbacks.llama_index.nodes import (
 from posthog_callbacks.llama_index.runs import DoorRuns, root_key
 from posthog_callbacks.spans import FinishedSpan, OpenSpan, SpanKind
 from posthog_callbacks.tracing import RunTable, WarnOnce
+from support.llama_helpers import Events, props
 
 # -- span_input ---------------------------------------------------------------------------
 
@@ -240,3 +245,38 @@ def test_a_child_ending_while_its_root_ends_finishes_it_once() -> None:
     """Threads race a root's own end against its last child's end: exported once."""
     for attempt in range(200):
         _race_once(f"t{attempt}")
+
+
+# -- leaves placed inline --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_leaves_in_a_trace_are_placed_as_place_leaf_places_them(
+    index: VectorStoreIndex, instrumented: InstrumentHandle, events: Events, streaming: bool
+) -> None:
+    # (the index is built before instrument(): only the query's leaves are recorded)
+    recorder = instrumented._recorder
+    expected: list[tuple[str, str | None]] = []  # (trace id, parent) per leaf, in start order
+
+    def spy(original: Any) -> Any:
+        def start(event: Any) -> None:
+            node = recorder.nodes.get(event.span_id)
+            if node is not None and node.trace is not None and node.trace.sampled:
+                placed = recorder._place_leaf(node)  # no side effect in a sampled trace
+                assert placed is not None
+                expected.append((placed[0].trace_id, placed[2]))
+            original(event)
+
+        return start
+
+    for name in ("LLMCompletionStartEvent", "EmbeddingStartEvent"):
+        recorder.events[name] = spy(recorder.events[name])
+    recorder._by_type.clear()
+    response = index.as_query_engine(streaming=streaming).query("What is the answer?")
+    if streaming:
+        assert "".join(response.response_gen) == "forty two"  # type: ignore[union-attr]
+    leaves = [props(e) for e in events() if e["event"] in ("$ai_generation", "$ai_embedding")]
+    leaves.sort(key=lambda p: 0 if "$ai_embedding" in str(p.get("$ai_span_name")) else 1)
+    got = [(str(p["$ai_trace_id"]), p.get("$ai_parent_id")) for p in leaves]
+    assert len(expected) == 2
+    assert sorted(got, key=str) == sorted(expected, key=str)
