@@ -272,9 +272,9 @@ def test_leaves_in_a_trace_are_placed_as_place_leaf_places_them(
     for name in ("LLMCompletionStartEvent", "EmbeddingStartEvent"):
         recorder.events[name] = spy(recorder.events[name])
     recorder._by_type.clear()
-    response = index.as_query_engine(streaming=streaming).query("What is the answer?")
+    response: Any = index.as_query_engine(streaming=streaming).query("What is the answer?")
     if streaming:
-        assert "".join(response.response_gen) == "forty two"  # type: ignore[union-attr]
+        assert "".join(response.response_gen) == "forty two"
     leaves = [props(e) for e in events() if e["event"] in ("$ai_generation", "$ai_embedding")]
     leaves.sort(key=lambda p: 0 if "$ai_embedding" in str(p.get("$ai_span_name")) else 1)
     got = [(str(p["$ai_trace_id"]), p.get("$ai_parent_id")) for p in leaves]
