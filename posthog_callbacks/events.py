@@ -85,7 +85,8 @@ def _iso(ts: float) -> str:
             second -= 1
         head = _seconds.get(second)
         if head is None:
-            head = datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            # isoformat pads the year to 4 digits (strftime's %Y does not before 1000)
+            head = datetime.fromtimestamp(second, _UTC).replace(tzinfo=None).isoformat()
             if len(_seconds) > 4096:
                 _seconds.clear()
             _seconds[second] = head
