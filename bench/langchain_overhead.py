@@ -24,6 +24,8 @@ Usage::
     .venv/bin/python bench/langchain_overhead.py --quick    # smoke run
     .venv/bin/python bench/langchain_overhead.py --profile  # cProfile of our handler
     .venv/bin/python bench/langchain_overhead.py --replay   # our callbacks alone, replayed
+    .venv/bin/python bench/langchain_overhead.py --against HEAD~1           # A/B in the chain
+    .venv/bin/python bench/langchain_overhead.py --replay --against HEAD~1  # A/B replayed
 
 ``--replay`` records the callbacks of one invoke and calls our handler's methods with them
 (fresh run ids each time) into an exporter whose worker waits for the flush: the thread CPU
@@ -31,6 +33,14 @@ of our callback code alone, without LangChain around it. It is much steadier tha
 chain on a busy machine, so it suits A/B comparisons of handler changes; the chain costs
 about twice as much per callback (LangChain's own code runs between our callbacks and
 evicts ours from the CPU caches).
+
+``--against REV`` compares the working tree's package with the one at git revision
+``REV`` (extracted to a temporary folder and imported under another name) in the same
+process, alternating between them on every invoke, so a busy machine's drift hits both
+alike: caller-thread CPU per invoke over no handler in the chain (exporters into memory
+whose worker runs after each block of invokes), or with ``--replay`` the replayed
+callbacks alone. It prints each side's median and trimmed mean (the middle 80%) and the
+ratio; a ratio of 1.00 +- 0.02 is noise on a shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -38,11 +48,19 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import importlib
+import io
 import pstats
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import posthog
@@ -173,6 +191,142 @@ def replay(chain: Any, n: int, rounds: int) -> None:
     )
 
 
+def load_revision(rev: str) -> tuple[ModuleType, ModuleType]:
+    """The package at git revision ``rev``, and its ``langchain`` door, imported as
+    ``posthog_callbacks_at_rev`` from a temporary copy (its modules import each other
+    relatively, so the copy runs beside the installed package)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "archive", rev, "posthog_callbacks"], cwd=root, capture_output=True, check=True
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="posthog-callbacks-at-rev-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    (folder / "posthog_callbacks").rename(folder / "posthog_callbacks_at_rev")
+    sys.path.insert(0, str(folder))
+    return (
+        importlib.import_module("posthog_callbacks_at_rev"),
+        importlib.import_module("posthog_callbacks_at_rev.langchain"),
+    )
+
+
+def _trimmed_mean(samples: list[int]) -> float:
+    ordered = sorted(samples)
+    cut = len(ordered) // 10
+    return statistics.mean(ordered[cut : len(ordered) - cut])
+
+
+def _print_ab(rev: str, samples: dict[str, list[int]], base: str | None) -> None:
+    """µs per invoke of each side (over ``base`` when given) and the ratio REV -> now."""
+    zero = {"median": 0.0, "trimmed mean": 0.0}
+    if base is not None:
+        zero = {
+            "median": statistics.median(samples[base]) / 1000,
+            "trimmed mean": _trimmed_mean(samples[base]) / 1000,
+        }
+    for stat, fn in (("median", statistics.median), ("trimmed mean", _trimmed_mean)):
+        old = fn(samples[rev]) / 1000 - zero[stat]
+        new = fn(samples["now"]) / 1000 - zero[stat]
+        over = " over no handler" if base is not None else ""
+        print(
+            f"{stat:>12}{over}: {rev} {old:.1f} µs, now {new:.1f} µs per invoke "
+            f"(ratio {new / old:.3f})"
+        )
+
+
+def replay_against(chain: Any, rev: str, n: int, rounds: int) -> None:
+    """Replayed callbacks, this package vs ``rev``, alternating per invoke (thread CPU)."""
+    old_pkg, old_lc = load_revision(rev)
+    recording = _Recording()
+    chain.invoke({"question": "What is the capital of France?"}, config={"callbacks": [recording]})
+    exporters = {
+        rev: old_pkg.PosthogExporter(
+            sink=old_pkg.MemorySink(), flush_at=10 * n, flush_interval=3600
+        ),
+        "now": PosthogExporter(sink=MemorySink(), flush_at=10 * n, flush_interval=3600),
+    }
+    handlers = {
+        rev: old_lc.CallbackHandler(exporters[rev]),
+        "now": CallbackHandler(exporters["now"]),
+    }
+    samples: dict[str, list[int]] = {rev: [], "now": []}
+    clock = time.thread_time_ns
+    for r in range(rounds + 1):
+        prepared: dict[str, list[list[Any]]] = {rev: [], "now": []}
+        for _ in range(n):
+            for side, handler in handlers.items():
+                ids: dict[Any, uuid.UUID] = {}
+                calls = []
+                for name, args, kwargs in recording.calls:
+                    kw = dict(kwargs)
+                    for key in ("run_id", "parent_run_id"):
+                        if kw.get(key) is not None:
+                            kw[key] = ids.setdefault(kw[key], uuid.uuid4())
+                    calls.append((getattr(handler, name), args, kw))
+                prepared[side].append(calls)
+        gc.collect()
+        for i in range(n):
+            for side in (rev, "now") if i % 2 else ("now", rev):
+                t0 = clock()
+                for method, args, kw in prepared[side][i]:
+                    method(*args, **kw)
+                if r:  # the first round warms up
+                    samples[side].append(clock() - t0)
+        for exporter in exporters.values():
+            exporter.flush(timeout=60)
+    for exporter in exporters.values():
+        exporter.shutdown()
+    print(
+        f"our handler's {len(recording.calls)} callbacks of one invoke replayed, {rev} vs now "
+        f"alternating, {n} x {rounds} invokes each (thread CPU):"
+    )
+    _print_ab(rev, samples, None)
+
+
+def chain_against(chain: Any, rev: str, n: int, rounds: int) -> None:
+    """The chain with no handler, ``rev``'s handler and this one, alternating per invoke."""
+    old_pkg, old_lc = load_revision(rev)
+
+    def idle(exporter_class: Any, sink_class: Any) -> Any:  # the worker runs after a block
+        return exporter_class(
+            sink=sink_class(),
+            max_queue_size=10 * n,
+            flush_at=10 * n,
+            max_batch_size=10 * n,
+            flush_interval=3600,
+        )
+
+    exporters = {
+        rev: idle(old_pkg.PosthogExporter, old_pkg.MemorySink),
+        "now": idle(PosthogExporter, MemorySink),
+    }
+    configs: dict[str, dict[str, Any]] = {
+        NONE: {"callbacks": []},
+        rev: {"callbacks": [old_lc.CallbackHandler(exporters[rev])]},
+        "now": {"callbacks": [CallbackHandler(exporters["now"])]},
+    }
+    samples: dict[str, list[int]] = {side: [] for side in configs}
+    clock = time.thread_time_ns
+    sides = list(configs)
+    for r in range(rounds + 1):
+        for i in range(n):
+            question = {"question": f"What is the capital of France? #{i}"}
+            for side in sides if i % 2 else sides[::-1]:
+                t0 = clock()
+                chain.invoke(dict(question), config=configs[side])
+                if r:  # the first round warms up
+                    samples[side].append(clock() - t0)
+        for exporter in exporters.values():
+            exporter.flush(timeout=60)
+    for exporter in exporters.values():
+        exporter.shutdown()
+    print(
+        f"prompt | fake chat model | parser, {rev} vs now, alternating per invoke, "
+        f"{n} x {rounds} invokes each (caller thread CPU):"
+    )
+    _print_ab(rev, samples, NONE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--invokes", type=int, default=1000, help="invokes per round")
@@ -182,9 +336,20 @@ def main() -> None:
     parser.add_argument(
         "--replay", action="store_true", help="our callbacks alone, replayed (thread CPU)"
     )
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="A/B: the package at git revision REV vs the working tree, in one process",
+    )
     args = parser.parse_args()
     n, rounds = (200, 3) if args.quick else (args.invokes, args.rounds)
 
+    if args.against:
+        if args.replay:
+            replay_against(make_chain(), args.against, 200, 6 if args.quick else 30)
+        else:
+            chain_against(make_chain(), args.against, min(n, 500), 3 if args.quick else 10)
+        return
     if args.replay:
         replay(make_chain(), 100, 10 if args.quick else 40)
         return
