@@ -298,7 +298,10 @@ _LC_OUTPUT_DETAILS = frozenset({"reasoning", "audio"})
 
 
 def _counts_ok(*values: Any) -> bool:
-    return all(v is None or (type(v) is int and v >= 0) for v in values)
+    for v in values:  # noqa: SIM110 - all() over a generator costs twice as much here
+        if v is not None and (type(v) is not int or v < 0):
+            return False
+    return True
 
 
 def _usage_metadata(um: dict[str, Any]) -> Usage | None:
