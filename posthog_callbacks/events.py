@@ -23,7 +23,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from . import schema
 from ._version import __version__
 from .pricing import FREE, ModelPrice, find_price
-from .serialize import REDACTED, Serializer, is_secret_key, truncate_to_bytes, wire_size
+from .serialize import (
+    REDACTED,
+    UUID_TEXT,
+    Serializer,
+    is_secret_key,
+    truncate_to_bytes,
+    wire_size,
+)
 from .spans import FinishedSpan, SpanKind, Usage
 from .usage import is_anthropic, is_local_provider, posthog_adds_reasoning
 
@@ -45,7 +52,6 @@ _CONTENT_KEYS = schema.CONTENT_PROPERTIES
 _RESERVED_PREFIX = "$"
 _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 PRIVATE_ERROR = "error (message hidden by privacy mode)"
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +111,7 @@ def _event_uuid(span: FinishedSpan) -> str:
 def _event_uuid_of(trace_id: str, span_id: str, parent_id: str | None, start: float) -> str:
     # Stable per span, so a retried batch is de-duplicated by PostHog. A root's id is the
     # trace id, which a user may reuse for several runs: its start time tells them apart.
-    if parent_id is not None and _UUID_TEXT.fullmatch(span_id) is not None:
+    if parent_id is not None and UUID_TEXT.fullmatch(span_id) is not None:
         return span_id.lower()
     return _uuid5(f"{trace_id}/{span_id}/{start!r}")
 

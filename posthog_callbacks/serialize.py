@@ -40,6 +40,7 @@ import orjson
 __all__ = [
     "MAX_EVENT_BYTES",
     "REDACTED",
+    "UUID_TEXT",
     "Serializer",
     "is_secret_key",
     "scrub",
@@ -296,6 +297,7 @@ def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
 # scanned whole, as shorter text is.
 _SITES_MIN = 2048
 _CHARS_PER_SITE = 400
+_ASSIGN_SIGNS = _need_mask("=:")
 
 
 def _assignment_sites(low: str) -> str | None:
@@ -330,7 +332,7 @@ def _scrub(text: str, prefilter: bool = True) -> str:
     if prefilter:
         present = ("_" in text) | ("-" in text) << 1 | ("=" in text) << 2 | (":" in text) << 3
         rules = _RULES_BY_PRESENT[present]
-        if present & 12 and len(text) >= _SITES_MIN:  # an = or a :
+        if present & _ASSIGN_SIGNS and len(text) >= _SITES_MIN:
             low = text.lower()
             sites = _assignment_sites(low)
     else:
@@ -763,7 +765,7 @@ class Serializer:
         idents = self._idents
         cached = idents.get(text) if type(text) is str else None
         if cached is None:
-            if len(text) == 36 and _UUID_TEXT(text) is not None and not self._holds_secret(text):
+            if len(text) == 36 and UUID_TEXT.fullmatch(text) and not self._holds_secret(text):
                 # Span ids are new on every event: a canonical UUID cannot hold a
                 # credential format (no rule's match fits in hex runs of at most 12
                 # between dashes), only a literal secret.
@@ -1160,9 +1162,8 @@ def _ident(text: str, secrets: tuple[str, ...]) -> str:
 
 
 _clean_keys: dict[str, str] = {}
-_UUID_TEXT = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-).fullmatch
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+"""A canonical UUID as text (either case), to ``fullmatch``."""
 
 
 def _digest(text: str) -> str:
