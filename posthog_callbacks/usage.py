@@ -277,7 +277,7 @@ def _openai_counts(raw: dict[str, Any]) -> Usage | None:
     it, ot, tt = raw.get("prompt_tokens"), raw.get("completion_tokens"), raw.get("total_tokens")
     if not _counts_ok(it, ot, tt) or (it is None and ot is None):
         return None
-    return Usage(input_tokens=it, output_tokens=ot, total_tokens=tt)
+    return Usage(it, ot, tt)
 
 
 # LangChain's UsageMetadata, the shape of nearly every model call: read directly, without
