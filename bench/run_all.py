@@ -418,11 +418,32 @@ prose 0.64x, a tool's JSON 0.72x, code 0.65x, a 14 KB prompt 0.32x (173 -> 55 µ
   timed wait instead of waking every 10 ms (a thread wake-up costs ~35 µs of CPU on this
   machine class): the LlamaIndex benchmark's worker without translation 52 -> 34-42 µs per
   query.
+- **The LangChain door** (caller side): inputs and outputs are measured while they are
+  copied (no second walk for the byte estimates), a run id's text is written directly,
+  metadata keys and providers are classified once per string, and a model call's
+  generations are paired without allocations: caller CPU over no handler 0.91x
+  (205-218 -> 186-200 µs per invoke, `bench/langchain_overhead.py --against 8780ab6`), our
+  8 callbacks alone 0.89x (`--replay --against 8780ab6`). Events byte-identical.
+- **The LlamaIndex door** (caller side): visible spans opened inline, model calls and
+  embeddings of a sampled trace placed inline, query-like inputs read in place, a root's
+  completion checked only once it has ended: 220 -> 186 Python calls per query, the
+  replayed handler calls of one query 112.7 -> 106.4 µs (`bench/llama_index_overhead.py
+  --replay`); in a live query our code costs ~2.3x its replayed cost (LlamaIndex's code
+  between the calls evicts ours from the CPU caches), so the gain is within noise there.
 - **Measured and left**: GC is 11-18 µs per event of the burst, almost all of it full
   collections over the queued spans (each `FinishedSpan` is a 30-field tuple the collector
   visits); storing message lists as tuples (untracked by the collector) saved nothing
   measurable. A thread hand-off costs ~35 µs of CPU, `time.sleep(0)` ~31 µs and a page
   fault ~5 µs here: numbers that set the floor of any design with a worker thread.
+
+Reproduce:
+
+```bash
+.venv/bin/python bench/against.py 5ae3594                          # translation, secret scan
+.venv/bin/python bench/langchain_overhead.py --against 8780ab6      # LangChain door, chain
+.venv/bin/python bench/langchain_overhead.py --replay --against 8780ab6
+.venv/bin/python bench/llama_index_overhead.py 10 15 --replay       # LlamaIndex handlers
+```
 """
 
 
