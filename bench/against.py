@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -38,19 +40,22 @@ from posthog_callbacks import events, serialize, spans
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_revision(rev: str, into: Path) -> tuple[Any, Any, Any]:
-    """``(events, spans, serialize)`` modules of the package at ``rev``."""
+PACKAGE_AT_REV = "posthog_callbacks_at_rev"
+
+
+def load_revision(rev: str) -> Path:
+    """Make the package at git revision ``rev`` importable as :data:`PACKAGE_AT_REV`, from
+    a temporary copy (its modules import each other relatively, so the copy runs beside
+    the working tree's package). Returns the copy's folder (the caller removes it)."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "posthog_callbacks"],
-        check=True,
-        capture_output=True,
+        ["git", "archive", rev, "posthog_callbacks"], cwd=ROOT, capture_output=True, check=True
     ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    (into / "posthog_callbacks").rename(into / "pc_revision")
-    sys.path.insert(0, str(into))
-    return tuple(
-        importlib.import_module(f"pc_revision.{m}") for m in ("events", "spans", "serialize")
-    )  # type: ignore[return-value]
+    folder = Path(tempfile.mkdtemp(prefix="posthog-callbacks-at-rev-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    (folder / "posthog_callbacks").rename(folder / PACKAGE_AT_REV)
+    sys.path.insert(0, str(folder))
+    return folder
 
 
 def as_revision(span: spans.FinishedSpan, old_spans: Any) -> Any:
@@ -122,9 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("rev", nargs="?", default="HEAD", help="git revision (HEAD)")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="posthog-callbacks-ab-"))
+    folder = load_revision(args.rev)
     try:
-        old_events, old_spans, old_serialize = load_revision(args.rev, folder)
+        old_events, old_spans, old_serialize = (
+            importlib.import_module(f"{PACKAGE_AT_REV}.{name}")
+            for name in ("events", "spans", "serialize")
+        )
         secrets = ("phc_benchProjectKey0123456789abcdef",)
         props = {"environment": "production", "app": "travel"}
         cfg = events.EventConfig(properties=props, secrets=secrets)

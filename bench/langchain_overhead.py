@@ -49,20 +49,15 @@ import argparse
 import cProfile
 import gc
 import importlib
-import io
 import pstats
 import statistics
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import against
 import posthog
 from capture import Server
 from langchain_core.callbacks import BaseCallbackHandler
@@ -192,21 +187,11 @@ def replay(chain: Any, n: int, rounds: int) -> None:
 
 
 def load_revision(rev: str) -> tuple[ModuleType, ModuleType]:
-    """The package at git revision ``rev``, and its ``langchain`` door, imported as
-    ``posthog_callbacks_at_rev`` from a temporary copy (its modules import each other
-    relatively, so the copy runs beside the installed package)."""
-    root = Path(__file__).resolve().parent.parent
-    archive = subprocess.run(
-        ["git", "archive", rev, "posthog_callbacks"], cwd=root, capture_output=True, check=True
-    ).stdout
-    folder = Path(tempfile.mkdtemp(prefix="posthog-callbacks-at-rev-"))
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    (folder / "posthog_callbacks").rename(folder / "posthog_callbacks_at_rev")
-    sys.path.insert(0, str(folder))
+    """The package at git revision ``rev`` and its ``langchain`` door (``against.py``)."""
+    against.load_revision(rev)
     return (
-        importlib.import_module("posthog_callbacks_at_rev"),
-        importlib.import_module("posthog_callbacks_at_rev.langchain"),
+        importlib.import_module(against.PACKAGE_AT_REV),
+        importlib.import_module(f"{against.PACKAGE_AT_REV}.langchain"),
     )
 
 
