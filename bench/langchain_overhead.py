@@ -151,23 +151,34 @@ class _Recording(BaseCallbackHandler):
         self._keep("on_llm_end", args, kwargs)
 
 
-def replay(chain: Any, n: int, rounds: int) -> None:
-    """Thread CPU of our handler's callbacks alone, replayed (µs per invoke)."""
+def record(chain: Any) -> _Recording:
+    """The callbacks of one invoke of ``chain``."""
     recording = _Recording()
     chain.invoke({"question": "What is the capital of France?"}, config={"callbacks": [recording]})
+    return recording
+
+
+def fresh_calls(recording: _Recording, handler: Any) -> list[tuple[Any, Any, dict[str, Any]]]:
+    """``handler``'s methods with the recorded arguments, run ids new (one invoke)."""
+    ids: dict[Any, uuid.UUID] = {}
+    calls = []
+    for name, args, kwargs in recording.calls:
+        kw = dict(kwargs)
+        for key in ("run_id", "parent_run_id"):
+            if kw.get(key) is not None:
+                kw[key] = ids.setdefault(kw[key], uuid.uuid4())
+        calls.append((getattr(handler, name), args, kw))
+    return calls
+
+
+def replay(chain: Any, n: int, rounds: int) -> None:
+    """Thread CPU of our handler's callbacks alone, replayed (µs per invoke)."""
+    recording = record(chain)
     exporter = PosthogExporter(sink=MemorySink(), flush_at=10 * n, flush_interval=3600)
     handler = CallbackHandler(exporter)
 
     def one_round() -> float:
-        prepared = []
-        for _ in range(n):
-            ids: dict[Any, uuid.UUID] = {}
-            for name, args, kwargs in recording.calls:
-                kw = dict(kwargs)
-                for key in ("run_id", "parent_run_id"):
-                    if kw.get(key) is not None:
-                        kw[key] = ids.setdefault(kw[key], uuid.uuid4())
-                prepared.append((getattr(handler, name), args, kw))
+        prepared = [call for _ in range(n) for call in fresh_calls(recording, handler)]
         gc.collect()
         t0 = time.thread_time()
         for method, args, kw in prepared:
@@ -222,8 +233,7 @@ def _print_ab(rev: str, samples: dict[str, list[int]], base: str | None) -> None
 def replay_against(chain: Any, rev: str, n: int, rounds: int) -> None:
     """Replayed callbacks, this package vs ``rev``, alternating per invoke (thread CPU)."""
     old_pkg, old_lc = load_revision(rev)
-    recording = _Recording()
-    chain.invoke({"question": "What is the capital of France?"}, config={"callbacks": [recording]})
+    recording = record(chain)
     exporters = {
         rev: old_pkg.PosthogExporter(
             sink=old_pkg.MemorySink(), flush_at=10 * n, flush_interval=3600
@@ -237,18 +247,10 @@ def replay_against(chain: Any, rev: str, n: int, rounds: int) -> None:
     samples: dict[str, list[int]] = {rev: [], "now": []}
     clock = time.thread_time_ns
     for r in range(rounds + 1):
-        prepared: dict[str, list[list[Any]]] = {rev: [], "now": []}
-        for _ in range(n):
-            for side, handler in handlers.items():
-                ids: dict[Any, uuid.UUID] = {}
-                calls = []
-                for name, args, kwargs in recording.calls:
-                    kw = dict(kwargs)
-                    for key in ("run_id", "parent_run_id"):
-                        if kw.get(key) is not None:
-                            kw[key] = ids.setdefault(kw[key], uuid.uuid4())
-                    calls.append((getattr(handler, name), args, kw))
-                prepared[side].append(calls)
+        prepared = {
+            side: [fresh_calls(recording, handler) for _ in range(n)]
+            for side, handler in handlers.items()
+        }
         gc.collect()
         for i in range(n):
             for side in (rev, "now") if i % 2 else ("now", rev):
