@@ -75,7 +75,7 @@ from .nodes import (
     span_output,
     split_id,
 )
-from .runs import EVICTED, ROOT_PREFIX, DoorRuns, root_key
+from .runs import EVICTED, DoorRuns, root_key
 from .stream import has_stream
 from .trace import HandlerOptions, TraceInfo, describe_error
 
@@ -291,18 +291,7 @@ class DispatcherRecorder:
         self.nodes[id_] = node
         if trace is None or not trace.sampled or name is None:
             return
-        # _open_visible's child case, inline: two visible spans a query take this path.
-        span_id = new_id()
-        span = trace.span(
-            span_id, attach, SpanKind.SPAN if attach is not None else SpanKind.TRACE, name
-        )
-        span.input = payload
-        span.extra["root_key"] = trace.root_key
-        node.vis_id = span_id
-        node.key = id_
-        evicted = self.table.add(id_, span)
-        if evicted:
-            self.exporter.close_runs(evicted, EVICTED)
+        self._open_visible(node, id_, trace, name, payload, attach, is_root=False)
 
     def _enter_top(self, id_: str, instance: Any, bound_args: Any, tags: Any) -> None:
         """A span without a recorded parent: a new trace, or a direct model call."""
@@ -343,24 +332,7 @@ class DispatcherRecorder:
                 else (f"{cls}.{method}" if cls else method)
             )
             payload = span_input(kind, bound_args)
-        # _open_visible's root case, inline: one a query.
-        span_id = trace.root_span_id
-        parent = trace.root_parent_id
-        key = trace.root_key = ROOT_PREFIX + span_id
-        span = trace.span(
-            span_id,
-            parent,
-            SpanKind.TRACE if parent is None else SpanKind.SPAN,
-            name,
-            is_root=True,
-        )
-        span.input = payload
-        span.extra["li_id"] = id_  # how its stream and its end find the dispatcher span
-        node.vis_id = span_id
-        node.key = key
-        evicted = self.table.add(key, span)
-        if evicted:
-            self.exporter.close_runs(evicted, EVICTED)
+        self._open_visible(node, id_, trace, name, payload, None, is_root=True)
 
     def _open_visible(
         self,
@@ -618,15 +590,10 @@ class DispatcherRecorder:
                     if li_id:
                         self.runs.skip(li_id, outer_key)
                     return
-        if node is not None and node.trace is not None and node.trace.sampled:
-            trace = node.trace  # in a trace (the usual case): _place_leaf's, inline
-            span_id = new_id()
-            parent: str | None = node.vis_id or node.parent_vis or trace.root_span_id
-        else:
-            placed = self._place_leaf(node, getattr(event, "tags", None))
-            if placed is None:
-                return
-            trace, span_id, parent = placed
+        placed = self._place_leaf(node, getattr(event, "tags", None))
+        if placed is None:
+            return
+        trace, span_id, parent = placed
         model_dict = getattr(event, "model_dict", None)
         model, provider = model_and_provider(model_dict, instance)
         name = model or (type(instance).__name__ if instance is not None else "llm")
@@ -656,9 +623,7 @@ class DispatcherRecorder:
                 self._awaiting_first.clear()
             self._awaiting_first[id(instance)] = key
             extra["awaiting"] = (id(instance), key)
-        evicted = self.table.add(key, span)
-        if evicted:
-            self.exporter.close_runs(evicted, EVICTED)
+        self._add(key, span)
 
     def _first_token_seen(self, span: OpenSpan) -> None:
         """The generation has its first token (or ended): a later call is another one."""
@@ -697,15 +662,10 @@ class DispatcherRecorder:
     def _on_embed_start(self, event: Any) -> None:
         li_id = event.span_id
         node = self.nodes.get(li_id) if li_id else None
-        if node is not None and node.trace is not None and node.trace.sampled:
-            trace = node.trace  # in a trace (the usual case): _place_leaf's, inline
-            span_id = new_id()
-            parent: str | None = node.vis_id or node.parent_vis or trace.root_span_id
-        else:
-            placed = self._place_leaf(node, getattr(event, "tags", None))
-            if placed is None:
-                return
-            trace, span_id, parent = placed
+        placed = self._place_leaf(node, getattr(event, "tags", None))
+        if placed is None:
+            return
+        trace, span_id, parent = placed
         model_dict = getattr(event, "model_dict", None)
         model, provider = model_and_provider(model_dict, node.instance if node else None)
         span = trace.span(
@@ -722,9 +682,7 @@ class DispatcherRecorder:
         with self._lock:
             # A batch fires every start, then every end in the same order: first in, first out.
             self._embeddings.setdefault(str(li_id), []).append(key)
-        evicted = self.table.add(key, span)
-        if evicted:
-            self.exporter.close_runs(evicted, EVICTED)
+        self._add(key, span)
 
     def _take_embedding(self, li_id: str) -> OpenSpan | None:
         """The oldest open embedding of dispatcher span ``li_id``."""
