@@ -304,27 +304,30 @@ def messages_sized(messages: Sequence[Sequence[Any]]) -> tuple[Any, int]:
     try:
         out: list[Any] = []
         size = 0
-        kinds = _KINDS
         for row in messages:
             for m in row:
                 if len(out) == _MAX_MESSAGES:
                     return out, -1
-                t = type(m)
-                kind = kinds.get(t)
-                if kind is None:
-                    kind = _kind_of(t)
-                if kind == _MESSAGE:
-                    item, item_bytes = _message_sized(m)
-                    out.append(item)
-                    # a list item: its dict plus 1 for the separator
-                    size = size + item_bytes + 1 if size >= 0 and item_bytes >= 0 else -1
-                else:
-                    out.append(plain(m))
-                    size = -1
+                item, item_bytes = _item_sized(m)
+                out.append(item)
+                # a list item: its dict plus 1 for the separator
+                size = size + item_bytes + 1 if size >= 0 and item_bytes >= 0 else -1
         # sizing counts items this way only in a list of at most 32
         return out, size if len(out) <= _SMALL_ITEMS else -1
     except Exception:  # not a list of lists of messages
         return plain(messages), -1
+
+
+def _item_sized(message: Any) -> tuple[Any, int]:
+    """A message as a role/content dict and its ``sizing.value_bytes`` (anything else as
+    :func:`plain` makes it, -1: not counted)."""
+    t = type(message)
+    kind = _KINDS.get(t)
+    if kind is None:
+        kind = _kind_of(t)
+    if kind == _MESSAGE:
+        return _message_sized(message)
+    return plain(message), -1
 
 
 def class_name(serialized: Any) -> str | None:
@@ -366,20 +369,13 @@ def response_sized(
     for i, message in enumerate(messages):
         if i == limit:
             break
-        t = type(message)
-        kind = _KINDS.get(t)
-        if kind is None:
-            kind = _kind_of(t)
-        if kind == _MESSAGE:
-            item, item_bytes = _message_sized(message)
-            out.append(item)
-            size = size + item_bytes + 1 if size >= 0 and item_bytes >= 0 else -1
-        elif message is not None:
-            out.append(plain(message))
-            size = -1
-        else:
+        if message is None:
             out.append({"role": "assistant", "content": getattr(gens[i], "text", "")})
             size = -1
+            continue
+        item, item_bytes = _item_sized(message)
+        out.append(item)
+        size = size + item_bytes + 1 if size >= 0 and item_bytes >= 0 else -1
     return out, size if len(out) <= _SMALL_ITEMS else -1
 
 
