@@ -148,7 +148,22 @@ def normalize_provider(raw: Any) -> str | None:
     Returns:
         The normalised provider, or ``None`` for empty or non-string input.
     """
-    if not isinstance(raw, str) or not raw.strip():
+    if type(raw) is str:  # remembered per string: a program names a handful of providers
+        try:
+            return _NORMALIZED[raw]
+        except KeyError:
+            provider = _normalize(raw)
+            if len(_NORMALIZED) < 1024:
+                _NORMALIZED[raw] = provider
+            return provider
+    return _normalize(raw) if isinstance(raw, str) else None
+
+
+_NORMALIZED: dict[str, str | None] = {}
+
+
+def _normalize(raw: str) -> str | None:
+    if not raw.strip():
         return None
     key = raw.strip().lower()
     compact = key.replace("-", "_").replace(" ", "_")

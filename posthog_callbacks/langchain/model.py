@@ -57,25 +57,9 @@ def model_name_from_params(params: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-_NORMALIZED: dict[str, str | None] = {}
-
-
-def _normalized(raw: Any) -> str | None:
-    """``usage.normalize_provider(raw)``, remembered per string (a handful of providers)."""
-    if type(raw) is not str:
-        return normalize_provider(raw)
-    try:
-        return _NORMALIZED[raw]
-    except KeyError:
-        provider = normalize_provider(raw)
-        if len(_NORMALIZED) < 1024:
-            _NORMALIZED[raw] = provider
-        return provider
-
-
 def provider_for(ls_provider: Any, serialized: Any) -> str | None:
     """PostHog's provider name from ``ls_provider`` (or a hint), else the model's class."""
-    provider = _normalized(ls_provider)
+    provider = normalize_provider(ls_provider)
     if provider is not None:
         return provider
     return provider_from_class(class_name(serialized))
@@ -123,7 +107,7 @@ def finish_generation(span: OpenSpan, response: Any) -> int:
     if span.provider not in _KNOWN_PROVIDERS:
         # ls_provider defaults to the lowercased class name for integrations that do
         # not set it; the response's model_provider says more.
-        hint = _normalized(_provider_hint(metas))
+        hint = normalize_provider(_provider_hint(metas))
         if hint is not None:
             span.provider = hint
     params = span.model_parameters

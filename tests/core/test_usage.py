@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from posthog_callbacks import usage as usage_module
 from posthog_callbacks.spans import Usage
 from posthog_callbacks.usage import (
     is_anthropic,
@@ -294,3 +299,22 @@ def test_output_smaller_than_its_reasoning_excluded_it() -> None:
         {"input_tokens": 10, "output_tokens": 50, "output_token_details": {"reasoning": 30}}
     )
     assert usage is not None and usage.output_tokens == 50
+
+
+class _Name(str):
+    """A str subclass (not remembered: its methods may be overridden)."""
+
+
+@given(
+    raw=st.one_of(
+        st.none(),
+        st.integers(),
+        st.sampled_from(["OpenAI", " anthropic ", "azure_openai", "google-genai", "fake", ""]),
+        st.text(max_size=6),
+        st.text(max_size=6).map(_Name),
+    )
+)
+def test_providers_remembered_per_string_equal_the_rule(raw: Any) -> None:
+    expected = usage_module._normalize(raw) if isinstance(raw, str) else None
+    for _ in range(2):  # the first call fills the cache, the second reads it
+        assert normalize_provider(raw) == expected

@@ -19,7 +19,6 @@ from posthog_callbacks.langchain.convert import plain, run_name, user_tags
 from posthog_callbacks.langchain.handler import _key
 from posthog_callbacks.serialize import Serializer
 from posthog_callbacks.tracing import open_span_bytes
-from posthog_callbacks.usage import normalize_provider
 from support.langchain_helpers import Recorder
 
 _KEYS = st.sampled_from([*lm._PARAM_KEYS, "model", "stream", "streaming", "_type", "api_key"])
@@ -237,19 +236,6 @@ def test_user_metadata_equals_the_loop_it_remembers_keys_for(metadata: dict[Any,
         expected[text] = value
     for _ in range(2):  # the first call fills the cache, the second reads it
         assert cv.user_metadata(metadata) == (expected or None)
-
-
-@given(
-    raw=st.one_of(
-        st.none(),
-        st.integers(),
-        st.sampled_from(["OpenAI", " anthropic ", "azure_openai", "google-genai", "fake", ""]),
-        st.text(max_size=6),
-    )
-)
-def test_providers_remembered_per_string_equal_normalize_provider(raw: Any) -> None:
-    assert lm._normalized(raw) == normalize_provider(raw)
-    assert lm._normalized(raw) == normalize_provider(raw)
 
 
 @given(
