@@ -12,7 +12,7 @@ import pytest
 
 from posthog_callbacks import JsonlSink, MemorySink, PosthogExporter
 from posthog_callbacks.sinks import PosthogSink
-from posthog_callbacks.spans import OpenSpan, SpanKind
+from posthog_callbacks.spans import FinishedSpan, OpenSpan, SpanKind
 
 
 def make(**kw: Any) -> tuple[PosthogExporter, MemorySink]:
@@ -564,18 +564,28 @@ def _wait_for(predicate: Any, timeout: float = 30.0) -> bool:
     return predicate()
 
 
+def _lingering(
+    monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> tuple[PosthogExporter, CountingSink, FinishedSpan]:
+    """An exporter (``flush_at=5``) whose worker would wait an hour for a fuller batch (a
+    burst that never ends), after its first batch of 5, which goes at once (the traffic
+    was quiet before)."""
+    from posthog_callbacks import batching
+
+    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)
+    sink = CountingSink()
+    exporter = PosthogExporter(sink=sink, flush_at=5, **options)
+    done = OpenSpan("t", "s", None, SpanKind.SPAN, "n").finish()
+    for _ in range(5):
+        exporter.submit(done)
+    assert _wait_for(lambda: sink.batches == [5])
+    return exporter, sink, done
+
+
 def test_a_burst_lingers_for_a_fuller_batch_and_flush_or_shutdown_end_the_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from posthog_callbacks import batching
-
-    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)  # a burst that never ends
-    sink = CountingSink()
-    exporter = PosthogExporter(sink=sink, flush_at=5)
-    done = OpenSpan("t", "s", None, SpanKind.SPAN, "n").finish()
-    for _ in range(5):  # after a quiet time the first batch goes at once
-        exporter.submit(done)
-    assert _wait_for(lambda: sink.batches == [5])
+    exporter, sink, done = _lingering(monkeypatch)
     for _ in range(40):  # flush_at reached 8 times over: still one batch, waiting
         exporter.submit(done)
     assert not _wait_for(lambda: len(sink.batches) > 1, timeout=0.5)
@@ -588,15 +598,7 @@ def test_a_burst_lingers_for_a_fuller_batch_and_flush_or_shutdown_end_the_wait(
 
 
 def test_a_full_batch_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
-    from posthog_callbacks import batching
-
-    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)
-    sink = CountingSink()
-    exporter = PosthogExporter(sink=sink, flush_at=5, max_batch_size=10)
-    done = OpenSpan("t", "s", None, SpanKind.SPAN, "n").finish()
-    for _ in range(5):
-        exporter.submit(done)
-    assert _wait_for(lambda: sink.batches == [5])
+    exporter, sink, done = _lingering(monkeypatch, max_batch_size=10)
     for _ in range(6):  # wakes the worker, which waits for a fuller batch
         exporter.submit(done)
     assert not _wait_for(lambda: len(sink.batches) > 1, timeout=0.3)
@@ -612,15 +614,7 @@ def test_a_full_batch_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_short_flush_interval_bounds_the_wait_for_a_fuller_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from posthog_callbacks import batching
-
-    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)
-    sink = CountingSink()
-    exporter = PosthogExporter(sink=sink, flush_at=5, flush_interval=0.2)
-    done = OpenSpan("t", "s", None, SpanKind.SPAN, "n").finish()
-    for _ in range(5):
-        exporter.submit(done)
-    assert _wait_for(lambda: sink.batches == [5])
+    exporter, sink, done = _lingering(monkeypatch, flush_interval=0.2)
     for _ in range(6):  # not a full batch: waits flush_interval, not the hour
         exporter.submit(done)
     assert _wait_for(lambda: sink.batches == [5, 6], timeout=10)
