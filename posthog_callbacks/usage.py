@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .spans import Usage
@@ -148,18 +148,28 @@ def normalize_provider(raw: Any) -> str | None:
     Returns:
         The normalised provider, or ``None`` for empty or non-string input.
     """
-    if type(raw) is str:  # remembered per string: a program names a handful of providers
-        try:
-            return _NORMALIZED[raw]
-        except KeyError:
-            provider = _normalize(raw)
-            if len(_NORMALIZED) < 1024:
-                _NORMALIZED[raw] = provider
-            return provider
+    if type(raw) is str:
+        return _remembered(_NORMALIZED, _normalize, raw)
     return _normalize(raw) if isinstance(raw, str) else None
 
 
+# Remembered per exact string (a program names a handful of providers and model classes;
+# a str subclass may override the methods the rules call): bounded, never cleared.
 _NORMALIZED: dict[str, str | None] = {}
+_BY_CLASS: dict[str, str | None] = {}
+_REMEMBER_MAX = 1024
+
+
+def _remembered(
+    cache: dict[str, str | None], rule: Callable[[str], str | None], raw: str
+) -> str | None:
+    try:
+        return cache[raw]
+    except KeyError:
+        result = rule(raw)
+        if len(cache) < _REMEMBER_MAX:
+            cache[raw] = result
+        return result
 
 
 def _normalize(raw: str) -> str | None:
@@ -176,7 +186,13 @@ def provider_from_class(class_name: Any) -> str | None:
     Returns:
         The provider, or ``None`` when the name says nothing known.
     """
-    if not isinstance(class_name, str) or not class_name:
+    if type(class_name) is str:
+        return _remembered(_BY_CLASS, _from_class, class_name)
+    return _from_class(class_name) if isinstance(class_name, str) else None
+
+
+def _from_class(class_name: str) -> str | None:
+    if not class_name:
         return None
     key = class_name.lower().replace("_", "")
     if key in PROVIDER_ALIASES:

@@ -165,10 +165,7 @@ def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | Non
             if isinstance(value, str) and value and value != "unknown":
                 model = value
                 break
-        name = model_dict.get("class_name")
-        provider = _PROVIDER_CACHE.get(name, _MISS) if type(name) is str else None
-        if provider is _MISS:
-            provider = _provider_of_class(name)
+        provider = provider_from_class(model_dict.get("class_name"))
     if instance is not None:
         if model is None and _has_metadata(type(instance)):
             try:
@@ -178,15 +175,10 @@ def model_and_provider(model_dict: Any, instance: Any = None) -> tuple[str | Non
             except Exception:
                 pass
         if provider is None:
-            name = type(instance).__name__
-            provider = _PROVIDER_CACHE.get(name, _MISS)
-            if provider is _MISS:
-                provider = _provider_of_class(name)
+            provider = provider_from_class(type(instance).__name__)
     return model, provider
 
 
-_PROVIDER_CACHE: dict[Any, str | None] = {}
-_MISS: Any = object()
 _METADATA_CACHE: dict[type, bool] = {}
 
 
@@ -199,18 +191,6 @@ def _has_metadata(cls: type) -> bool:
         if len(_METADATA_CACHE) < 1000:
             _METADATA_CACHE[cls] = found
         return found
-
-
-def _provider_of_class(name: Any) -> str | None:
-    if not isinstance(name, str):
-        return None
-    try:
-        return _PROVIDER_CACHE[name]
-    except KeyError:
-        provider = provider_from_class(name)
-        if len(_PROVIDER_CACHE) < 1000:
-            _PROVIDER_CACHE[name] = provider
-        return provider
 
 
 _PARAM_KEYS = (

@@ -310,11 +310,14 @@ class _Name(str):
         st.none(),
         st.integers(),
         st.sampled_from(["OpenAI", " anthropic ", "azure_openai", "google-genai", "fake", ""]),
+        st.sampled_from(["ChatOpenAI", "AzureOpenAI", "Anthropic", "MockLLM", "OpenAILike"]),
         st.text(max_size=6),
         st.text(max_size=6).map(_Name),
     )
 )
 def test_providers_remembered_per_string_equal_the_rule(raw: Any) -> None:
     expected = usage_module._normalize(raw) if isinstance(raw, str) else None
+    by_class = usage_module._from_class(raw) if isinstance(raw, str) else None
     for _ in range(2):  # the first call fills the cache, the second reads it
         assert normalize_provider(raw) == expected
+        assert provider_from_class(raw) == by_class
