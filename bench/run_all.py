@@ -424,12 +424,13 @@ prose 0.64x, a tool's JSON 0.72x, code 0.65x, a 14 KB prompt 0.32x (173 -> 55 µ
   generations are paired without allocations: caller CPU over no handler 0.91x
   (205-218 -> 186-200 µs per invoke, `bench/langchain_overhead.py --against 8780ab6`), our
   8 callbacks alone 0.89x (`--replay --against 8780ab6`). Events byte-identical.
-- **The LlamaIndex door** (caller side): visible spans opened inline, model calls and
-  embeddings of a sampled trace placed inline, query-like inputs read in place, a root's
-  completion checked only once it has ended: 220 -> 186 Python calls per query, the
-  replayed handler calls of one query 112.7 -> 106.4 µs (`bench/llama_index_overhead.py
-  --replay`); in a live query our code costs ~2.3x its replayed cost (LlamaIndex's code
-  between the calls evicts ours from the CPU caches), so the gain is within noise there.
+- **The LlamaIndex door** (caller side): query-like inputs read in place, a root's
+  completion checked only once it has ended, tool definitions read only when a call
+  passed tools: the replayed handler calls of one query 112.7 -> 106.4 µs
+  (`bench/llama_index_overhead.py --replay`; inline copies of the span-opening helpers
+  were measured too and undone: no difference beyond noise); in a live query our code
+  costs ~2.3x its replayed cost (LlamaIndex's code between the calls evicts ours from the
+  CPU caches), so the gain is within noise there.
 - **Measured and left**: GC is 11-18 µs per event of the burst, almost all of it full
   collections over the queued spans (each `FinishedSpan` is a 30-field tuple the collector
   visits); storing message lists as tuples (untracked by the collector) saved nothing
