@@ -36,6 +36,7 @@ __all__ = [
     "PosthogSink",
     "Sink",
     "SinkError",
+    "encode_event",
     "encode_events",
 ]
 
@@ -182,6 +183,22 @@ def encode_events(
             continue
         parts.append(encoded)
     return EncodedBatch(b"[" + b",".join(parts) + b"]", len(parts), invalid, True)
+
+
+def encode_event(event: Any, max_event_bytes: int = MAX_WIRE_EVENT_BYTES) -> bytes | None:
+    """One event as JSON bytes, exactly as :func:`encode_events` puts it in its array.
+
+    Returns:
+        The encoded event, or ``None`` when it cannot be encoded or is over
+        ``max_event_bytes`` encoded.
+    """
+    try:
+        encoded: bytes | None = orjson.dumps(event, default=_default)
+    except TypeError:
+        encoded = _encode_one(event)
+    if encoded is None or len(encoded) > max_event_bytes:
+        return None
+    return encoded
 
 
 # -- sinks -----------------------------------------------------------------------------------
@@ -518,6 +535,33 @@ class PosthogSink:
         if exceptions:
             self._send_exceptions(exceptions, deadline)
         return encoded.invalid
+
+    @property
+    def accepts_encoded(self) -> bool:
+        """True when batches may come already encoded, event by event
+        (:meth:`send_encoded`): the sink's own HTTP path, with no ``before_send`` to apply
+        and no ``$exception`` events to derive from the dicts."""
+        return self._post is None and self.client is None and not self.capture_exceptions
+
+    def send_encoded(self, parts: Sequence[bytes], deadline: float | None = None) -> int:
+        """Post events already encoded by :func:`encode_event` as one batch, retrying
+        transient failures until ``deadline`` (as :meth:`send`; the same request body).
+
+        The exporter encodes each event as soon as it is translated when
+        :attr:`accepts_encoded`, so that a batch waiting to fill up holds bytes, which the
+        garbage collector never visits, instead of event dicts.
+
+        Returns:
+            0 (events that cannot be encoded never become parts).
+
+        Raises:
+            SinkError: The batch was rejected or could not be delivered in time.
+        """
+        if not parts:
+            return 0
+        body = self._body(b"[" + b",".join(parts) + b"]")
+        self._with_retries(functools.partial(self._post_own, body), len(parts), deadline)
+        return 0
 
     def _link_exceptions(self, batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Give every failed ``$ai_*`` event an ``$exception`` event and link the two.

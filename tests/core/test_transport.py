@@ -263,6 +263,87 @@ def test_large_events_are_split_so_no_request_body_exceeds_the_request_cap(
     assert all(e["properties"]["$ai_input"] == text for e in capture_server.events)
 
 
+def _lingering_exporter(
+    monkeypatch: pytest.MonkeyPatch, make_exporter: ExporterFactory
+) -> PosthogExporter:
+    """An exporter whose worker would wait an hour for a fuller batch (a burst that never
+    ends), after a first batch of 5 that goes at once (the traffic was quiet before)."""
+    from posthog_callbacks import batching
+
+    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)
+    exporter = make_exporter(flush_at=5, flush_interval=3600)
+    for i in range(5):
+        exporter.submit(make_span(i))
+    assert wait_until(lambda: exporter.stats().sent == 5)
+    return exporter
+
+
+def _alive(span_ids: set[str]) -> int:
+    """How many of these spans still exist (the garbage collector's view)."""
+    import gc
+
+    return sum(1 for o in gc.get_objects() if type(o) is FinishedSpan and o.span_id in span_ids)
+
+
+def test_a_filling_batch_holds_encoded_events_not_spans(
+    capture_server: CaptureServer,
+    make_exporter: ExporterFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = _lingering_exporter(monkeypatch, make_exporter)
+    span_ids: set[str] = set()
+    for i in range(5, 255):  # 250 more: the batch (max 1000) fills up for an hour
+        span = make_span(i)
+        span_ids.add(span.span_id)
+        exporter.submit(span)
+    del span
+    # Each chunk of 100 is translated and encoded while the batch fills: at most the last
+    # partial chunk is still spans (objects a full collection visits), the rest is bytes.
+    assert wait_until(lambda: _alive(span_ids) < 100)
+    stats = exporter.stats()
+    assert stats.queued < 100 and stats.in_flight == 250 - stats.queued
+    assert len(capture_server.events) == 5  # nothing more went: the batch still fills
+    assert exporter.flush(timeout=30)
+    sent = [e["uuid"] for e in capture_server.events]
+    assert len(sent) == 255 and set(sent[5:]) == span_ids
+    assert len(capture_server.accepted) == 2  # the first 5, then all 250 in one request
+    assert exporter.stats().sent == 255
+
+
+def test_encoded_and_dict_batches_put_the_same_events_on_the_wire(
+    capture_server: CaptureServer,
+    make_exporter: ExporterFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Hostile but translatable content, a generation with usage, and an event dict queued
+    # as is (feedback) with values orjson refuses: one bad value costs only its field.
+    spans = [
+        make_span(0, kind=SpanKind.GENERATION, model="gpt-4o", usage=None),
+        make_span(1)._replace(input={"text": "lone \ud800 surrogate", 7: "int key"}),
+        make_span(2)._replace(output=[{"big": 10**40}, float("nan"), b"\xff\xfe"]),
+    ]
+    feedback_props: dict[Any, Any] = {"n": 10**5000, 3: "x", "$ai_trace_id": "t"}
+    feedback = {"event": "$ai_feedback", "distinct_id": "u", "uuid": str(uuid.uuid4()),
+                "timestamp": "2026-11-30T09:00:00+00:00"}  # fmt: skip
+    received = []
+    for accepts in (True, False):
+        if not accepts:
+            monkeypatch.setattr(PosthogSink, "accepts_encoded", property(lambda self: False))
+        exporter = make_exporter(flush_at=100, flush_interval=60)
+        assert (exporter._batcher._send_encoded is not None) is accepts  # the path under test
+        for span in spans:
+            exporter.submit(span)
+        exporter._batcher.enqueue({**feedback, "properties": dict(feedback_props)})
+        assert exporter.flush(timeout=20)
+        received.append(capture_server.events)
+        capture_server.requests.clear()
+    encoded, plain = received
+    assert len(encoded) == 4 and encoded == plain
+    by_uuid = {e["uuid"]: e["properties"] for e in encoded}
+    assert by_uuid[feedback["uuid"]]["n"] == "<int too large>"
+    assert by_uuid[feedback["uuid"]]["3"] == "x"
+
+
 # -- failures and retries --------------------------------------------------------------
 
 
@@ -776,6 +857,34 @@ def test_an_event_that_cannot_be_encoded_at_all_costs_only_itself(
     assert sorted(arrived) == [0, 1, 2]
     flat = json.dumps(arrived[1]["deep"])
     assert "<too deep>" in flat and "leaf" not in flat
+
+
+def test_encode_event_gives_each_event_as_encode_events_puts_it_in_its_array() -> None:
+    from posthog_callbacks.sinks import encode_event, encode_events
+
+    deep: Any = "leaf"
+    for _ in range(400):  # deeper than any encoder goes
+        deep = [deep]
+    events = [
+        raw_event(0, text="plain"),
+        raw_event(1, big=10**5000),
+        raw_event(2, text="lone \ud800"),
+        raw_event(3, deep=deep),
+        dict(raw_event(4), properties={7: "int key", "$ai_trace_id": "t"}),
+        raw_event(5, blob="x" * (8 * 1024 * 1024)),  # over the endpoint's limit encoded
+    ]
+    parts = [encode_event(event) for event in events]
+    assert parts[5] is None and None not in parts[:5]
+    batch = encode_events(events)
+    kept = [part for part in parts if part is not None]
+    assert batch.array == b"[" + b",".join(kept) + b"]"
+    assert (batch.count, batch.invalid) == (5, 1)
+    decoded = [json.loads(part) for part in kept]
+    assert [d["properties"].get("big") for d in decoded[:2]] == [None, "<int too large>"]
+    assert decoded[2]["properties"]["text"] == "lone \ufffd"
+    assert decoded[4]["properties"]["7"] == "int key"
+    # the fast case is plain orjson: the same bytes as encoding the event alone
+    assert parts[0] == encode_events([events[0]]).array[1:-1]
 
 
 def test_jsonl_sink_writes_valid_utf8_lines_and_costs_a_bad_value_only_its_field(
