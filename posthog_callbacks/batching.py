@@ -10,8 +10,8 @@ batch overlaps the network. With a sink that takes encoded events (``PosthogSink
 HTTP path) the worker translates and encodes every chunk of 100 queued spans while a batch
 fills up, so what waits is bytes: spans left in the queue for the whole 0.5 s outlived the
 collector's young generations, and every full collection of the program's heap visited
-them (measured: 22-43 us of GC per 4-run LangChain invoke, none after). ``flush()`` waits on a processed-count, ``shutdown()`` on a deadline
-every stage checks.
+them (measured: 22-43 us of GC per 4-run LangChain invoke, none after). ``flush()``
+waits on a processed-count, ``shutdown()`` on a deadline every stage checks.
 
 Locks (the only three; each counter has one owner):
 
