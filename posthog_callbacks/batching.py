@@ -7,11 +7,11 @@ TTL sweep of open runs), translates spans into events and cuts size-bounded batc
 sustained traffic it lets a batch fill up for up to 0.5 s instead of sending many small
 requests); sender threads hand them to the sink (which retries), so translation of the next
 batch overlaps the network. With a sink that takes encoded events (``PosthogSink``'s own
-HTTP path) the worker translates and encodes every chunk of 100 queued spans while a batch
-fills up, so what waits is bytes: spans left in the queue for the whole 0.5 s outlived the
-collector's young generations, and every full collection of the program's heap visited
-them (measured: 22-43 us of GC per 4-run LangChain invoke, none after). ``flush()``
-waits on a processed-count, ``shutdown()`` on a deadline every stage checks.
+HTTP path) the worker encodes each event as it translates it, so a batch waiting for a
+sender or on the wire is bytes, which the garbage collector never visits, instead of
+thousands of event dicts that outlived its young generations (measured: 42-44 us of GC
+per 4-run LangChain invoke before, 0-4 after). ``flush()`` waits on a processed-count,
+``shutdown()`` on a deadline every stage checks.
 
 Locks (the only three; each counter has one owner):
 
@@ -64,9 +64,6 @@ _SETTLE_SECONDS = 0.25
 _LINGER_SECONDS = 0.5
 """Under sustained traffic, at most one batch per this interval (or ``flush_interval`` if
 shorter) unless it is full (see ``_linger``). The posthog SDK's own cadence."""
-_CHUNK = 100
-"""With a sink that takes encoded events, the worker translates and encodes what is queued
-whenever this many items wait, also while a batch fills up (see ``_linger``)."""
 DEFAULT_MAX_QUEUE_BYTES = 128 * 1024 * 1024
 """The queue's default byte budget: an 80,000-event burst of short chat spans (about
 1.3 KB each as estimated) fits with room to spare."""
@@ -179,18 +176,12 @@ class BatchProcessor:
         # PosthogSink sends 2 batches at once: the SDK's gzip (which releases the GIL) and
         # the server's answer for one overlap the SDK's JSON encoding of the other.
         self._max_senders = max(1, int(getattr(sink, "max_concurrent_sends", 1) or 1))
-        # A sink taking encoded events (PosthogSink's own HTTP path): see _linger.
+        # A sink taking encoded events (PosthogSink's own HTTP path): see the module.
         send_encoded = getattr(sink, "send_encoded", None)
         self._send_encoded: Callable[[list[bytes], float | None], Any] | None = (
             send_encoded
             if callable(send_encoded) and getattr(sink, "accepts_encoded", False) is True
             else None
-        )
-        # Queued items that wake a lingering worker: a full batch, or (encoded) a chunk.
-        self._chunk = (
-            max_batch_size
-            if self._send_encoded is None
-            else min(max_batch_size, max(flush_at, _CHUNK))
         )
         self._shutdown = False
         self._deadline: float | None = None
@@ -217,10 +208,6 @@ class BatchProcessor:
         self._urgent = threading.Event()
         self._flushing = False
         self._last_batch = 0.0  # time.monotonic() when the worker last took a batch
-        # The batch being filled by the worker: translated events (encoded, for a sink
-        # taking encoded events) and their size in bytes (estimated for dicts).
-        self._open: list[Any] = []
-        self._open_bytes = 0
         # Translated batches wait here for a sender thread, so the worker translates the
         # next batch while the previous one is on the wire.
         self._out_cv = threading.Condition(threading.Lock())
@@ -294,10 +281,8 @@ class BatchProcessor:
         if pending >= self.flush_at:
             if not self._wake.is_set():
                 self._wake.set()
-            if pending >= self._chunk and not self._urgent.is_set():
-                # A full batch: the worker stops waiting for more. With a sink taking
-                # encoded events, a chunk: the worker translates it meanwhile.
-                self._urgent.set()
+            if pending >= self.max_batch_size and not self._urgent.is_set():
+                self._urgent.set()  # a full batch: the worker stops waiting for more
 
     def start(self) -> None:
         """Start the worker (idempotent; it also runs the tick before anything is queued)."""
@@ -486,19 +471,14 @@ class BatchProcessor:
         until = self._last_batch + min(_LINGER_SECONDS, self.flush_interval)
         urgent = self._urgent
         # One wait, no polling (a timed wait costs ~65 us of CPU here): enqueue() sets
-        # _urgent when a full batch is queued, or with a sink taking encoded events, a
-        # chunk. The chunk is translated and encoded while the batch fills up: a span
-        # waiting 0.5 s in the queue outlives the collector's young generations and is
-        # visited by every full collection of the program's heap after it, bytes never.
-        while len(self._queue) + len(self._open) < self.max_batch_size:
+        # _urgent when a full batch is queued.
+        while len(self._queue) < self.max_batch_size:
             if urgent.is_set():
                 if self._flushing or self._shutdown:
                     return
                 urgent.clear()  # set for a full batch that an earlier round took
                 if self._flushing:  # flush() came in between: keep its signal
                     return
-                if self._send_encoded is not None:
-                    self._absorb(self.max_batch_size - len(self._open))
                 continue
             remaining = until - time.monotonic()
             if remaining <= 0:
@@ -507,22 +487,10 @@ class BatchProcessor:
 
     def _process_batch(self) -> None:
         self._last_batch = time.monotonic()
-        self._absorb(self.max_batch_size - len(self._open))
-        if self._open:
-            batch = self._open
-            self._open, self._open_bytes = [], 0
-            self._send(batch)
-
-    def _absorb(self, limit: int) -> None:
-        """Take up to ``limit`` queued items and translate them into the open batch
-        (encoding each at once for a sink taking encoded events); a batch reaching the
-        request cap goes to a sender meanwhile."""
-        if limit <= 0:
-            return
         items: collections.deque[Item] | list[Item]
         with self._lock:
             queue, sizes = self._queue, self._sizes
-            if len(queue) <= limit:
+            if len(queue) <= self.max_batch_size:
                 # All of it: take the deques whole (O(1) under the lock callers wait on).
                 items = queue
                 self._queue = collections.deque()
@@ -531,11 +499,12 @@ class BatchProcessor:
             else:
                 items = []
                 freed = 0
-                for _ in range(limit):
+                for _ in range(self.max_batch_size):
                     items.append(queue.popleft())
                     freed += sizes.popleft()
                 self._queued_bytes -= freed
-        batch, size = self._open, self._open_bytes
+        batch: list[Any] = []
+        size = 0
         failed = unencodable = 0
         translate = self._translate
         encoded = self._send_encoded is not None
@@ -563,10 +532,10 @@ class BatchProcessor:
             if batch and size + est > _MAX_REQUEST_BYTES:
                 self._send(batch)
                 batch, size = [], 0
-                self._open = batch
             batch.append(out)
             size += est
-        self._open_bytes = size
+        if batch:
+            self._send(batch)
         if unencodable:
             self.warn_once(
                 "invalid",

@@ -263,51 +263,46 @@ def test_large_events_are_split_so_no_request_body_exceeds_the_request_cap(
     assert all(e["properties"]["$ai_input"] == text for e in capture_server.events)
 
 
-def _lingering_exporter(
-    monkeypatch: pytest.MonkeyPatch, make_exporter: ExporterFactory
-) -> PosthogExporter:
-    """An exporter whose worker would wait an hour for a fuller batch (a burst that never
-    ends), after a first batch of 5 that goes at once (the traffic was quiet before)."""
-    from posthog_callbacks import batching
-
-    monkeypatch.setattr(batching, "_LINGER_SECONDS", 3600.0)
-    exporter = make_exporter(flush_at=5, flush_interval=3600)
-    for i in range(5):
-        exporter.submit(make_span(i))
-    assert wait_until(lambda: exporter.stats().sent == 5)
-    return exporter
-
-
-def _alive(span_ids: set[str]) -> int:
-    """How many of these spans still exist (the garbage collector's view)."""
+def _alive(span_ids: set[str]) -> tuple[int, int]:
+    """How many of these spans, and of their event dicts, still exist (the garbage
+    collector's view: what its full collections visit)."""
     import gc
 
-    return sum(1 for o in gc.get_objects() if type(o) is FinishedSpan and o.span_id in span_ids)
+    spans = events = 0
+    for o in gc.get_objects():
+        if type(o) is FinishedSpan and o.span_id in span_ids:
+            spans += 1
+        elif type(o) is dict and o.get("uuid") in span_ids:
+            events += 1
+    return spans, events
 
 
-def test_a_filling_batch_holds_encoded_events_not_spans(
+@pytest.mark.parametrize("accepts", [True, False])
+def test_a_batch_on_the_wire_is_bytes_not_event_dicts(
     capture_server: CaptureServer,
     make_exporter: ExporterFactory,
     monkeypatch: pytest.MonkeyPatch,
+    accepts: bool,
 ) -> None:
-    exporter = _lingering_exporter(monkeypatch, make_exporter)
+    if not accepts:  # a sink that needs the dicts (before_send, $exception events)
+        monkeypatch.setattr(PosthogSink, "accepts_encoded", property(lambda self: False))
+    exporter = make_exporter(flush_at=1000, flush_interval=3600)
     span_ids: set[str] = set()
-    for i in range(5, 255):  # 250 more: the batch (max 1000) fills up for an hour
+    for i in range(250):
         span = make_span(i)
         span_ids.add(span.span_id)
         exporter.submit(span)
     del span
-    # Each chunk of 100 is translated and encoded while the batch fills: at most the last
-    # partial chunk is still spans (objects a full collection visits), the rest is bytes.
-    assert wait_until(lambda: _alive(span_ids) < 100)
-    stats = exporter.stats()
-    assert stats.queued < 100 and stats.in_flight == 250 - stats.queued
-    assert len(capture_server.events) == 5  # nothing more went: the batch still fills
-    assert exporter.flush(timeout=30)
-    sent = [e["uuid"] for e in capture_server.events]
-    assert len(sent) == 255 and set(sent[5:]) == span_ids
-    assert len(capture_server.accepted) == 2  # the first 5, then all 250 in one request
-    assert exporter.stats().sent == 255
+    with capture_server.held():
+        flushing = threading.Thread(target=exporter.flush, args=(30,))
+        flushing.start()
+        assert capture_server.wait_for_inflight(1)
+        # Translated, and with the sink's own HTTP path encoded as translated: while the
+        # request is on the wire, neither the spans nor their event dicts exist.
+        assert _alive(span_ids) == (0, 0 if accepts else 250)
+    flushing.join()
+    assert sorted(e["uuid"] for e in capture_server.events) == sorted(span_ids)
+    assert len(capture_server.accepted) == 1 and exporter.stats().sent == 250
 
 
 def test_encoded_and_dict_batches_put_the_same_events_on_the_wire(
