@@ -119,8 +119,11 @@ def manual_trace(exporter: PosthogExporter, user: str) -> None:
         trace.update(output={"answer": ANSWER})
 
 
-def bench_exporter(server: Server, per_thread: int) -> Result:
-    exporter = PosthogExporter(api_key=API_KEY, host=server.url)  # default settings
+def bench_exporter(
+    server: Server, per_thread: int, make: Callable[[], PosthogExporter] | None = None
+) -> Result:
+    """The burst into one exporter: default settings, or what ``make`` returns."""
+    exporter = make() if make else PosthogExporter(api_key=API_KEY, host=server.url)
     before = server.events()
     process = time.process_time()
 
