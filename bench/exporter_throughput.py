@@ -14,8 +14,9 @@ share our GIL), then, in the same run:
   senders that encode, compress and post);
 * **caller cost**, one thread, no contention: what a front door pays per recorded span
   (build an ``OpenSpan``, ``finish()``, ``submit()``) and the manual API per span;
-* **stages**, one thread: translation, ``orjson`` encoding, gzip, ``PosthogSink.send``
-  all included, and the capture server's own CPU.
+* **stages**, one thread: translation, ``orjson`` encoding (a chunk at a time as the worker
+  does for ``PosthogSink``, and a whole batch at once as for a sink taking event dicts),
+  gzip, ``PosthogSink.send_encoded`` all included, and the capture server's own CPU.
 
 Usage::
 
@@ -46,7 +47,9 @@ import posthog
 from capture import Server
 
 from posthog_callbacks import MemorySink, OpenSpan, PosthogExporter, PosthogSink, SpanKind, Usage
+from posthog_callbacks.batching import _ENCODE_CHUNK
 from posthog_callbacks.events import _span_to_event_sized
+from posthog_callbacks.sinks import EncodedEvents, encode_events
 
 API_KEY = "phc_benchProjectKey0123456789abcdef"
 THREADS = 4
@@ -276,8 +279,28 @@ def stages(server: Server, n: int = 10_000) -> dict[str, float]:
     out["translate span -> event (worker)"] = best(
         lambda: [[_span_to_event_sized(s, config)[0] for s in b] for b in batches]
     )
-    out["orjson encode, whole batch (sender)"] = best(lambda: [orjson.dumps(b) for b in events])
+
+    def encode_chunks() -> None:
+        for batch in events:  # one batch alive at a time, as on the worker
+            encoded = EncodedEvents()
+            for i in range(0, len(batch), _ENCODE_CHUNK):
+                encoded.add(encode_events(batch[i : i + _ENCODE_CHUNK]))
+            del encoded
+
+    def encode_whole() -> None:
+        for batch in events:
+            body = orjson.dumps(batch)
+            del body
+
+    out["orjson encode, a chunk at a time (worker)"] = best(encode_chunks)
+    out["orjson encode, whole batch (a sink taking dicts)"] = best(encode_whole)
     bodies = [orjson.dumps(b) for b in events]
+    chunked = []
+    for b in events:
+        encoded = EncodedEvents()
+        for i in range(0, len(b), _ENCODE_CHUNK):
+            encoded.add(encode_events(b[i : i + _ENCODE_CHUNK]))
+        chunked.append(encoded)
     for level in (1, 6, 9):
 
         def compress(level: int = level) -> list[bytes]:
@@ -286,7 +309,9 @@ def stages(server: Server, n: int = 10_000) -> dict[str, float]:
         out[f"gzip level {level}{' (ours)' if level == 1 else ''}"] = best(compress)
     sink = PosthogSink(api_key=API_KEY, host=server.url)
     before = server.stats()
-    out["PosthogSink.send, all included (sender)"] = best(lambda: [sink.send(b) for b in events])
+    out["PosthogSink.send_encoded, all included (sender)"] = best(
+        lambda: [sink.send_encoded(c) for c in chunked]
+    )
     after = server.stats()
     out["capture server CPU (other process)"] = (after["busy_us"] - before["busy_us"]) / max(
         1, after["events"] - before["events"]

@@ -31,12 +31,12 @@ from requests.adapters import HTTPAdapter
 __all__ = [
     "DEFAULT_HOST",
     "EncodedBatch",
+    "EncodedEvents",
     "JsonlSink",
     "MemorySink",
     "PosthogSink",
     "Sink",
     "SinkError",
-    "encode_event",
     "encode_events",
 ]
 
@@ -185,20 +185,37 @@ def encode_events(
     return EncodedBatch(b"[" + b",".join(parts) + b"]", len(parts), invalid, True)
 
 
-def encode_event(event: Any, max_event_bytes: int = MAX_WIRE_EVENT_BYTES) -> bytes | None:
-    """One event as JSON bytes, exactly as :func:`encode_events` puts it in its array.
+class EncodedEvents:
+    """A batch built from chunks encoded one after another (:func:`encode_events` each),
+    for :meth:`PosthogSink.send_encoded`. ``len()`` is the number of events.
 
-    Returns:
-        The encoded event, or ``None`` when it cannot be encoded or is over
-        ``max_event_bytes`` encoded.
+    Attributes:
+        arrays: Each chunk as a JSON array.
+        size: Their bytes together.
     """
-    try:
-        encoded: bytes | None = orjson.dumps(event, default=_default)
-    except TypeError:
-        encoded = _encode_one(event)
-    if encoded is None or len(encoded) > max_event_bytes:
-        return None
-    return encoded
+
+    __slots__ = ("_count", "arrays", "size")
+
+    def __init__(self) -> None:
+        self.arrays: list[bytes] = []
+        self.size = 0
+        self._count = 0
+
+    def add(self, chunk: EncodedBatch) -> None:
+        """Append the events of ``chunk`` (nothing for a chunk whose events were all invalid)."""
+        if chunk.count:
+            self.arrays.append(chunk.array)
+            self.size += len(chunk.array)
+            self._count += chunk.count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def array(self) -> bytes:
+        """Every event as one JSON array."""
+        if len(self.arrays) == 1:
+            return self.arrays[0]
+        return b"[" + b",".join(a[1:-1] for a in self.arrays) + b"]"
 
 
 # -- sinks -----------------------------------------------------------------------------------
@@ -538,29 +555,29 @@ class PosthogSink:
 
     @property
     def accepts_encoded(self) -> bool:
-        """True when batches may come already encoded, event by event
-        (:meth:`send_encoded`): the sink's own HTTP path, with no ``before_send`` to apply
-        and no ``$exception`` events to derive from the dicts."""
+        """True when batches may come already encoded (:meth:`send_encoded`): the sink's
+        own HTTP path, with no ``before_send`` to apply and no ``$exception`` events to
+        derive from the dicts."""
         return self._post is None and self.client is None and not self.capture_exceptions
 
-    def send_encoded(self, parts: Sequence[bytes], deadline: float | None = None) -> int:
-        """Post events already encoded by :func:`encode_event` as one batch, retrying
-        transient failures until ``deadline`` (as :meth:`send`; the same request body).
+    def send_encoded(self, batch: EncodedEvents, deadline: float | None = None) -> int:
+        """Post a batch encoded chunk by chunk as one request, retrying transient failures
+        until ``deadline`` (as :meth:`send`; the same request body).
 
-        The exporter encodes each event as soon as it is translated when
-        :attr:`accepts_encoded`, so that a batch waiting to fill up holds bytes, which the
-        garbage collector never visits, instead of event dicts.
+        The exporter encodes events a chunk at a time as it translates them when
+        :attr:`accepts_encoded`, so that a batch waiting for a sender or on the wire holds
+        bytes, which the garbage collector never visits, instead of event dicts.
 
         Returns:
-            0 (events that cannot be encoded never become parts).
+            0 (events that could not be encoded were left out of their chunk already).
 
         Raises:
             SinkError: The batch was rejected or could not be delivered in time.
         """
-        if not parts:
+        if not len(batch):
             return 0
-        body = self._body(b"[" + b",".join(parts) + b"]")
-        self._with_retries(functools.partial(self._post_own, body), len(parts), deadline)
+        body = self._body(batch.array())
+        self._with_retries(functools.partial(self._post_own, body), len(batch), deadline)
         return 0
 
     def _link_exceptions(self, batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

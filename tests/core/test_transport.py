@@ -854,8 +854,8 @@ def test_an_event_that_cannot_be_encoded_at_all_costs_only_itself(
     assert "<too deep>" in flat and "leaf" not in flat
 
 
-def test_encode_event_gives_each_event_as_encode_events_puts_it_in_its_array() -> None:
-    from posthog_callbacks.sinks import encode_event, encode_events
+def test_a_batch_encoded_chunk_by_chunk_is_the_array_of_its_valid_events() -> None:
+    from posthog_callbacks.sinks import EncodedEvents, encode_events
 
     deep: Any = "leaf"
     for _ in range(400):  # deeper than any encoder goes
@@ -867,19 +867,24 @@ def test_encode_event_gives_each_event_as_encode_events_puts_it_in_its_array() -
         raw_event(3, deep=deep),
         dict(raw_event(4), properties={7: "int key", "$ai_trace_id": "t"}),
         raw_event(5, blob="x" * (8 * 1024 * 1024)),  # over the endpoint's limit encoded
+        raw_event(6),
     ]
-    parts = [encode_event(event) for event in events]
-    assert parts[5] is None and None not in parts[:5]
-    batch = encode_events(events)
-    kept = [part for part in parts if part is not None]
-    assert batch.array == b"[" + b",".join(kept) + b"]"
-    assert (batch.count, batch.invalid) == (5, 1)
-    decoded = [json.loads(part) for part in kept]
-    assert [d["properties"].get("big") for d in decoded[:2]] == [None, "<int too large>"]
-    assert decoded[2]["properties"]["text"] == "lone \ufffd"
+    whole = encode_events(events)
+    assert (whole.count, whole.invalid) == (6, 1)
+    for chunk in (1, 2, 3, 7):
+        batch = EncodedEvents()
+        invalid = 0
+        for i in range(0, len(events), chunk):
+            encoded = encode_events(events[i : i + chunk])
+            invalid += encoded.invalid
+            batch.add(encoded)  # a chunk of only the huge event adds nothing
+        assert (len(batch), invalid) == (6, 1)
+        assert batch.array() == whole.array  # the same bytes, however it was chunked
+        assert batch.size == sum(len(a) for a in batch.arrays)
+    decoded = json.loads(whole.array)
+    assert [d["properties"]["i"] for d in decoded if "i" in d["properties"]] == [0, 1, 2, 3, 6]
+    assert decoded[1]["properties"]["big"] == "<int too large>"
     assert decoded[4]["properties"]["7"] == "int key"
-    # the fast case is plain orjson: the same bytes as encoding the event alone
-    assert parts[0] == encode_events([events[0]]).array[1:-1]
 
 
 def test_jsonl_sink_writes_valid_utf8_lines_and_costs_a_bad_value_only_its_field(
