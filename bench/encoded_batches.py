@@ -97,26 +97,45 @@ def langchain(server: Server, invokes: int, rounds: int, gc_time: GCTime) -> Non
     for path in PATHS:
         cols = [statistics.median(r[i] for r in rows[path]) for i in range(4)]
         print(f"  {path:8} {cols[0]:7.0f} {cols[1]:7.0f} {cols[2]:8.0f} {cols[3]:6.1f}")
+    # Each round ran both paths back to back: the per-round difference is what drifts least.
+    pairs = list(zip(rows["encoded"], rows["dicts"], strict=True))
+    diffs = [[e[i] - d[i] for e, d in pairs] for i in range(4)]
+    wins = sum(1 for e, d in pairs if e[2] < d[2])
+    print(
+        "  encoded - dicts, median of the per-round differences: "
+        + ", ".join(
+            f"{name} {statistics.median(diffs[i]):+.0f}"
+            for i, name in enumerate(("wall", "caller", "process", "gc"))
+        )
+        + f" µs/invoke; encoded took less process CPU in {wins} of {len(pairs)} rounds"
+    )
 
 
-def burst(server: Server, traces: int, rounds: int) -> None:
+def burst(server: Server, traces: int, rounds: int, gc_time: GCTime) -> None:
     results: dict[str, list[exporter_throughput.Result]] = {p: [] for p in PATHS}
+    gc_us: dict[str, list[float]] = {p: [] for p in PATHS}
     for i in range(rounds):
         for path in PATHS if i % 2 == 0 else PATHS[::-1]:
             make = functools.partial(exporter, path, server)
+            gc_time.reset()
             result = exporter_throughput.bench_exporter(server, traces, make)
+            gc_us[path].append(gc_time.total / result.offered * 1e6)
             if result.arrived != result.offered:
                 print(f"  {path}: {result.offered - result.arrived} events did not arrive")
             results[path].append(result)
     print(f"burst, 4 threads x {traces} manual traces x {rounds} rounds per path (median):")
-    print(f"  {'path':8} {'events/s':>9} {'process µs/event':>17} {'worker':>7} {'senders':>8}")
+    print(
+        f"  {'path':8} {'events/s':>9} {'process µs/event':>17} {'worker':>7} {'senders':>8}"
+        f" {'gc':>5}"
+    )
     for path in PATHS:
         rs = results[path]
         rate = statistics.median(r.rate for r in rs)
         cpu = statistics.median(r.process_us for r in rs)
         worker = statistics.median(r.worker_us for r in rs)
         senders = statistics.median(r.senders_us for r in rs)
-        print(f"  {path:8} {rate:9,.0f} {cpu:17.1f} {worker:7.1f} {senders:8.1f}")
+        gc_ = statistics.median(gc_us[path])
+        print(f"  {path:8} {rate:9,.0f} {cpu:17.1f} {worker:7.1f} {senders:8.1f} {gc_:5.1f}")
 
 
 def main() -> None:
@@ -133,7 +152,7 @@ def main() -> None:
     server = Server()
     try:
         langchain(server, args.invokes, args.rounds, gc_time)
-        burst(server, args.burst_traces, args.burst_rounds)
+        burst(server, args.burst_traces, args.burst_rounds, gc_time)
     finally:
         server.close()
 
