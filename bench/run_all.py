@@ -386,6 +386,49 @@ def throughput_section(r: Run) -> list[str]:
     return out
 
 
+THIRD_PASS = """## The third pass (what each lever bought)
+
+- **Batches held as bytes, not event dicts.** With `PosthogSink`'s own HTTP path (an API
+  key, no wrapped `posthog.Posthog` client, no `capture_exceptions`) the worker encodes the
+  events it translates 128 at a time (`PosthogSink.accepts_encoded`, `send_encoded`), so a
+  batch waiting for a sender or on the wire is a few `bytes` objects instead of up to 1,000
+  event dicts with their property dicts and lists. Those outlived the collector's young
+  generations, and each full collection of the program's heap visited them. Time in the
+  garbage collector (`gc.callbacks`): per LangChain invoke 53.5 -> 4.6 µs, per event of the
+  80k burst 25.0 -> 13.5 µs (what is left is the burst's backlog of queued spans).
+  `bench/encoded_batches.py` (new) runs both paths into the capture server, rounds
+  interleaved, a sink taking dicts standing in for the old one: the chain's process CPU
+  1,091 -> 1,015 µs per invoke (median of the per-round differences -46 µs), the 80k burst
+  87.3 -> 84.5 µs of process CPU per event and 11,618 -> 12,052 events/s
+  (`--burst-traces 10000 --burst-rounds 3`, in a slow phase of the machine; 66.7 -> 62.2 µs
+  and 15,001 -> 16,170 events/s in a faster one). Across four such runs during the pass
+  the chain's process CPU differed by -89 to +22 µs per invoke between the paths (the
+  machine's drift between rounds is of that size), the burst's by -2 to -8 µs per event,
+  always for the encoded path.
+- **A chunk at a time.** One `orjson` call per event cost ~6 µs per event here (a ~1 KB
+  `bytes` object each, in fresh memory), against ~1 µs per event for 128 at a time and
+  1.1-1.3 µs for a whole batch (the stage table above).
+- **Measured and left.** Stubbing the LangChain door's copies of inputs, prompts and
+  messages (an experiment, not a change) saves ~46 µs of the caller's ~200 µs per invoke in
+  the chain: converting those framework objects on the worker instead, where the same code
+  runs warm in a batch, is the lever the issue names; it needs a rule for what a user may
+  still mutate after the callback (chain inputs and outputs are theirs). The `OpenSpan`
+  constructor (31 fields) costs ~0.7 µs and `finish()` ~0.4 µs: a slotted object's floor.
+- **Tried and not kept.** A fast path for dicts of scalars in the serializer: the burst's
+  generation -16 %, but a chain span whose dicts hold lists +14 % and a chat generation
+  with tool calls +2-5 % (a dict that turns out not to be flat pays for the attempt);
+  reading the memo of shared containers only when a mapping holds a container: 1-7 % less
+  on the walk alone, nothing measurable on a whole event (`bench/against.py HEAD`).
+
+Reproduce:
+
+```bash
+.venv/bin/python bench/encoded_batches.py            # bytes vs event dicts, interleaved
+.venv/bin/python bench/exporter_throughput.py        # the stage table (chunked encoding)
+```
+"""
+
+
 SECOND_PASS = """## The second pass (what each lever bought)
 
 Each measured A/B, old and new code interleaved in one process. `bench/against.py REV`
@@ -449,6 +492,19 @@ Reproduce:
 
 
 BEFORE = """## Before (kept for comparison)
+
+### Before the third pass (2026-11-30, after the second pass)
+
+| what | figure |
+|---|---:|
+| 80k burst: arrived / dropped | 80,000 / 0 |
+| 80k burst: events/s end to end | 12,465 (another run: 14,071) |
+| 80k burst: process µs/event | 81.6 (another run: 72.1) |
+| manual API per span (trace + generation), one thread | 26.0 µs |
+| front door finish() + submit() per span | 9.9 µs (5.6-5.9 interleaved) |
+| LangChain per invoke: ours / PostHog's / no-op, wall | +359 / +2,558 / +38 µs (0.14x) |
+| LangChain per invoke: process CPU / caller CPU vs PostHog's | 0.13x / 0.09x |
+| LlamaIndex `instrument()`: CPU per query vs none (min) | 1.195x |
 
 ### Before the second pass (2026-11-30, after the first pass)
 
@@ -677,6 +733,7 @@ def write_page(runs: dict[str, Run], quick: bool, has_plot: bool) -> str:
     lines += throughput_section(runs["throughput"])
     lines += llama_section(runs["llama"])
     lines += soak_section(runs["soak"])
+    lines += [*THIRD_PASS.splitlines(), ""]
     lines += [*SECOND_PASS.splitlines(), ""]
     lines += [*BEFORE.splitlines(), ""]
     lines += [
