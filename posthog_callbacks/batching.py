@@ -10,9 +10,9 @@ batch overlaps the network. With a sink that takes encoded events (``PosthogSink
 HTTP path) the worker encodes every ``_ENCODE_CHUNK`` events as it translates them, so a
 batch waiting for a sender or on the wire is bytes, which the garbage collector never
 visits, instead of thousands of event dicts that outlived its young generations
-(measured: 42-44 us of GC per 4-run LangChain invoke before, 0-4 after; one ``orjson``
-call per chunk costs about half what one per event does). ``flush()`` waits on a
-processed-count, ``shutdown()`` on a deadline every stage checks.
+(measured: 42-54 us of GC per 4-run LangChain invoke before, 4-5 after; one ``orjson``
+call per chunk costs a sixth of one per event, see docs/performance.md). ``flush()``
+waits on a processed-count, ``shutdown()`` on a deadline every stage checks.
 
 Locks (the only three; each counter has one owner):
 
@@ -534,10 +534,10 @@ class BatchProcessor:
     def _encode_and_send(self, items: collections.deque[Item] | list[Item]) -> None:
         """``_process_batch`` for a sink taking encoded events: events are encoded a chunk
         at a time as they are translated, and requests are cut on the encoded bytes."""
-        batch = EncodedEvents()
+        batch = EncodedEvents()  # its events left out as invalid are counted on delivery
         chunk: list[dict[str, Any]] = []
         chunk_bytes = 0
-        failed = unencodable = 0
+        failed = 0
         for n, item in enumerate(items, 1):
             translated = self._translate_item(item)
             if translated is None:
@@ -549,7 +549,6 @@ class BatchProcessor:
                 len(chunk) >= _ENCODE_CHUNK or chunk_bytes >= _ENCODE_CHUNK_BYTES or n == len(items)
             ):
                 encoded = encode_events(chunk)  # a bad event costs only itself
-                unencodable += encoded.invalid
                 if len(batch) and batch.size + len(encoded.array) > _MAX_REQUEST_BYTES:
                     self._send(batch)
                     batch = EncodedEvents()
@@ -557,15 +556,8 @@ class BatchProcessor:
                 chunk, chunk_bytes = [], 0
         if len(batch):
             self._send(batch)
-        if unencodable:
-            self.warn_once(
-                "invalid",
-                "posthog_callbacks: %d events could not be encoded and were dropped (each "
-                "cost only itself; counted as dropped_invalid in exporter.stats())",
-                unencodable,
-            )
-        if failed or unencodable:
-            self._count_drop("dropped_invalid", failed + unencodable)
+        if failed:
+            self._count_drop("dropped_invalid", failed)
 
     def _translate_item(self, item: Item) -> tuple[dict[str, Any], int] | None:
         """A queued span translated (an event dict queued as it is); None if it failed."""

@@ -1,6 +1,7 @@
 """Where finished PostHog event dicts go: PostHog itself, a JSONL file, or memory.
 
-A sink sees only finished event dicts, so a local file holds exactly what PostHog would
+A sink sees only finished event dicts (``PosthogSink`` may be handed them already encoded,
+see :meth:`PosthogSink.send_encoded`), so a local file holds exactly what PostHog would
 have received. ``send`` is called from the exporter's worker threads only. It returns how
 many of the events it could not encode (counted as ``dropped_invalid``: one bad value costs
 at most its own event, never the batch), and raises when the whole batch was lost (counted
@@ -187,29 +188,34 @@ def encode_events(
 
 class EncodedEvents:
     """A batch built from chunks encoded one after another (:func:`encode_events` each),
-    for :meth:`PosthogSink.send_encoded`. ``len()`` is the number of events.
+    for :meth:`PosthogSink.send_encoded`. ``len()`` counts every event handed over, the
+    ones left out as invalid included (as ``len()`` of the events given to ``send``).
 
     Attributes:
-        arrays: Each chunk as a JSON array.
+        arrays: Each chunk's valid events as a JSON array.
         size: Their bytes together.
+        count: Valid events in ``arrays``.
+        invalid: Events left out: not encodable, or over the endpoint's limit encoded.
     """
 
-    __slots__ = ("_count", "arrays", "size")
+    __slots__ = ("arrays", "count", "invalid", "size")
 
     def __init__(self) -> None:
         self.arrays: list[bytes] = []
         self.size = 0
-        self._count = 0
+        self.count = 0
+        self.invalid = 0
 
     def add(self, chunk: EncodedBatch) -> None:
-        """Append the events of ``chunk`` (nothing for a chunk whose events were all invalid)."""
+        """Append the events of ``chunk``."""
+        self.invalid += chunk.invalid
         if chunk.count:
             self.arrays.append(chunk.array)
             self.size += len(chunk.array)
-            self._count += chunk.count
+            self.count += chunk.count
 
     def __len__(self) -> int:
-        return self._count
+        return self.count + self.invalid
 
     def array(self) -> bytes:
         """Every event as one JSON array."""
@@ -569,16 +575,20 @@ class PosthogSink:
         bytes, which the garbage collector never visits, instead of event dicts.
 
         Returns:
-            0 (events that could not be encoded were left out of their chunk already).
+            How many events were left out because they could not be encoded or were over
+            the endpoint's size limit (also added to :attr:`dropped_invalid`), as
+            :meth:`send`.
 
         Raises:
             SinkError: The batch was rejected or could not be delivered in time.
         """
-        if not len(batch):
-            return 0
-        body = self._body(batch.array())
-        self._with_retries(functools.partial(self._post_own, body), len(batch), deadline)
-        return 0
+        if batch.invalid:
+            with self._count_lock:
+                self.dropped_invalid += batch.invalid
+        if batch.count:
+            body = self._body(batch.array())
+            self._with_retries(functools.partial(self._post_own, body), batch.count, deadline)
+        return batch.invalid
 
     def _link_exceptions(self, batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Give every failed ``$ai_*`` event an ``$exception`` event and link the two.

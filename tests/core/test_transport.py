@@ -878,7 +878,7 @@ def test_a_batch_encoded_chunk_by_chunk_is_the_array_of_its_valid_events() -> No
             encoded = encode_events(events[i : i + chunk])
             invalid += encoded.invalid
             batch.add(encoded)  # a chunk of only the huge event adds nothing
-        assert (len(batch), invalid) == (6, 1)
+        assert (batch.count, batch.invalid, len(batch), invalid) == (6, 1, 7, 1)
         assert batch.array() == whole.array  # the same bytes, however it was chunked
         assert batch.size == sum(len(a) for a in batch.arrays)
     decoded = json.loads(whole.array)
@@ -950,6 +950,7 @@ def test_an_invalid_event_is_counted_as_invalid_not_as_a_lost_batch(
         0,
     )
     assert stats.in_flight == 0
+    assert (sink.dropped_invalid, sink.requests) == (1, 1)  # encoded by the worker, one request
 
 
 # -- memory: the queue is bounded by bytes held -----------------------------------------
