@@ -414,12 +414,14 @@ THIRD_PASS = """## The third pass (what each lever bought)
 - **A chunk at a time.** One `orjson` call per event cost ~6 µs per event here (a ~1 KB
   `bytes` object each, in fresh memory), against ~1 µs per event for 128 at a time and
   1.1-1.3 µs for a whole batch (the stage table above).
-- **Measured and left.** Stubbing the LangChain door's copies of inputs, prompts and
-  messages (an experiment, not a change) saves ~46 µs of the caller's ~200 µs per invoke in
-  the chain: converting those framework objects on the worker instead, where the same code
-  runs warm in a batch, is the lever the issue names; it needs a rule for what a user may
-  still mutate after the callback (chain inputs and outputs are theirs). The `OpenSpan`
-  constructor (31 fields) costs ~0.7 µs and `finish()` ~0.4 µs: a slotted object's floor.
+- **Measured and left.** Converting framework objects (prompt values, messages, model
+  responses) on the worker instead of the caller is the lever the issue names. Replacing
+  those conversions in the LangChain door by stubs (an experiment, not a change) left the
+  caller's CPU in the chain where it was (783 -> 794 µs per invoke, within this machine's
+  drift); stubbing every copy, the chain's own inputs (user data, which must be copied)
+  included, gave 842 -> 796 µs in one run. Not pursued: it would not pay for the rule it
+  needs (what a user may still mutate after the callback). The `OpenSpan` constructor (31
+  fields) costs ~0.7 µs and `finish()` ~0.4 µs: a slotted object's floor.
 - **Tried and not kept.** A fast path for dicts of scalars in the serializer: the burst's
   generation -16 %, but a chain span whose dicts hold lists +14 % and a chat generation
   with tool calls +2-5 % (a dict that turns out not to be flat pays for the attempt);
