@@ -1,8 +1,8 @@
 """Batches held as encoded bytes against batches of event dicts, interleaved in one run.
 
-``PosthogSink``'s own HTTP path takes events encoded one by one as the worker translates
-them (``PosthogSink.accepts_encoded``), so a batch waiting for a sender or on the wire is
-bytes, which the garbage collector never visits. A sink that needs the dicts (a wrapped
+``PosthogSink``'s own HTTP path takes events encoded a chunk at a time as the worker
+translates them (``PosthogSink.accepts_encoded``), so a batch waiting for a sender or on the
+wire is bytes, which the garbage collector never visits. A sink that needs the dicts (a wrapped
 ``posthog.Posthog`` client, ``capture_exceptions=True``) gets batches of event dicts, as
 every sink did before. This benchmark runs both paths into the local capture server,
 alternating rounds so a busy machine's drift hits both alike:
@@ -13,7 +13,8 @@ alternating rounds so a busy machine's drift hits both alike:
   the invokes, process CPU (the final flush included) and time spent in the garbage
   collector (``gc.callbacks``, every thread);
 * **burst**: the 80k burst of ``bench/exporter_throughput.py`` (smaller by default): end-to-end
-  events/s and process CPU per event.
+  events/s, process CPU per event (and the worker's and senders' share) and time in the
+  garbage collector per event.
 
 Usage::
 

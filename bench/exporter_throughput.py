@@ -10,8 +10,8 @@ share our GIL), then, in the same run:
   (counted by the server), what was dropped, the end-to-end rate (first record -> last
   event at the server), process CPU per event (callers, worker and senders together:
   ``time.process_time``), the recording threads' CPU per span (``time.thread_time``) and,
-  for ours, that CPU split by thread (recording threads, the worker that translates, the
-  senders that encode, compress and post);
+  for ours, that CPU split by thread (recording threads, the worker that translates and
+  encodes, the senders that compress and post);
 * **caller cost**, one thread, no contention: what a front door pays per recorded span
   (build an ``OpenSpan``, ``finish()``, ``submit()``) and the manual API per span;
 * **stages**, one thread: translation, ``orjson`` encoding (a chunk at a time as the worker
@@ -280,11 +280,15 @@ def stages(server: Server, n: int = 10_000) -> dict[str, float]:
         lambda: [[_span_to_event_sized(s, config)[0] for s in b] for b in batches]
     )
 
+    def chunked(batch: list[dict[str, Any]]) -> EncodedEvents:
+        encoded = EncodedEvents()  # as the worker encodes for PosthogSink
+        for i in range(0, len(batch), _ENCODE_CHUNK):
+            encoded.add(encode_events(batch[i : i + _ENCODE_CHUNK]))
+        return encoded
+
     def encode_chunks() -> None:
         for batch in events:  # one batch alive at a time, as on the worker
-            encoded = EncodedEvents()
-            for i in range(0, len(batch), _ENCODE_CHUNK):
-                encoded.add(encode_events(batch[i : i + _ENCODE_CHUNK]))
+            encoded = chunked(batch)
             del encoded
 
     def encode_whole() -> None:
@@ -295,12 +299,7 @@ def stages(server: Server, n: int = 10_000) -> dict[str, float]:
     out["orjson encode, a chunk at a time (worker)"] = best(encode_chunks)
     out["orjson encode, whole batch (a sink taking dicts)"] = best(encode_whole)
     bodies = [orjson.dumps(b) for b in events]
-    chunked = []
-    for b in events:
-        encoded = EncodedEvents()
-        for i in range(0, len(b), _ENCODE_CHUNK):
-            encoded.add(encode_events(b[i : i + _ENCODE_CHUNK]))
-        chunked.append(encoded)
+    encoded = [chunked(b) for b in events]
     for level in (1, 6, 9):
 
         def compress(level: int = level) -> list[bytes]:
@@ -310,7 +309,7 @@ def stages(server: Server, n: int = 10_000) -> dict[str, float]:
     sink = PosthogSink(api_key=API_KEY, host=server.url)
     before = server.stats()
     out["PosthogSink.send_encoded, all included (sender)"] = best(
-        lambda: [sink.send_encoded(c) for c in chunked]
+        lambda: [sink.send_encoded(e) for e in encoded]
     )
     after = server.stats()
     out["capture server CPU (other process)"] = (after["busy_us"] - before["busy_us"]) / max(
@@ -360,7 +359,7 @@ def main() -> None:
     ours = results[0]
     print(
         f"\nour process CPU per event by thread (us): recording threads {ours.caller_us:.1f}, "
-        f"worker (translation) {ours.worker_us:.1f}, senders (encode, gzip, HTTP) "
+        f"worker (translation, encoding) {ours.worker_us:.1f}, senders (gzip, HTTP) "
         f"{ours.senders_us:.1f}"
     )
     print(

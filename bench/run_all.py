@@ -401,7 +401,8 @@ THIRD_PASS = """## The third pass (what each lever bought)
   event dicts with their property dicts and lists. Those outlived the collector's young
   generations, and each full collection of the program's heap visited them. Time in the
   garbage collector (`gc.callbacks`): per LangChain invoke 53.5 -> 4.6 µs, per event of the
-  80k burst 25.0 -> 13.5 µs (what is left is the burst's backlog of queued spans).
+  80k burst 25.0 -> 13.5 µs (what is left is the burst's backlog of queued spans; the
+  second pass put it all on those, but most of it was these dicts).
   `bench/encoded_batches.py` (new) runs both paths into the capture server, rounds
   interleaved, a sink taking dicts standing in for the old one: the chain's process CPU
   1,091 -> 1,015 µs per invoke (median of the per-round differences -46 µs), the 80k burst
