@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .locks import YieldingLock
-from .sinks import EncodedEvents, Sink, encode_events
+from .sinks import EncodedBatch, EncodedEvents, Sink, encode_events
 from .sizing import estimate_bytes as estimate_bytes  # re-exported: tests and callers use it
 from .spans import FinishedSpan
 from .tracing import WarnOnce
@@ -548,7 +548,11 @@ class BatchProcessor:
             if chunk and (
                 len(chunk) >= _ENCODE_CHUNK or chunk_bytes >= _ENCODE_CHUNK_BYTES or n == len(items)
             ):
-                encoded = encode_events(chunk)  # a bad event costs only itself
+                try:
+                    encoded = encode_events(chunk)  # a bad event costs only itself
+                except Exception:  # encode_events guards each event: a bug, if it happens
+                    # never the batch, nor the worker: the chunk is counted as invalid
+                    encoded = EncodedBatch(b"[]", 0, len(chunk), True)
                 if len(batch) and batch.size + len(encoded.array) > _MAX_REQUEST_BYTES:
                     self._send(batch)
                     batch = EncodedEvents()

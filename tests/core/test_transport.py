@@ -953,6 +953,34 @@ def test_an_invalid_event_is_counted_as_invalid_not_as_a_lost_batch(
     assert (sink.dropped_invalid, sink.requests) == (1, 1)  # encoded by the worker, one request
 
 
+def test_a_chunk_that_fails_to_encode_costs_its_events_only(
+    capture_server: CaptureServer, make_exporter: ExporterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from posthog_callbacks import batching
+    from posthog_callbacks.sinks import encode_events as real
+
+    calls: list[int] = []
+
+    def flaky(events: Any) -> Any:
+        calls.append(len(events))
+        if len(calls) == 2:
+            raise RuntimeError("an encoder bug")
+        return real(events)
+
+    monkeypatch.setattr(batching, "encode_events", flaky)
+    monkeypatch.setattr(batching, "_ENCODE_CHUNK", 2)
+    exporter = make_exporter(flush_at=100, flush_interval=60)
+    spans = [make_span(i) for i in range(5)]
+    for span in spans:
+        exporter.submit(span)
+    assert exporter.flush(timeout=20)  # the worker survived and counted everything
+    stats = exporter.stats()
+    assert calls == [2, 2, 1]
+    assert (stats.sent, stats.dropped_invalid, stats.in_flight) == (3, 2, 0)
+    sent = {e["uuid"] for e in capture_server.events}
+    assert sent == {s.span_id for s in spans[:2] + spans[4:]}
+
+
 # -- memory: the queue is bounded by bytes held -----------------------------------------
 
 
