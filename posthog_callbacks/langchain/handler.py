@@ -332,7 +332,7 @@ class CallbackHandler(BaseCallbackHandler):
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the time of the first streamed token."""
         try:
-            span = self._runs.get(run_id.int if isinstance(run_id, UUID) else run_id)
+            span = self._runs.get(_key(run_id))
             if span is not None and span.first_token_time is None:
                 span.first_token_time = time.time()
         except Exception as exc:
@@ -536,14 +536,14 @@ class CallbackHandler(BaseCallbackHandler):
 
     def _owned(self, run_id: UUID) -> OpenSpan | None:
         """The open run ``run_id`` if this handler records it (another of ours may)."""
-        span = self._runs.get(run_id.int if isinstance(run_id, UUID) else run_id)
+        span = self._runs.get(_key(run_id))
         if span is None or span.extra.get("by") is not self:
             return None
         return span
 
     def _take(self, run_id: UUID, inputs: Any = None) -> OpenSpan | None:
         """Remove the ending run from the table; streaming runs report real inputs here."""
-        key = run_id.int if isinstance(run_id, UUID) else run_id
+        key = _key(run_id)
         span = self._runs.get(key)
         if span is None:
             if self._skipped:
@@ -623,7 +623,7 @@ class CallbackHandler(BaseCallbackHandler):
             return None
         runs = self._runs
         skipped = self._skipped
-        key = run_id.int if isinstance(run_id, UUID) else run_id
+        key = _key(run_id)
         claimed = runs.get(key)
         if claimed is not None:
             owner = claimed.extra.get("by")
@@ -632,12 +632,8 @@ class CallbackHandler(BaseCallbackHandler):
             runs.pop(key)  # an explicit handler's options win over instrument()'s
         elif skipped and key in skipped:
             return None
-        if parent_run_id is None:
-            parent = None
-        else:
-            parent = runs.get(
-                parent_run_id.int if isinstance(parent_run_id, UUID) else parent_run_id
-            )
+        parent_key = _key(parent_run_id)  # None for no parent
+        parent = runs.get(parent_key)
         if type(run_id) is UUID:
             # str(run_id) without UUID.__str__'s call (``key`` is ``run_id.int``)
             h = f"{key:032x}"
@@ -648,8 +644,8 @@ class CallbackHandler(BaseCallbackHandler):
             trace_id, parent_id, span_id = parent.trace_id, parent.span_id, run_text
             distinct_id, session_id = parent.distinct_id, parent.session_id
         else:
-            if parent_run_id is not None and skipped and _key(parent_run_id) in skipped:
-                self._skip(run_id, skipped[_key(parent_run_id)])
+            if parent_key is not None and skipped and parent_key in skipped:
+                self._skip(run_id, skipped[parent_key])
                 return None
             if parent_run_id is None:
                 trace_id = self._trace_id or run_text
@@ -705,7 +701,7 @@ class CallbackHandler(BaseCallbackHandler):
         ``input_bytes``: ``sizing.value_bytes(span.input)`` when counted while copying
         the input, else -1.
         """
-        key = run_id.int if isinstance(run_id, UUID) else run_id  # _key, inlined
+        key = _key(run_id)
         if self._sized:
             # Measured once for both budgets: the table's, and the queue's at the end
             # (this plus the output and properties, see _submit).
