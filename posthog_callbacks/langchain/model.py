@@ -20,7 +20,7 @@ from ..usage import (
     usage_from_mapping,
     web_search_count,
 )
-from .convert import class_name, plain, response_sized
+from .convert import class_name, generations, plain, response_sized
 
 __all__ = [
     "OPENAI_STREAM_WITHOUT_USAGE",
@@ -88,17 +88,15 @@ def finish_generation(span: OpenSpan, response: Any) -> int:
     Returns:
         ``sizing.value_bytes(span.output)`` when counted while converting it, else -1.
     """
-    # All generations (convert.generations) with each one's message and response
-    # metadata, read once for every extractor, in one loop (no comprehension frames).
-    gens: list[Any] = []
+    gens = generations(response)
+    # Each generation's message and response metadata, read once for every extractor, in
+    # one loop (no comprehension frames).
     messages: list[Any] = []
     metas: list[Any] = []
-    for row in getattr(response, "generations", None) or ():
-        for gen in row:
-            message = getattr(gen, "message", None)
-            gens.append(gen)
-            messages.append(message)
-            metas.append(getattr(message, "response_metadata", None))
+    for gen in gens:
+        message = getattr(gen, "message", None)
+        messages.append(message)
+        metas.append(getattr(message, "response_metadata", None))
     span.output, output_bytes = response_sized(gens, messages)
     llm_output = getattr(response, "llm_output", None)
     served = _served_model(gens, metas, llm_output)
