@@ -649,9 +649,7 @@ class DispatcherRecorder:
                 outer.extra["inner_usage"] = response_fields(response, outer.provider)[0]
             return
         try:
-            awaiting = span.extra.get("awaiting")  # _first_token_seen, inline
-            if awaiting is not None and self._awaiting_first.get(awaiting[0]) == awaiting[1]:
-                self._awaiting_first.pop(awaiting[0], None)
+            self._first_token_seen(span)
             fill_generation(span, response, type(event).__name__ == "LLMChatEndEvent")
         except Exception:
             self.warn("LLM end")  # still sent below, with what was read
