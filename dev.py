@@ -28,10 +28,12 @@ def run(*cmd: str | Path) -> None:
 def ensure_venv(job: str) -> None:
     """Create .venv and install what ``job`` needs, again whenever pyproject.toml changed.
 
-    The demo needs the package with its framework and notebook extras; the tests also need
-    the ``dev`` dependency group (linters, test tools, provider packages for the cassettes).
+    The demo needs the package with its framework and notebook extras and the ``demo``
+    dependency group (LangGraph, for its agent app); the tests need the ``dev`` group
+    (which includes ``demo``: linters, test tools, provider packages for the cassettes).
     """
-    wanted = {"demo": ["-e", ".[all]"], "test": ["-e", ".[all]", "--group", "dev"]}[job]
+    group = {"demo": "demo", "test": "dev"}[job]
+    wanted = ["-e", ".[all]", "--group", group]
     stamp = VENV / f".installed-{job}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PY.exists():
