@@ -136,6 +136,23 @@ def parse_llama(r: Run) -> None:
     r.data["ratio"] = float(ratio.group(1)) if ratio else None
 
 
+def parse_floor(r: Run) -> None:
+    """The floor's two tables, as printed, and process CPU over none (µs) per variant."""
+    r.data["lines"] = r.stdout.splitlines()
+    langchain: dict[str, float] = {}
+    llama: dict[str, tuple[float, float]] = {}
+    for ln in r.data["lines"]:
+        cells = [c.strip() for c in ln.strip("|").split("|")] if ln.startswith("| ") else []
+        try:
+            if len(cells) == 5:  # variant, wall, caller CPU, process CPU, ratio
+                langchain[cells[0]] = float(cells[3])
+            elif len(cells) == 3:  # variant, over none, ratio to none
+                llama[cells[0]] = (float(cells[1]), float(cells[2].rstrip("x")))
+        except ValueError:
+            continue
+    r.data["langchain"], r.data["llama"] = langchain, llama
+
+
 def parse_soak(r: Run) -> None:
     r.data["lines"] = [ln for ln in r.stdout.splitlines() if ln.strip()]
     growth = re.search(r"peak RSS growth (-?[\d.]+) MB", r.stdout)
@@ -648,6 +665,57 @@ def llama_section(r: Run) -> list[str]:
     return out
 
 
+def floor_section(r: Run) -> list[str]:
+    out = [
+        "## The floor: a minimal exporter beside ours",
+        "",
+        "`bench/floor.py` measures, in the same run as no handler, the no-op handlers and ours,",
+        "a **minimal exporter**: the least any in-process exporter of these runs does. Its",
+        "LangChain handler keeps each run's start in a dict and queues it at its end; its",
+        "LlamaIndex handlers keep every dispatcher span in a dict and queue the roots and the",
+        "`...EndEvent`s (8 events a query against our 5). One worker thread builds event dicts,",
+        "encodes them with `orjson` (a framework object becomes its class name), gzips them",
+        "(level 1) and posts them to the capture server. No copy of what the user may mutate,",
+        "no message, model, usage or node extraction, no secret scrubbing, no size bounds, no",
+        "sampling, privacy mode, run budgets or TTLs.",
+        "",
+    ]
+    lc, li = r.data.get("langchain", {}), r.data.get("llama", {})
+    needed = ("no-op handler", "minimal exporter", "posthog_callbacks")
+    if not r.ok or any(k not in lc for k in needed) or "minimal exporter" not in li:
+        return out + failed(r)
+    out += r.data["lines"]
+    noop, minimal, ours = (lc[k] for k in needed)
+    li_min, li_ratio = li["minimal exporter"]
+    base = li_min / (li_ratio - 1) if li_ratio > 1 else float("nan")
+    ours_li = li.get("instrument()", (float("nan"), 0.0))[0]
+    out += [
+        "",
+        f"- LangChain: the minimal exporter adds {minimal:.0f} µs per invoke, {minimal / noop:.1f}x"
+        f" the no-op handler's {noop:.0f} µs.",
+        f'  "<= 3x the no-op handler" allows {3 * noop:.0f} µs: it leaves'
+        f" {3 * noop - minimal:+.0f} µs for everything",
+        f"  an exporter with the features above adds to it (ours adds {ours - minimal:.0f} µs"
+        " more than the minimal one).",
+        f"- LlamaIndex: the minimal exporter adds {li_min:.0f} µs per query ({li_ratio:.3f}x)."
+        f' "<= 1.10x" allows {0.1 * base:.0f} µs:',
+        f"  it leaves {0.1 * base - li_min:+.0f} µs for the features (ours adds"
+        f" {ours_li - li_min:.0f} µs more than the minimal one).",
+        '- "<= 0.10x PostHog\'s handler" (see the LangChain section) is above the minimal'
+        " exporter.",
+        "",
+    ]
+    out += [
+        "Reproduce:",
+        "",
+        "```bash",
+        ".venv/bin/python bench/floor.py            # ~1 min",
+        "```",
+        "",
+    ]
+    return out
+
+
 def soak_section(r: Run) -> list[str]:
     out = [
         "## Soak: memory and open runs",
@@ -750,6 +818,7 @@ def write_page(runs: dict[str, Run], quick: bool, has_plot: bool) -> str:
     lines += langchain_section(runs["langchain"])
     lines += throughput_section(runs["throughput"])
     lines += llama_section(runs["llama"])
+    lines += floor_section(runs["floor"])
     lines += soak_section(runs["soak"])
     lines += [*THIRD_PASS.splitlines(), ""]
     lines += [*SECOND_PASS.splitlines(), ""]
@@ -792,11 +861,13 @@ def main(argv: list[str] | None = None) -> int:
                 ["bench/llama_index_overhead.py", *(["5", "6"] if args.quick else [])],
                 1800,
             ),
+            "floor": run("floor", ["bench/floor.py", *quick], 1800),
             "soak": run("soak", ["bench/soak.py", "--spans", str(spans)], 3600),
         }
         parse_langchain(runs["langchain"])
         parse_throughput(runs["throughput"], results)
     parse_llama(runs["llama"])
+    parse_floor(runs["floor"])
     parse_soak(runs["soak"])
     png = args.out.with_suffix(".png")
     has_plot = plot(runs, png)
