@@ -259,17 +259,22 @@ class BatchProcessor:
         # check the pid.
         if size is None:
             size = estimate_bytes(item)
-        with self._lock:
-            full = len(self._queue) >= self.max_queue_size
+        lock = self._lock
+        lock.acquire()  # not ``with``: two calls fewer on every span
+        try:
+            queue = self._queue
+            full = len(queue) >= self.max_queue_size
             over = self._queued_bytes + size > self.max_queue_bytes
             if full or over:
                 self._counts_in["dropped_queue_full"] += 1
             else:
-                self._queue.append(item)
+                queue.append(item)
                 self._sizes.append(size)
                 self._queued_bytes += size
                 self._enqueued += 1
-                pending = len(self._queue)
+                pending = len(queue)
+        finally:
+            lock.release()
         if full or over:
             self.warn_once(
                 "queue-full",

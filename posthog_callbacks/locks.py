@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 __all__ = ["YieldingLock"]
@@ -29,11 +30,13 @@ class YieldingLock:
     """A non-reentrant lock (``with``, ``acquire``, ``release``) that yields the GIL
     instead of sleeping in the lock while its holder finishes (see the module)."""
 
-    __slots__ = ("_acquire", "_lock")
+    __slots__ = ("_acquire", "_lock", "release")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._acquire = self._lock.acquire
+        self.release: Callable[[], None] = self._lock.release
+        """Release the lock (the plain lock's own method: no Python frame on hot paths)."""
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock (as ``threading.Lock.acquire``)."""
@@ -47,10 +50,6 @@ class YieldingLock:
                 if self._acquire(False):
                     return True
         return self._acquire(True, timeout)
-
-    def release(self) -> None:
-        """Release the lock."""
-        self._lock.release()
 
     def locked(self) -> bool:
         """Whether some thread holds the lock."""
