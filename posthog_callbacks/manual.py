@@ -138,20 +138,31 @@ class ManualTracer:
             tid if shared else None,
             SpanKind.SPAN if shared else SpanKind.TRACE,
             name if type(name) is str and name else (self.text("name", name) or "trace"),
-            input=inp,
-            distinct_id=distinct_id
-            if type(distinct_id) is str and distinct_id
-            else self.text("distinct_id", distinct_id),
-            session_id=session_id
-            if type(session_id) is str and session_id
-            else self.text("session_id", session_id),
-            metadata=None if metadata is None else self.mapping("metadata", metadata),
-            tags=() if tags is None else self.tags(tags),
-            properties=None if properties is None else self.mapping("properties", properties),
         )
+        # Only what was given is set, one field at a time (the dataclass matches keyword
+        # arguments slowly); the rest keeps the span's defaults.
+        span.input = inp
+        if distinct_id is not None:
+            span.distinct_id = (
+                distinct_id
+                if type(distinct_id) is str and distinct_id
+                else self.text("distinct_id", distinct_id)
+            )
+        if session_id is not None:
+            span.session_id = (
+                session_id
+                if type(session_id) is str and session_id
+                else self.text("session_id", session_id)
+            )
         held += ITEM_OVERHEAD_BYTES
-        if span.metadata is not None:
-            held += value_bytes(span.metadata)
+        if metadata is not None:
+            span.metadata = self.mapping("metadata", metadata)
+            if span.metadata is not None:
+                held += value_bytes(span.metadata)
+        if tags is not None:
+            span.tags = self.tags(tags)
+        if properties is not None:
+            span.properties = self.mapping("properties", properties)
         return TraceHandle(self, span, None, registered, held)
 
     def release(self, trace_id: str) -> None:
