@@ -156,9 +156,8 @@ class ManualTracer:
             )
         held += ITEM_OVERHEAD_BYTES
         if metadata is not None:
-            span.metadata = self.mapping("metadata", metadata)
-            if span.metadata is not None:
-                held += value_bytes(span.metadata)
+            span.metadata, size = self.mapping_sized("metadata", metadata)
+            held += size
         if tags is not None:
             span.tags = self.tags(tags)
         if properties is not None:
@@ -204,6 +203,16 @@ class ManualTracer:
         except Exception:
             self.bad(argument, value)
             return None
+
+    def mapping_sized(self, argument: str, value: Any) -> tuple[dict[str, Any] | None, int]:
+        """:meth:`mapping` and its byte estimate (``sizing.value_bytes``), one walk for
+        the usual small dict with text keys."""
+        if type(value) is dict:
+            copy, size = snapshot_sized(value)
+            if size >= 0:  # copied on the fast path: text keys, plain values, size exact
+                return (copy, size) if copy else (None, 0)
+        out = self.mapping(argument, value)
+        return out, value_bytes(out)
 
     def tags(self, value: Any) -> tuple[str, ...]:
         """Tags as a tuple of text; a single string is one tag."""
@@ -403,15 +412,15 @@ class SpanHandle:
             span.input, size = _sized(input)
             held += size
         if metadata is not None:
-            span.metadata = t.mapping("metadata", metadata)
-            held += value_bytes(span.metadata)
+            span.metadata, size = t.mapping_sized("metadata", metadata)
+            held += size
         if model is not None:
             span.model = model if type(model) is str and model else t.text("model", model)
         if provider is not None:
             span.provider = normalize_provider(t.text("provider", provider))
         if model_parameters is not None:
-            span.model_parameters = t.mapping("model_parameters", model_parameters)
-            held += value_bytes(span.model_parameters)
+            span.model_parameters, size = t.mapping_sized("model_parameters", model_parameters)
+            held += size
         if tools is not None:
             span.tools, size = _sized(tools)
             held += size
