@@ -409,6 +409,58 @@ def throughput_section(r: Run) -> list[str]:
     return out
 
 
+FOURTH_PASS = """## The fourth pass (what each lever bought)
+
+- **The floor, measured** (`bench/floor.py`, section above). A minimal exporter (no copies,
+  no conversion, no extraction, no scrubbing, no bounds) costs 3.3-4.5x the no-op handler
+  in the LangChain chain (full runs; 2.5x in short ones) and 1.075-1.117x the
+  uninstrumented LlamaIndex query. "<= 3x the no-op" and "<= 1.10x" are at or below what an
+  exporter without any feature costs. It also showed what a system call per event costs:
+  `uuid.uuid4()` (it reads `os.urandom`, which lets the GIL go and back) made the minimal
+  exporter's caller ~70 µs per invoke slower through context switches with its worker. Ours
+  makes none per event: 5,761 voluntary context switches in the whole 80k burst.
+- **Callers: locks, spans, one walk for dicts.** The run table's `add`/`pop` and the queue's
+  `enqueue` take their `YieldingLock` with `acquire()`/`release()` (and `release` is the
+  plain lock's own method: no Python frame) instead of `with` (~386 -> ~256 ns a lock); a
+  table alone in its byte budget compares its own bytes instead of summing the budget's
+  tables; `child_span` and `exporter.trace` build the `OpenSpan` from its five positional
+  fields and assign the rest (the dataclass matches keyword arguments slowly:
+  `child_span` 1.27 -> 0.70 µs); the manual API copies and measures metadata and model
+  parameters in one walk. Interleaved against the previous revision (the burst's
+  `exporter.trace` + `generation`, 25 rounds): 38.4 -> 34.7 µs per trace, every round
+  faster. The 80k burst's recording threads: 24.6 -> 21.8 µs per event; LangChain's
+  replayed callbacks 87.4 -> 85.9 µs per invoke (`--replay --against`).
+- **Where a burst event's worker time goes** (stubbing one part at a time, 9 interleaved
+  rounds, 21.0 µs per event): the content walk 8.8, the root's event uuid (uuid5 of trace,
+  span and start: `repr()` of the start time 0.5 µs, SHA-1 0.6, the text 0.6) 3.5 on
+  average, identifiers 2.3, model parameters 2.3, the timestamp 2.0, names 1.1, the rest
+  under 1 each. The walk of a small message list (1.4-4.7 µs) costs about what a C-speed
+  replacement would (`orjson` out and back 0.4-0.8 µs, a plainness check of the levels
+  0.8-1.6, then the secret and key checks), so none was built.
+- **Garbage collection in the 80k burst** (`gc.callbacks`): ~1 µs per event in young
+  collections, ~2 in the middle generation, ~4 in 5 full collections of ~65 ms each: the
+  backlog of queued spans (up to 57,760 spans 2.2 s into the burst, when the four callers
+  have recorded most of theirs) is what they visit.
+- **Tried and not kept.**
+  - Backpressure: `enqueue` yielding the GIL (`time.sleep(0)`) while more than 2,000
+    spans wait. Full collections 4.0-4.4 -> 1.3-1.9 µs per event, but process CPU per event
+    53.1-53.9 -> 53.6-56.0 (two pairs of runs): the yields cost what the collector saved,
+    and it would slow the user's threads.
+  - Encoding 32 events per `orjson` call instead of 128: within the noise (55.9-56.1 against
+    54.8-58.1 µs per event).
+  - Faster texts for the timestamp (`%` formatting, -50 ns) and the span ids (four
+    variants, all slower than the current one).
+
+Reproduce:
+
+```bash
+.venv/bin/python bench/floor.py                      # the minimal exporter beside ours
+.venv/bin/python bench/exporter_throughput.py        # the burst, by thread
+.venv/bin/python bench/langchain_overhead.py --replay --against 6af01ba
+```
+"""
+
+
 THIRD_PASS = """## The third pass (what each lever bought)
 
 - **Batches held as bytes, not event dicts.** With `PosthogSink`'s own HTTP path (an API
@@ -821,6 +873,7 @@ def write_page(runs: dict[str, Run], quick: bool, has_plot: bool) -> str:
     lines += llama_section(runs["llama"])
     lines += floor_section(runs["floor"])
     lines += soak_section(runs["soak"])
+    lines += [*FOURTH_PASS.splitlines(), ""]
     lines += [*THIRD_PASS.splitlines(), ""]
     lines += [*SECOND_PASS.splitlines(), ""]
     lines += [*BEFORE.splitlines(), ""]

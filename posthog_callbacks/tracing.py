@@ -415,8 +415,8 @@ class RunTable(Generic[K]):
             if span.input is None:
                 self._unsettled.append(key)
             # One table in the budget (the usual case) is this one: no sum over tables.
-            held = self._bytes if len(budget._members) == 1 else budget.held_bytes()
-            if budget.max_bytes < held:
+            total = self._bytes if len(budget._members) == 1 else budget.held_bytes()
+            if budget.max_bytes < total:
                 evicted.extend(budget.evict_over_budget(self, key))
         return evicted
 
