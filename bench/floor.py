@@ -51,7 +51,7 @@ import orjson
 import requests
 from capture import Server
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_overhead import API_KEY, NoopHandler, make_chain, run_round
+from langchain_overhead import API_KEY, NoopHandler, interleaved, make_chain
 from llama_index_overhead import NoOpHandlers, make_engine, run
 
 from posthog_callbacks import PosthogExporter
@@ -252,12 +252,7 @@ def langchain_floor(server: Server, n: int, rounds: int) -> dict[str, list[float
         "minimal exporter": ([MinimalLangChain(shipper)], shipper.flush),
         "posthog_callbacks": ([CallbackHandler(exporter)], flush_ours),
     }
-    for callbacks, flush in variants.values():
-        run_round(chain, callbacks, max(50, n // 10), flush)
-    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for name, (callbacks, flush) in variants.items():
-            results[name].append(run_round(chain, callbacks, n, flush))
+    results = interleaved(chain, variants, n, rounds)
     exporter.shutdown()
     check_delivery(shipper, exporter)
     base = [statistics.median(r[i] for r in results["no handler"]) for i in range(3)]

@@ -116,6 +116,23 @@ def run_round(
     return wall / n * 1e6, caller / n * 1e6, cpu / n * 1e6
 
 
+def interleaved(
+    chain: Any,
+    variants: dict[str, tuple[list[Any], Callable[[], None]]],
+    n: int,
+    rounds: int,
+) -> dict[str, list[tuple[float, float, float]]]:
+    """``run_round`` of every variant (its callbacks and flush), rounds interleaved after a
+    warm-up round each: per variant, a (wall, caller CPU, process CPU) per round."""
+    for callbacks, flush in variants.values():
+        run_round(chain, callbacks, max(50, n // 10), flush)
+    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, (callbacks, flush) in variants.items():
+            results[name].append(run_round(chain, callbacks, n, flush))
+    return results
+
+
 def profile(chain: Any, handler: CallbackHandler, exporter: PosthogExporter, n: int) -> None:
     """cProfile of the caller's thread with our handler (top 25 by own time)."""
     config: dict[str, Any] = {"callbacks": [handler]}
@@ -365,12 +382,7 @@ def main() -> None:
             THEIRS: ([theirs], client.flush),
             OURS: ([ours], flush_ours),
         }
-        for callbacks, flush in variants.values():  # warm-up
-            run_round(chain, callbacks, max(50, n // 10), flush)
-        results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
-        for _ in range(rounds):
-            for name, (callbacks, flush) in variants.items():
-                results[name].append(run_round(chain, callbacks, n, flush))
+        results = interleaved(chain, variants, n, rounds)
         exporter.shutdown()
         client.shutdown()
         arrived = server.events()

@@ -726,11 +726,11 @@ def floor_section(r: Run) -> list[str]:
         "LangChain handler keeps each run's start in a dict and queues it at its end; its",
         "LlamaIndex handlers keep every dispatcher span in a dict and queue the root and the end",
         "events of the embedding, retrieval, completion and synthesis (5 events a query, as",
-        "ours). One worker thread builds event dicts,",
-        "encodes them with `orjson` (a framework object becomes its class name), gzips them",
-        "(level 1) and posts them to the capture server. No copy of what the user may mutate,",
-        "no message, model, usage or node extraction, no secret scrubbing, no size bounds, no",
-        "sampling, privacy mode, run budgets or TTLs.",
+        "ours). One worker thread builds event dicts, encodes them with `orjson` (a framework",
+        "object becomes its class name), gzips them (level 1) and posts them to the capture",
+        "server. No copy of what the user may mutate, no message, model, usage or node",
+        "extraction, no secret scrubbing, no size bounds, no sampling, privacy mode, run",
+        "budgets or TTLs.",
         "",
     ]
     lc, li = r.data.get("langchain", {}), r.data.get("llama", {})
