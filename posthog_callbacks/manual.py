@@ -37,6 +37,7 @@ from .spans import (
     new_id,
     snapshot,
     snapshot_sized,
+    snapshot_small,
 )
 from .tracing import Recorder, RunTable, WarnOnce, child_span, open_span_bytes, safe_text
 from .usage import normalize_provider, usage_from_mapping
@@ -208,9 +209,9 @@ class ManualTracer:
         """:meth:`mapping` and its byte estimate (``sizing.value_bytes``), one walk for
         the usual small dict with text keys."""
         if type(value) is dict:
-            copy, size = snapshot_sized(value)
-            if size >= 0:  # copied on the fast path: text keys, plain values, size exact
-                return (copy, size) if copy else (None, 0)
+            small = snapshot_small(value)  # what mapping() makes of it, and its bytes
+            if small is not None:
+                return small if small[0] else (None, 0)
         out = self.mapping(argument, value)
         return out, value_bytes(out)
 

@@ -26,6 +26,7 @@ __all__ = [
     "new_id",
     "snapshot",
     "snapshot_sized",
+    "snapshot_small",
 ]
 
 log = logging.getLogger(__name__)
@@ -531,6 +532,17 @@ def snapshot(value: Any, convert: Callable[[Any], Any] | None = None) -> Any:
         return _Copier(convert).copy(value, 0)
     except Exception:
         return value
+
+
+def snapshot_small(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> tuple[Any, int] | None:
+    """:func:`snapshot`'s fast path alone: the copy of a small, shallow container of plain
+    values and its exact ``sizing.value_bytes``, or ``None`` when that path does not apply
+    (bigger or deeper content, a key that is not a string, bytes). Never raises."""
+    try:
+        small = _copy_small(value)
+    except Exception:
+        return None
+    return small if small is not None and small[1] >= 0 else None
 
 
 def snapshot_sized(value: Any, convert: Callable[[Any], Any] | None = None) -> tuple[Any, int]:

@@ -414,7 +414,8 @@ class RunTable(Generic[K]):
         if budget is not None:
             if span.input is None:
                 self._unsettled.append(key)
-            # One table in the budget (the usual case) is this one: no sum over tables.
+            # A table alone in its budget (an exporter used through the manual API only)
+            # is this one: no sum over the budget's tables.
             total = self._bytes if len(budget._members) == 1 else budget.held_bytes()
             if budget.max_bytes < total:
                 evicted.extend(budget.evict_over_budget(self, key))

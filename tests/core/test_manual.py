@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import uuid
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from posthog_callbacks import MemorySink, PosthogExporter
-from posthog_callbacks.sizing import estimate_bytes
+from posthog_callbacks.sizing import estimate_bytes, value_bytes
+from posthog_callbacks.spans import snapshot_small
 from posthog_callbacks.tracing import open_span_bytes
 from support.forking import fork_while_held
 
@@ -387,6 +390,48 @@ def test_the_manual_api_queues_each_span_with_the_estimate_of_the_finished_span(
     assert sizes["g"] is not None and sizes["t"] is not None  # kept from the open-run walk
     assert sizes["replaced"] is None and sizes["tools later"] is None  # measured again
     assert exporter.flush() and len(exporter.sink.events) == 4  # type: ignore[union-attr]
+
+
+def test_mapping_sized_is_mapping_and_its_byte_estimate_in_one_walk() -> None:
+    """Metadata and model parameters: the fast path's copy and size equal what mapping()
+    and sizing.value_bytes give, and every other shape falls back to them."""
+    tracer = PosthogExporter(sink=MemorySink())._manual
+    deep = {"a": {"b": {"c": "d"}}}
+    values: list[Any] = [
+        {},
+        {"temperature": 0.2, "max_tokens": 256, "stream": True, "stop": None},
+        {"k": "v", "tags": ["a", "b"], "pair": ("x", 1)},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {1: "int key", "s": "text"},
+        {"raw": b"bytes"},
+        deep,
+        {f"k{i}": i for i in range(40)},
+        {"obj": ClassRaises()},
+        MappingProxyType({"proxy": "v"}),
+        ["not", "a", "mapping"],
+    ]
+    rng = random.Random(5)
+    for _ in range(300):
+        values.append(
+            {
+                rng.choice(["a", "b", "c", 7]): rng.choice(
+                    ["t" * rng.randrange(20), 3, 1.5, None, ["x", 2], {"n": "v"}, b"b"]
+                )
+                for _ in range(rng.randrange(6))
+            }
+        )
+    fast = 0
+    for value in values:
+        expected = tracer.mapping("metadata", value)
+        got, size = tracer.mapping_sized("metadata", value)
+        assert got == expected
+        assert size == value_bytes(expected)
+        fast += type(value) is dict and snapshot_small(value) is not None
+    assert fast > 100  # the fast path was taken, and fell back on the other shapes
+    nested = {"inner": ["x"]}
+    copy, _ = tracer.mapping_sized("metadata", nested)
+    nested["inner"].append("later")  # the caller's later change does not reach the span
+    assert copy == {"inner": ["x"]}
 
 
 class ClassRaises:
