@@ -23,17 +23,21 @@ Usage::
     .venv/bin/python bench/exporter_throughput.py            # the 80k burst (~1 min)
     .venv/bin/python bench/exporter_throughput.py --quick    # 4 x 2,000 traces
     .venv/bin/python bench/exporter_throughput.py --json out.json
+    .venv/bin/python bench/exporter_throughput.py --against HEAD~1   # manual API caller A/B
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import importlib.metadata
 import json
 import logging
 import os
 import platform
+import statistics
+import sys
 import threading
 import time
 import uuid
@@ -42,6 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import against
 import orjson
 import posthog
 from capture import Server
@@ -259,6 +264,44 @@ def micro(n: int = 20_000) -> dict[str, float]:
     return out
 
 
+def manual_against(rev: str, n: int = 2_000, rounds: int = 25) -> None:
+    """The manual API's caller cost per trace (``manual_trace``, nothing exported): the
+    package at git revision ``rev`` against the working tree's, rounds interleaved in one
+    process (which side goes first alternates), thread CPU."""
+    against.load_revision(rev)
+    old = importlib.import_module(against.PACKAGE_AT_REV)
+    logging.getLogger("posthog_callbacks").setLevel(logging.ERROR)  # queues are discarded
+    logging.getLogger(against.PACKAGE_AT_REV).setLevel(logging.ERROR)
+    exporters = {
+        side: pkg.PosthogExporter(
+            sink=pkg.MemorySink(), flush_at=10**7, flush_interval=3600, max_queue_size=10**7
+        )
+        for side, pkg in ((rev, old), ("now", sys.modules["posthog_callbacks"]))
+    }
+    times: dict[str, list[float]] = {side: [] for side in exporters}
+    for i in range(rounds):
+        for side in list(exporters)[:: 1 if i % 2 else -1]:
+            exporter = exporters[side]
+            gc.collect()
+            start = time.thread_time()
+            for _ in range(n):
+                manual_trace(exporter, "u")
+            times[side].append((time.thread_time() - start) / n * 1e6)
+            batcher = exporter._batcher  # nothing is exported: the queue starts empty again
+            batcher._queue.clear()
+            batcher._sizes.clear()
+            batcher._queued_bytes = 0
+    for exporter in exporters.values():
+        exporter.shutdown(timeout=0.1)
+    diffs = [new - old_ for new, old_ in zip(times["now"], times[rev], strict=True)]
+    print(
+        f"manual API, trace + generation, {n} x {rounds} rounds per side: {rev} "
+        f"{statistics.median(times[rev]):.2f}, now {statistics.median(times['now']):.2f} µs "
+        f"per trace (median); median of the per-round differences {statistics.median(diffs):+.2f}"
+        f" µs, now faster in {sum(d < 0 for d in diffs)} of {rounds} rounds"
+    )
+
+
 def stages(server: Server, n: int = 10_000) -> dict[str, float]:
     """CPU per event of each stage on one thread (us; best of 3 rounds)."""
     exporter = PosthogExporter(sink=MemorySink(), flush_at=10 * n, flush_interval=3600)
@@ -326,7 +369,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 x 2,000 traces (smoke test)")
     parser.add_argument("--skip-sdk", action="store_true", help="do not measure the SDK path")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="only the manual API's caller cost: the package at git revision REV vs the "
+        "working tree, interleaved",
+    )
     args = parser.parse_args()
+    if args.against:
+        manual_against(args.against)
+        return
     per_thread = 2_000 if args.quick else args.traces
 
     sdk_version = importlib.metadata.version("posthog")

@@ -426,10 +426,11 @@ FOURTH_PASS = """## The fourth pass (what each lever bought)
   tables; `child_span` and `exporter.trace` build the `OpenSpan` from its five positional
   fields and assign the rest (the dataclass matches keyword arguments slowly:
   `child_span` 1.27 -> 0.70 µs); the manual API copies and measures metadata and model
-  parameters in one walk. Interleaved against the previous revision (the burst's
-  `exporter.trace` + `generation`, 25 rounds): 38.4 -> 34.7 µs per trace, every round
-  faster. The 80k burst's recording threads: 24.6 -> 21.8 µs per event; LangChain's
-  replayed callbacks 87.4 -> 85.9 µs per invoke (`--replay --against`).
+  parameters in one walk. Interleaved against the revision before them (the burst's
+  `exporter.trace` + `generation`, 25 rounds, `bench/exporter_throughput.py --against
+  6af01ba`): 38.5 -> 34.0 µs per trace, every round faster. The 80k burst's recording
+  threads: 24.6 -> 21.8-22.9 µs per event; LangChain's replayed callbacks 87.4 -> 85.9 µs
+  per invoke (`bench/langchain_overhead.py --replay --against 6af01ba`).
 - **Where a burst event's worker time goes** (stubbing one part at a time, 9 interleaved
   rounds, 21.0 µs per event): the content walk 8.8, the root's event uuid (uuid5 of trace,
   span and start: `repr()` of the start time 0.5 µs, SHA-1 0.6, the text 0.6) 3.5 on
@@ -456,6 +457,7 @@ Reproduce:
 ```bash
 .venv/bin/python bench/floor.py                      # the minimal exporter beside ours
 .venv/bin/python bench/exporter_throughput.py        # the burst, by thread
+.venv/bin/python bench/exporter_throughput.py --against 6af01ba   # the manual API's callers
 .venv/bin/python bench/langchain_overhead.py --replay --against 6af01ba
 ```
 """
