@@ -247,6 +247,35 @@ def _print_ab(rev: str, samples: dict[str, list[int]], base: str | None) -> None
         )
 
 
+def _alternating(
+    sides: list[str],
+    n: int,
+    rounds: int,
+    one: Callable[[str, int], None],
+    exporters: list[Any],
+    prepare: Callable[[], None] | None = None,
+) -> dict[str, list[int]]:
+    """Thread CPU (ns) of ``one(side, i)`` for every side, the order of the sides reversed
+    on every other ``i``; a warm-up round first, then ``rounds`` rounds of ``n`` (each after
+    ``prepare()``), the exporters flushed after each round and shut down at the end."""
+    samples: dict[str, list[int]] = {side: [] for side in sides}
+    clock = time.thread_time_ns
+    for r in range(rounds + 1):
+        if prepare is not None:
+            prepare()
+        for i in range(n):
+            for side in sides if i % 2 else sides[::-1]:
+                t0 = clock()
+                one(side, i)
+                if r:  # the first round warms up
+                    samples[side].append(clock() - t0)
+        for exporter in exporters:
+            exporter.flush(timeout=60)
+    for exporter in exporters:
+        exporter.shutdown()
+    return samples
+
+
 def replay_against(chain: Any, rev: str, n: int, rounds: int) -> None:
     """Replayed callbacks, this package vs ``rev``, alternating per invoke (thread CPU)."""
     old_pkg, old_lc = load_revision(rev)
@@ -261,25 +290,19 @@ def replay_against(chain: Any, rev: str, n: int, rounds: int) -> None:
         rev: old_lc.CallbackHandler(exporters[rev]),
         "now": CallbackHandler(exporters["now"]),
     }
-    samples: dict[str, list[int]] = {rev: [], "now": []}
-    clock = time.thread_time_ns
-    for r in range(rounds + 1):
-        prepared = {
-            side: [fresh_calls(recording, handler) for _ in range(n)]
-            for side, handler in handlers.items()
-        }
+    prepared: dict[str, list[list[tuple[Any, Any, dict[str, Any]]]]] = {}
+
+    def prepare() -> None:  # fresh run ids for every invoke of the round, before timing
+        prepared.update(
+            {side: [fresh_calls(recording, h) for _ in range(n)] for side, h in handlers.items()}
+        )
         gc.collect()
-        for i in range(n):
-            for side in (rev, "now") if i % 2 else ("now", rev):
-                t0 = clock()
-                for method, args, kw in prepared[side][i]:
-                    method(*args, **kw)
-                if r:  # the first round warms up
-                    samples[side].append(clock() - t0)
-        for exporter in exporters.values():
-            exporter.flush(timeout=60)
-    for exporter in exporters.values():
-        exporter.shutdown()
+
+    def one(side: str, i: int) -> None:
+        for method, args, kw in prepared[side][i]:
+            method(*args, **kw)
+
+    samples = _alternating([rev, "now"], n, rounds, one, list(exporters.values()), prepare)
     print(
         f"our handler's {len(recording.calls)} callbacks of one invoke replayed, {rev} vs now "
         f"alternating, {n} x {rounds} invokes each (thread CPU):"
@@ -309,21 +332,11 @@ def chain_against(chain: Any, rev: str, n: int, rounds: int) -> None:
         rev: {"callbacks": [old_lc.CallbackHandler(exporters[rev])]},
         "now": {"callbacks": [CallbackHandler(exporters["now"])]},
     }
-    samples: dict[str, list[int]] = {side: [] for side in configs}
-    clock = time.thread_time_ns
-    sides = list(configs)
-    for r in range(rounds + 1):
-        for i in range(n):
-            question = {"question": f"What is the capital of France? #{i}"}
-            for side in sides if i % 2 else sides[::-1]:
-                t0 = clock()
-                chain.invoke(dict(question), config=configs[side])
-                if r:  # the first round warms up
-                    samples[side].append(clock() - t0)
-        for exporter in exporters.values():
-            exporter.flush(timeout=60)
-    for exporter in exporters.values():
-        exporter.shutdown()
+
+    def one(side: str, i: int) -> None:
+        chain.invoke({"question": f"What is the capital of France? #{i}"}, config=configs[side])
+
+    samples = _alternating(list(configs), n, rounds, one, list(exporters.values()))
     print(
         f"prompt | fake chat model | parser, {rev} vs now, alternating per invoke, "
         f"{n} x {rounds} invokes each (caller thread CPU):"
